@@ -1,0 +1,5 @@
+import sys
+
+from ssmd_fast.cli import main
+
+sys.exit(main())

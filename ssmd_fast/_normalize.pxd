@@ -1,0 +1,88 @@
+# The batch buffer shared by the hot path: listener -> normalizer -> sequencer -> sinks.
+# Layout contract: docs/design.md "FrameBatch". The pure-Python twin (_normalize_py.py) exposes the
+# same Python-level API; Cython consumers (listener, sequencer, framer) read these structs directly.
+
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+
+# outcome of one frame (normalized-schema v1, "Outcome of one frame")
+cdef enum:
+    OUT_RECORD = 0
+    OUT_CONTROL = 1
+    OUT_OTHER = 2
+    OUT_INVALID = 3
+
+# kind: the record type for OUT_RECORD, the reply type for OUT_CONTROL, K_NONE otherwise
+cdef enum:
+    K_TRADE = 0
+    K_TICKER = 1
+    K_BOOK_SNAPSHOT = 2
+    K_BOOK_DELTA = 3
+    K_MARKET_LIFECYCLE = 4
+    K_EVENT_LIFECYCLE = 5
+    K_SUBSCRIBED = 8
+    K_OK = 9
+    K_ERROR = 10
+    K_UNSUBSCRIBED = 11
+    K_NONE = 255
+
+# invalid reason codes, in the spec's precedence order (the first that applies wins)
+cdef enum:
+    R_NONE = 0
+    R_SIZE = 1
+    R_UTF8 = 2
+    R_JSON = 3
+    R_DEPTH = 4
+    R_DUPLICATE_KEY = 5
+    R_SHAPE = 6
+    R_MISSING = 7
+    R_TYPE = 8
+    R_RANGE = 9
+    R_TICKER = 10
+    R_COUNT = 11
+
+# flags set after normalization (the normalizer writes 0); sinks skip entries with F_DROP set
+cdef enum:
+    F_DUPLICATE = 1     # sequencer: seq <= last for the sid -> not published
+    F_SUPPRESSED = 2    # sequencer: book of this market invalid after a gap -> not published
+    F_GAP = 4           # sequencer: first frame after a detected gap (kept; an event was emitted)
+    F_DROP = 3          # F_DUPLICATE | F_SUPPRESSED
+
+cdef struct FrameEntry:
+    uint8_t outcome
+    uint8_t kind
+    uint8_t reason      # R_* for OUT_INVALID, R_NONE otherwise
+    uint8_t flags       # F_*
+    uint32_t raw_off    # frame bytes in batch.raw (invalid frames: at most the first 256 bytes)
+    uint32_t raw_len
+    uint32_t rec_off    # normalized record (compact JSON, no newline) in batch.out
+    uint32_t rec_len    # 0 = no record
+    uint32_t key_off    # unescaped ticker (event_ticker for event_lifecycle; the type string for
+    uint32_t key_len    #   OUT_OTHER) in batch.keys; 0 = none
+    uint32_t tid_off    # unescaped trade_id (UTF-8) in batch.keys, trade records only
+    uint32_t tid_len
+    int64_t sid         # envelope sid when it is an integer in 1..2^63-1, else 0
+    int64_t seq         # envelope seq when it is an integer in 1..2^63-1, else 0
+    int64_t cmd_id      # envelope id when it is an integer in 0..2^63-1, else -1
+
+cdef struct ByteBuf:
+    char* data
+    Py_ssize_t size
+    Py_ssize_t capacity
+
+cdef class FrameBatch:
+    cdef FrameEntry* entries
+    cdef Py_ssize_t count
+    cdef Py_ssize_t capacity
+    cdef ByteBuf raw
+    cdef ByteBuf out
+    cdef ByteBuf keys
+    cdef int64_t recv_ts            # ns since the epoch written as "recv_ts" into records; 0 = omit
+    # cumulative counters since creation (clear() keeps them)
+    cdef uint64_t n_outcome[4]
+    cdef uint64_t n_kind[16]
+    cdef uint64_t n_reason[16]
+    cdef uint64_t n_bytes
+    cdef dict n_other               # type string -> count (OUT_OTHER is rare)
+
+    cdef int add_ptr(self, const char* data, Py_ssize_t size) except -1
+    cdef void reset(self) noexcept

@@ -1,0 +1,32 @@
+"""Load and validate an environment file, then print the resolved configuration (defaults filled in,
+secrets redacted). Exit 0 when valid, 1 with the error (file:line: key: reason) otherwise.
+
+With --credentials, also resolve the Kalshi keys the file names and load the private key."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", required=True, metavar="FILE", help="environment YAML file")
+    p.add_argument("--credentials", action="store_true",
+                   help="also resolve the keys named in the file and check the private key loads")
+
+
+def main(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ssmd_fast.config import load_environment, resolve_credentials
+    from ssmd_fast.kalshi.auth import KalshiCredentials
+
+    cfg = load_environment(args.env)
+    doc = cfg.to_dict()
+    doc["exchange"]["resolved_url"] = cfg.exchange.resolved_url
+    sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+    if args.credentials:
+        creds = KalshiCredentials.from_config(resolve_credentials(cfg))
+        print(f"# credentials: api key {creds.api_key}, RSA private key loaded", file=sys.stderr)
+    print(f"# {args.env}: OK", file=sys.stderr)
+    return 0
