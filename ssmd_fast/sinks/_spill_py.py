@@ -1,0 +1,112 @@
+"""Pure-Python twin of ``_spill.pyx``: the append path of the spill file (record encoding + buffering).
+
+``SpillWriter`` is the base class of ``spill.SpillFile``: it encodes records into ``self._buf`` and
+keeps the logical end ``_pos`` and the record count ``_n``; everything rare (rotation, the byte cap,
+write errors, handing the buffer to the OS, fsync) is the subclass's ``_make_room(total, appended)``
+(called before a record that would pass ``_limit``; it raises to refuse the record) and
+``_after_append()`` (called when ``_n`` reaches ``_sync_at_n``, ``_pos`` reaches ``_handoff_pos`` or
+``time.monotonic()`` reaches ``_deadline``).
+
+Record: ``u32 total_len | u32 crc32 | u16 subject_len | u16 msg_id_len | subject | msg_id | payload``,
+little-endian; the CRC-32 (zlib's) covers every byte after the crc field.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from collections.abc import Iterable
+
+from ssmd_fast.errors import StorageError
+
+IMPLEMENTATION = "python"
+
+HEADER = struct.Struct("<IIHH")  # total_len, crc32, subject_len, msg_id_len
+HEADER_SIZE = 12
+_LENS = struct.Struct("<HH")
+_crc32 = zlib.crc32
+_monotonic = time.monotonic
+
+
+def crc32(data, value: int = 0) -> int:
+    """zlib's CRC-32 (the compiled module has its own table-driven copy; tests compare them)."""
+    return _crc32(data, value)
+
+
+def encode_record(subject: bytes, msg_id: bytes, payload: bytes) -> bytes:
+    """One record in the segment format."""
+    sl, ml = len(subject), len(msg_id)
+    if sl > 0xFFFF or ml > 0xFFFF:
+        raise ValueError(f"subject ({sl} bytes) and msg_id ({ml} bytes) must be shorter than 64 KiB")
+    crc = _crc32(payload, _crc32(msg_id, _crc32(subject, _crc32(_LENS.pack(sl, ml)))))
+    return HEADER.pack(HEADER_SIZE + sl + ml + len(payload), crc, sl, ml) + subject + msg_id + payload
+
+
+class SpillWriter:
+    """The append path; see the module docstring for the contract with the subclass."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self._n = 0
+        self._limit = -1
+        self._sync_at_n = 0
+        self._handoff_pos = 0
+        self._deadline = float("inf")
+
+    def _make_room(self, total: int, appended: int) -> None:  # pragma: no cover - subclass
+        raise NotImplementedError
+
+    def _after_append(self) -> None:  # pragma: no cover - subclass
+        raise NotImplementedError
+
+    def append(self, subject: bytes, msg_id: bytes, payload: bytes) -> None:
+        sl = len(subject)
+        ml = len(msg_id)
+        if sl > 0xFFFF or ml > 0xFFFF:
+            raise ValueError(f"subject ({sl} bytes) and msg_id ({ml} bytes) must be shorter than 64 KiB")
+        total = HEADER_SIZE + sl + ml + len(payload)
+        if self._pos + total > self._limit:
+            self._make_room(total, 0)
+        crc = _crc32(payload, _crc32(msg_id, _crc32(subject, _crc32(_LENS.pack(sl, ml)))))
+        buf = self._buf
+        buf += HEADER.pack(total, crc, sl, ml)
+        buf += subject
+        buf += msg_id
+        buf += payload
+        self._pos = pos = self._pos + total
+        self._n = n = self._n + 1
+        if n >= self._sync_at_n or pos >= self._handoff_pos or _monotonic() >= self._deadline:
+            self._after_append()
+
+    def append_many(self, items: Iterable[tuple[bytes, bytes, bytes]]) -> int:
+        """Append in order; returns the count. On an error, ``exc.appended`` says how many were."""
+        count = 0
+        pack = HEADER.pack
+        lens = _LENS.pack
+        try:
+            for subject, msg_id, payload in items:
+                sl = len(subject)
+                ml = len(msg_id)
+                if sl > 0xFFFF or ml > 0xFFFF:
+                    raise ValueError(f"subject ({sl} bytes) and msg_id ({ml} bytes) must be shorter "
+                                     f"than 64 KiB (after {count} records were appended)")
+                total = HEADER_SIZE + sl + ml + len(payload)
+                if self._pos + total > self._limit:
+                    self._make_room(total, count)
+                crc = _crc32(payload, _crc32(msg_id, _crc32(subject, _crc32(lens(sl, ml)))))
+                buf = self._buf
+                buf += pack(total, crc, sl, ml)
+                buf += subject
+                buf += msg_id
+                buf += payload
+                self._pos = pos = self._pos + total
+                self._n = n = self._n + 1
+                count += 1
+                if n >= self._sync_at_n or pos >= self._handoff_pos or _monotonic() >= self._deadline:
+                    self._after_append()
+        except StorageError as exc:
+            exc.appended = count
+            raise
+        return count

@@ -1,0 +1,679 @@
+"""SpillFile: the on-disk buffer the publisher appends to while NATS is away, replayed oldest first.
+
+On disk, in one directory owned by one process (``lock`` is flock-ed):
+
+- segment files ``spill-{n:08d}.log``, each a run of records
+  ``u32 total_len | u32 crc32 | u16 subject_len | u16 msg_id_len | subject | msg_id | payload``
+  (little-endian; ``total_len`` counts the whole record, header included; the CRC-32 covers every
+  byte after the crc field: both lengths, subject, msg_id and payload);
+- ``cursor``: ``{"segment": n, "offset": o}``, the first record not yet consumed, replaced atomically
+  (tmp + rename; fsync-ed at most every ``fsync_interval``, before deleting a segment and on close).
+
+Appends go to a user-space buffer, handed to the OS in one write when it reaches 256 KiB, when a
+fsync is due (``fsync_every`` records or ``fsync_interval`` seconds since the last one, checked on
+append), and on ``flush()``/``close()``. A kill -9 therefore loses only the records still in that
+buffer; the owner calls ``flush()`` when a burst ends. Positions are kept as one logical byte offset
+across segments, so the per-append work is a few integer updates.
+
+On open, every segment is checked record by record (length and CRC). A bad record at the end of
+the last segment with no valid record after it is a torn write: it is truncated away and logged.
+Any other bad record is corruption: the records before it are read normally, then ``read()`` raises
+``SpillCorrupt`` naming the segment and offset; nothing after it is ever skipped silently.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import mmap
+import os
+import re
+import time
+import zlib
+
+from ssmd_fast.errors import StorageError
+
+# The append path is compiled (_spill.pyx) unless SSMD_FAST_NO_EXTENSIONS=1 picks the twin.
+if os.environ.get("SSMD_FAST_NO_EXTENSIONS", "").strip().lower() in ("1", "true", "yes", "on"):
+    from ssmd_fast.sinks._spill_py import IMPLEMENTATION, SpillWriter, encode_record
+else:
+    try:
+        from ssmd_fast.sinks._spill import IMPLEMENTATION, SpillWriter, encode_record
+    except ImportError:  # not built: the guard test (tests/unit/test_spill.py) fails on this
+        from ssmd_fast.sinks._spill_py import IMPLEMENTATION, SpillWriter, encode_record
+from ssmd_fast.sinks._spill_py import HEADER, HEADER_SIZE
+
+__all__ = ["IMPLEMENTATION", "SpillCorrupt", "SpillFile", "SpillFull", "encode_record"]
+
+log = logging.getLogger(__name__)
+
+_SEGMENT_RE = re.compile(r"^spill-(\d{8})\.log$")
+CURSOR_NAME = "cursor"
+LOCK_NAME = "lock"
+HANDOFF_BYTES = 256 * 1024   # user-space buffer handed to the OS at this size
+RETRY_INTERVAL = 1.0         # after a write error, appends are refused without a syscall this long
+_READ_CHUNK = 1 << 20
+_NON_ZERO = re.compile(rb"[^\x00]")
+_crc32 = zlib.crc32
+_monotonic = time.monotonic
+
+
+class SpillFull(StorageError):
+    """Past max_bytes: the feed must be stopped on purpose (a gap marker says so)."""
+
+    def __init__(self, message: str, *, appended: int = 0):
+        super().__init__(message)
+        self.appended = appended  # append_many: records accepted before the refused one
+
+
+class SpillCorrupt(StorageError):
+    """A record in the middle of the spill failed its length or CRC check."""
+
+    def __init__(self, path: str, offset: int, reason: str, next_valid: int | None = None):
+        self.path, self.offset, self.reason, self.next_valid = path, offset, reason, next_valid
+        after = (f"; the next valid record starts at offset {next_valid}" if next_valid is not None
+                 else "; no valid record follows in this segment")
+        super().__init__(f"spill {path}: corrupt record at offset {offset} ({reason}){after}. "
+                         f"Records before it were replayed; move the file away to go on")
+
+
+def _os_error(what: str, path: str, exc: OSError) -> StorageError:
+    name = errno.errorcode.get(exc.errno or 0, "E?")
+    err = StorageError(f"spill {path}: {what}: {exc.strerror or exc} ({name})")
+    err.path, err.errno = path, exc.errno
+    return err
+
+
+class _Segment:
+    __slots__ = ("n", "path", "base", "length", "extra", "corrupt")
+
+    def __init__(self, n: int, path: str, base: int, length: int = 0):
+        self.n, self.path, self.base = n, path, base
+        self.length = length   # readable bytes (the active segment's length lives in SpillFile._pos)
+        self.extra = 0         # bytes on disk past a corruption (counted against max_bytes)
+        self.corrupt: SpillCorrupt | None = None
+
+
+def _check_record(data, i: int, end: int) -> tuple[int, str | None]:
+    """(total_len, None) if a valid record starts at data[i:], else (0, reason)."""
+    if end - i < HEADER_SIZE:
+        return 0, "truncated header"
+    total, crc, sl, ml = HEADER.unpack_from(data, i)
+    if total < HEADER_SIZE + sl + ml:
+        return 0, f"bad length {total}"
+    if i + total > end:
+        return 0, f"length {total} runs past the end of the file"
+    if _crc32(memoryview(data)[i + 8:i + total]) != crc:
+        return 0, "CRC mismatch"
+    return total, None
+
+
+def _next_valid(data, start: int, end: int) -> int | None:
+    """The first offset after ``start`` where a valid record begins (the torn-or-corrupt decision)."""
+    j = start + 1
+    unpack = HEADER.unpack_from
+    while j <= end - HEADER_SIZE:
+        if data[j] == 0 and data[j + 1] == 0 and data[j + 2] == 0 and data[j + 3] == 0:
+            # a valid total_len (>= 12) has a non-zero byte among its 4: skip zero runs (power-loss holes)
+            m = _NON_ZERO.search(data, j)
+            if m is None:
+                return None
+            j = max(j + 1, m.start() - 3)
+            continue
+        total, _crc, sl, ml = unpack(data, j)
+        if HEADER_SIZE + sl + ml <= total <= end - j and _check_record(data, j, end)[1] is None:
+            return j
+        j += 1
+    return None
+
+
+class SpillFile(SpillWriter):
+    """Append-only on-disk buffer of (subject, msg_id, payload) messages, replayed oldest first.
+
+    ``append`` returning means the record is accepted (readable by ``read()``, on disk after the
+    next handoff); raising means it was not. A write error is raised by the call that hit it when
+    that call's own record was not yet accepted, else by the next ``append``; accepted records
+    stay readable from memory meanwhile. Appends are retried against the disk every
+    ``retry_interval`` seconds, so space freed on disk ends the error state by itself.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int, fsync_every: int = 1000,
+                 fsync_interval: float = 0.05, segment_bytes: int = 64 * 2**20):
+        super().__init__()
+        self.directory = os.fspath(directory)
+        self.max_bytes = int(max_bytes)
+        self.fsync_every = int(fsync_every)
+        self.fsync_interval = float(fsync_interval)
+        # A segment is deleted only once fully consumed: keep several per cap so the space held by
+        # consumed records of a half-read segment stays a small part of max_bytes.
+        self.segment_bytes = max(4096, min(int(segment_bytes), self.max_bytes // 4))
+        self._segs: list[_Segment] = []
+        self._active: _Segment | None = None
+        self._fd = -1
+        self._rfd: tuple[int, int] | None = None   # (segment n, fd) cached for reads
+        self._lock_fd = -1
+        self._buf = bytearray()
+        self._pos = 0          # logical end: bytes appended, over all segments
+        self._wpos = 0         # logical position up to which the active segment is on the OS side
+        self._cpos = 0         # logical cursor: first byte not consumed
+        self._n = 0            # records appended (including those found on open)
+        self._consumed_n = 0
+        self._limit = -1       # appends that would pass it take the slow path (rotate / cap)
+        self._cap_pos = 0
+        self._next_n = 1
+        self._synced_n = 0
+        self._sync_at_n = 0
+        self._deadline = float("inf")
+        self._handoff_pos = HANDOFF_BYTES
+        self._read_ends: list[int] = []   # logical end of each record returned by the last read()
+        self._read_start = -1
+        self._cursor_synced_at = 0.0
+        self._cursor_sync_interval = self.fsync_interval if self.fsync_interval > 0 else 1.0
+        self._ready = False
+        self._cursor_error: str | None = None
+        self._error: StorageError | None = None
+        self._retry_at = 0.0
+        self.retry_interval = RETRY_INTERVAL
+        self.fsyncs = 0
+        self.full_rejects = 0
+        self.write_errors = 0
+        self.dropped_torn_bytes = 0
+        self._closed = False
+        self._open()
+
+    # ------------------------------------------------------------------ properties and stats
+
+    @property
+    def pending_records(self) -> int:
+        return self._n - self._consumed_n
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pos - self._cpos
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes the segments take (consumed records of a half-read segment included)."""
+        if not self._segs:
+            return 0
+        return self._pos - self._segs[0].base + sum(s.extra for s in self._segs)
+
+    @property
+    def error(self) -> StorageError | None:
+        """The write error appends are currently refused with, or None."""
+        return self._error
+
+    def stats(self) -> dict:
+        return {
+            "pending_records": self.pending_records, "pending_bytes": self.pending_bytes,
+            "disk_bytes": self.disk_bytes, "segments": len(self._segs), "appended": self._n,
+            "consumed": self._consumed_n, "fsyncs": self.fsyncs, "full_rejects": self.full_rejects,
+            "write_errors": self.write_errors, "dropped_torn_bytes": self.dropped_torn_bytes,
+            "error": str(self._error) if self._error else None,
+        }
+
+    # ------------------------------------------------------------------ append
+
+    def _make_room(self, total: int, appended: int) -> None:
+        """Slow path of append: error state, cap, rotation. Raises without accepting the record."""
+        if self._closed:
+            raise StorageError(f"spill {self.directory}: closed")
+        if self._error is not None:
+            self._retry()
+        if self._pos + total > self._cap_pos:
+            self.full_rejects += 1
+            raise SpillFull(f"spill {self.directory}: {self.disk_bytes} bytes on disk, cap {self.max_bytes}: "
+                            f"record of {total} bytes refused", appended=appended)
+        active = self._active
+        if active is None or (self._pos + total > active.base + self.segment_bytes and self._pos > active.base):
+            self._rotate()
+        self._update_limit()
+
+    def _update_limit(self) -> None:
+        if self._error is not None:
+            self._limit = -1
+            return
+        active = self._active
+        rotate_pos = active.base + self.segment_bytes if active is not None else -1
+        self._limit = min(rotate_pos, self._cap_pos)
+
+    def _update_cap(self) -> None:
+        if self._segs:
+            self._cap_pos = self._segs[0].base + self.max_bytes - sum(s.extra for s in self._segs)
+        else:
+            self._cap_pos = self._pos + self.max_bytes
+        self._update_limit()
+
+    def _after_append(self) -> None:
+        """Hand the buffer to the OS and fsync when due; a failure here keeps the records in memory."""
+        try:
+            self._handoff()
+            if self._n >= self._sync_at_n or _monotonic() >= self._deadline:
+                self._fsync_active()
+        except StorageError:
+            pass  # recorded in self._error; the next append raises it (this record was accepted)
+
+    # ------------------------------------------------------------------ writing to the OS
+
+    def _handoff(self) -> None:
+        buf = self._buf
+        self._handoff_pos = self._pos + HANDOFF_BYTES
+        if not buf:
+            return
+        with memoryview(buf) as view:
+            done = 0
+            try:
+                while done < len(view):
+                    done += os.write(self._fd, view[done:])
+            except OSError as exc:
+                try:  # keep only whole records on disk: the buffer is rewritten on the next try
+                    os.ftruncate(self._fd, self._wpos - self._active.base)
+                except OSError:
+                    pass
+                raise self._fail("cannot write", self._active.path, exc)
+        self._wpos = self._pos
+        self._buf = bytearray()
+
+    def _fsync_active(self) -> None:
+        self._arm_sync()
+        if self._fd < 0:
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise self._fail("cannot fsync", self._active.path, exc)
+        self.fsyncs += 1
+
+    def _arm_sync(self) -> None:
+        self._synced_n = self._n
+        self._sync_at_n = self._n + self.fsync_every if self.fsync_every > 0 else 1 << 62
+        self._deadline = _monotonic() + self.fsync_interval if self.fsync_interval > 0 else float("inf")
+
+    def _fail(self, what: str, path: str, exc: OSError) -> StorageError:
+        err = _os_error(what, path, exc)
+        if self._error is None:
+            log.error("%s; appends are refused until it can write again", err)
+        self._error = err
+        self.write_errors += 1
+        self._retry_at = _monotonic() + self.retry_interval
+        self._limit = -1  # every append goes through _make_room while failing
+        return err
+
+    def _retry(self) -> None:
+        err = self._error
+        if _monotonic() < self._retry_at:
+            raise StorageError(str(err)) from err
+        if self._buf:
+            self._handoff()
+        if self._active is not None:
+            self._fsync_active()
+        self._error = None
+        self._update_limit()
+        log.warning("spill %s: writable again", self.directory)
+
+    def _rotate(self) -> None:
+        if self._active is not None:
+            self._handoff()
+            self._fsync_active()
+            os.close(self._fd)
+            self._fd = -1
+            self._active.length = self._pos - self._active.base
+            self._active = None
+        n = self._next_n
+        path = os.path.join(self.directory, f"spill-{n:08d}.log")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise self._fail("cannot create segment", path, exc)
+        self._next_n = n + 1
+        self._fd = fd
+        seg = _Segment(n, path, self._pos)
+        self._segs.append(seg)
+        self._active = seg
+        self._wpos = self._pos
+        self._fsync_dir()
+        self._update_cap()
+
+    def _fsync_dir(self) -> None:
+        try:
+            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("%s", _os_error("cannot fsync directory", self.directory, exc))
+
+    def flush(self, fsync: bool = False) -> None:
+        """Hand buffered records to the OS (and fsync the segment and the cursor). Raises StorageError."""
+        if self._closed:
+            return
+        if self._error is not None:
+            self._retry_at = 0.0
+            self._retry()
+        self._handoff()
+        if fsync:
+            self._fsync_active()
+            self._save_cursor(sync=True)
+
+    # ------------------------------------------------------------------ reading and consuming
+
+    def read(self, max_records: int) -> list[tuple[bytes, bytes, bytes]]:
+        """The oldest records not yet consumed (up to max_records), without consuming them."""
+        out: list[tuple[bytes, bytes, bytes]] = []
+        ends: list[int] = []
+        pos = self._cpos
+        for seg in self._segs:
+            if len(out) >= max_records:
+                break
+            seg_end = self._pos if seg is self._active else seg.base + seg.length
+            if pos < seg_end:
+                pos = self._read_segment(seg, pos, seg_end, max_records - len(out), out, ends)
+                if pos < seg_end:
+                    break
+            if seg.corrupt is not None:
+                if out:
+                    break  # hand out what precedes the corruption; the next read raises
+                raise seg.corrupt
+        self._read_start, self._read_ends = self._cpos, ends
+        return out
+
+    def _read_segment(self, seg: _Segment, pos: int, seg_end: int, want: int, out: list, ends: list) -> int:
+        unpack = HEADER.unpack_from
+        while want > 0 and pos < seg_end:
+            data = self._bytes(seg, pos, min(seg_end, pos + _READ_CHUNK))
+            if len(data) >= HEADER_SIZE and unpack(data, 0)[0] > len(data):
+                data = self._bytes(seg, pos, min(seg_end, pos + unpack(data, 0)[0]))  # one big record
+            i, n = 0, len(data)
+            while want > 0 and i + HEADER_SIZE <= n:
+                total, crc, sl, ml = unpack(data, i)
+                if i + total > n:
+                    break
+                a = i + HEADER_SIZE
+                b = a + sl
+                c = b + ml
+                if total < HEADER_SIZE + sl + ml or _crc32(memoryview(data)[i + 8:i + total]) != crc:
+                    raise SpillCorrupt(seg.path, pos + i - seg.base, "CRC mismatch on read")
+                out.append((data[a:b], data[b:c], data[c:i + total]))
+                i += total
+                ends.append(pos + i)
+                want -= 1
+            if i == 0:
+                raise SpillCorrupt(seg.path, pos - seg.base, "record runs past the end of the segment")
+            pos += i
+        return pos
+
+    def _bytes(self, seg: _Segment, start: int, stop: int) -> bytes:
+        """Logical bytes [start, stop) of a segment: from its file, and from the buffer if active."""
+        if seg is self._active and stop > self._wpos:
+            head = self._pread(seg, start, self._wpos) if start < self._wpos else b""
+            lo = max(start, self._wpos) - self._wpos
+            return head + bytes(self._buf[lo:stop - self._wpos])
+        return self._pread(seg, start, stop)
+
+    def _pread(self, seg: _Segment, start: int, stop: int) -> bytes:
+        if self._rfd is None or self._rfd[0] != seg.n:
+            self._close_reader()
+            try:
+                self._rfd = (seg.n, os.open(seg.path, os.O_RDONLY | os.O_CLOEXEC))
+            except OSError as exc:
+                raise _os_error("cannot open for reading", seg.path, exc)
+        parts = []
+        off, want = start - seg.base, stop - start
+        try:
+            while want > 0:
+                chunk = os.pread(self._rfd[1], want, off)
+                if not chunk:
+                    raise SpillCorrupt(seg.path, off, "segment shorter than expected")
+                parts.append(chunk)
+                off += len(chunk)
+                want -= len(chunk)
+        except OSError as exc:
+            raise _os_error("cannot read", seg.path, exc)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _close_reader(self) -> None:
+        if self._rfd is not None:
+            os.close(self._rfd[1])
+            self._rfd = None
+
+    def consume(self, n: int) -> None:
+        """The n oldest records are stored in JetStream: advance the cursor, delete spent segments."""
+        if n <= 0:
+            return
+        if n > self.pending_records:
+            raise ValueError(f"consume({n}) but only {self.pending_records} records are pending")
+        if self._read_start != self._cpos or len(self._read_ends) < n:
+            self.read(n)
+            if len(self._read_ends) < n:  # stopped at a corruption
+                raise ValueError(f"consume({n}) past the {len(self._read_ends)} readable records")
+        self._cpos = self._read_ends[n - 1]
+        self._read_start, self._read_ends = self._cpos, self._read_ends[n:]
+        self._consumed_n += n
+        self._drop_spent_segments()
+        self._save_cursor(sync=_monotonic() - self._cursor_synced_at >= self._cursor_sync_interval)
+
+    def _drop_spent_segments(self) -> None:
+        dropped = False
+        while self._segs:
+            seg = self._segs[0]
+            if seg is self._active:
+                if self._cpos < self._pos:
+                    break
+                # everything consumed: end the active segment too, so its space is freed
+                self._close_reader()
+                os.close(self._fd)
+                self._fd, self._active, self._buf, self._wpos = -1, None, bytearray(), self._pos
+                if self._error is not None:
+                    self._error = None
+                    log.warning("spill %s: all records consumed; the write error state is cleared",
+                                self.directory)
+            elif self._cpos < seg.base + seg.length or seg.corrupt is not None:
+                break
+            if self._rfd is not None and self._rfd[0] == seg.n:
+                self._close_reader()
+            try:
+                os.unlink(seg.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("%s", _os_error("cannot delete consumed segment", seg.path, exc))
+            self._segs.pop(0)
+            dropped = True
+        if dropped:
+            self._update_cap()
+
+    # ------------------------------------------------------------------ cursor
+
+    def _cursor_location(self) -> tuple[int, int]:
+        for seg in self._segs:
+            end = self._pos if seg is self._active else seg.base + seg.length
+            if self._cpos < end or seg is self._active or seg.corrupt is not None:
+                return seg.n, self._cpos - seg.base
+        return self._next_n, 0
+
+    def _save_cursor(self, sync: bool) -> None:
+        n, off = self._cursor_location()
+        path = os.path.join(self.directory, CURSOR_NAME)
+        tmp = path + ".tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, json.dumps({"segment": n, "offset": off}).encode() + b"\n")
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            # Not fatal: a stale cursor only replays acked records again (same ids, deduplicated).
+            msg = str(_os_error("cannot write the cursor", path, exc))
+            if self._cursor_error != msg:
+                log.warning("%s; a restart would replay already stored records", msg)
+            self._cursor_error = msg
+            return
+        self._cursor_error = None
+        if sync:
+            self._fsync_dir()
+            self._cursor_synced_at = _monotonic()
+
+    def _load_cursor(self) -> tuple[int, int] | None:
+        path = os.path.join(self.directory, CURSOR_NAME)
+        try:
+            with open(path, "rb") as f:
+                doc = json.loads(f.read())
+            n, off = doc["segment"], doc["offset"]
+            if not (isinstance(n, int) and isinstance(off, int) and n >= 0 and off >= 0):
+                raise ValueError("negative or non-integer value")
+            return n, off
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _os_error("cannot read the cursor", path, exc)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("spill %s: unreadable cursor (%s): replaying from the oldest segment", path, exc)
+            return None
+
+    # ------------------------------------------------------------------ open, scan, close
+
+    def _open(self) -> None:
+        d = self.directory
+        try:
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            self._lock_fd = os.open(os.path.join(d, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _os_error("cannot open the spill directory", d, exc)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise StorageError(f"spill {d}: in use by another process (lock held)")
+        try:
+            self._recover_state()
+        except BaseException:
+            self.close()
+            raise
+
+    def _recover_state(self) -> None:
+        d = self.directory
+        found = sorted((int(m.group(1)), name) for name in os.listdir(d) if (m := _SEGMENT_RE.match(name)))
+        cursor = self._load_cursor()
+        cur_n, cur_off = cursor if cursor is not None else (found[0][0] if found else 0, 0)
+        # Numbers only grow: a stale cursor must never point into a segment created after it.
+        self._next_n = max([cur_n + 1] + [n + 1 for n, _ in found])
+        last = found[-1][0] if found else None
+        cursor_found = False
+        for n, name in found:
+            path = os.path.join(d, name)
+            if n < cur_n:  # fully consumed; its deletion was interrupted by a crash
+                os.unlink(path)
+                continue
+            seg = _Segment(n, path, self._pos)
+            records, (before_n, before_off) = self._scan(seg, last=n == last,
+                                                         cursor_off=cur_off if n == cur_n else None)
+            self._segs.append(seg)
+            self._pos += seg.length
+            self._n += records
+            if n == cur_n:
+                cursor_found = True
+                self._cpos = seg.base + before_off
+                self._consumed_n = before_n
+        if not cursor_found:  # the cursor's segment was consumed and deleted: start at the oldest left
+            self._cpos = self._segs[0].base if self._segs else 0
+        self._wpos = self._pos
+        tail = self._segs[-1] if self._segs else None
+        if tail is not None and tail.corrupt is None and tail.length < self.segment_bytes:
+            try:
+                self._fd = os.open(tail.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            except OSError as exc:
+                raise _os_error("cannot open for appending", tail.path, exc)
+            self._active = tail
+        self._drop_spent_segments()
+        self._update_cap()
+        self._arm_sync()
+        self._handoff_pos = self._pos + HANDOFF_BYTES
+        self._ready = True
+        self._save_cursor(sync=True)
+        if self.pending_records:
+            log.info("spill %s: %d records (%d bytes) pending from a previous run", d,
+                     self.pending_records, self.pending_bytes)
+
+    def _scan(self, seg: _Segment, *, last: bool, cursor_off: int | None) -> tuple[int, tuple[int, int]]:
+        """Check every record of a segment; truncate a torn tail. Returns (records, (count, offset)
+        of the records before the cursor offset)."""
+        try:
+            with open(seg.path, "r+b" if last else "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size == 0:
+                    return 0, (0, 0)
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                    i = records = 0
+                    before = (0, 0)
+                    while i < size:
+                        if cursor_off is not None and i <= cursor_off:
+                            before = (records, i)
+                        total, reason = _check_record(data, i, size)
+                        if reason is not None:
+                            break
+                        i += total
+                        records += 1
+                    if cursor_off is not None and i <= cursor_off:
+                        if cursor_off > i:
+                            log.warning("spill %s: cursor offset %d past the last record (%d): clamped",
+                                        seg.path, cursor_off, i)
+                        before = (records, i)
+                    elif cursor_off is not None and before[1] != cursor_off:
+                        log.warning("spill %s: cursor offset %d is not a record boundary: replaying from %d",
+                                    seg.path, cursor_off, before[1])
+                    nxt = _next_valid(data, i, size) if i < size else None
+                seg.length = i
+                if i < size:
+                    if last and nxt is None:
+                        f.truncate(i)
+                        os.fsync(f.fileno())
+                        self.dropped_torn_bytes += size - i
+                        log.warning("spill %s: dropped %d bytes of a torn record at offset %d (a crash "
+                                    "mid-write)", seg.path, size - i, i)
+                    else:
+                        seg.extra = size - i
+                        seg.corrupt = SpillCorrupt(seg.path, i, reason, nxt)
+                        log.error("%s", seg.corrupt)
+                return records, before
+        except OSError as exc:
+            raise _os_error("cannot scan", seg.path, exc)
+
+    def close(self) -> None:
+        """Hand everything to the OS, fsync, persist the cursor. A write error is raised after cleanup."""
+        if self._closed:
+            return
+        self._closed = True
+        err: StorageError | None = None
+        if self._fd >= 0:
+            try:
+                self._handoff()
+                self._fsync_active()
+            except StorageError as exc:
+                err = exc
+            os.close(self._fd)
+            self._fd = -1
+        self._close_reader()
+        if self._lock_fd >= 0:
+            if self._ready:  # never write a cursor from a half-recovered state
+                self._save_cursor(sync=True)
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+        if err is not None:
+            raise err
+
+    def __enter__(self) -> SpillFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"SpillFile({self.directory!r}, pending_records={self.pending_records}, "
+                f"pending_bytes={self.pending_bytes})")

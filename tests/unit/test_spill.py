@@ -1,0 +1,455 @@
+"""SpillFile: append/read/consume/restart, crash safety (kill -9, torn tails), corruption, the byte
+cap, segments, the fsync policy and real disk errors (a full tmpfs, a read-only one, a bad path).
+
+Runs with the compiled append path and again with SSMD_FAST_NO_EXTENSIONS=1 (make test)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from fs_helpers import fill_disk, small_tmpfs
+
+from ssmd_fast.errors import StorageError
+from ssmd_fast.sinks import _spill_py, spill
+from ssmd_fast.sinks.spill import SpillCorrupt, SpillFile, SpillFull, encode_record
+
+pytestmark = [pytest.mark.twin, pytest.mark.timeout(60)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rec(i: int, size: int = 40) -> tuple[bytes, bytes, bytes]:
+    payload = (b'{"i":%d,"pad":"' % i) + b"x" * size + b'"}'
+    return b"dev.kalshi.json.trade.KX-%d" % (i % 7), b"kalshi:c0ffee:1:%d:raw" % i, payload
+
+
+def segments(d: Path) -> list[str]:
+    return sorted(p.name for p in d.glob("spill-*.log"))
+
+
+def count_records(path: Path) -> int:
+    data, off, n = path.read_bytes(), 0, 0
+    while off < len(data):
+        off += struct.unpack_from("<I", data, off)[0]
+        n += 1
+    assert off == len(data)
+    return n
+
+
+def read_all(sp: SpillFile, batch: int = 1000) -> list[tuple[bytes, bytes, bytes]]:
+    out: list = []
+    for _ in range(10_000):
+        got = sp.read(batch)
+        if not got:
+            return out
+        out.extend(got)
+        sp.consume(len(got))
+    raise AssertionError("read_all did not finish")
+
+
+# ---------------------------------------------------------------------------- the implementation
+
+
+def test_compiled_append_path_is_loaded_unless_disabled():
+    if os.environ.get("SSMD_FAST_NO_EXTENSIONS") == "1":
+        assert spill.IMPLEMENTATION == "python"
+    else:
+        assert spill.IMPLEMENTATION == "cython", "ssmd_fast/sinks/_spill.pyx is not built (make build)"
+
+
+def test_record_bytes_are_the_documented_format_in_both_implementations():
+    subject, msg_id, payload = b"a.b.c", b"id-1", b'{"x":1}\r\n\x00\xff'
+    body = struct.pack("<HH", 5, 4) + subject + msg_id + payload
+    expected = struct.pack("<II", 12 + len(body) - 4, zlib.crc32(body)) + body
+    assert _spill_py.encode_record(subject, msg_id, payload) == expected
+    assert encode_record(subject, msg_id, payload) == expected
+    for i in range(300):  # many lengths: the compiled CRC's 8-byte steps and their tails
+        s, m, p = rec(i, size=i * 7 % 257)
+        assert encode_record(s, m, p) == _spill_py.encode_record(s, m, p)
+    with pytest.raises(ValueError):
+        encode_record(b"s" * 70_000, b"id", b"")
+
+
+def test_segment_bytes_equal_what_encode_record_gives(tmp_path):
+    items = [rec(i) for i in range(50)]
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
+        sp.append_many(items[:25])
+        for it in items[25:]:
+            sp.append(*it)
+    (seg,) = segments(tmp_path)
+    assert (tmp_path / seg).read_bytes() == b"".join(encode_record(*it) for it in items)
+
+
+# ---------------------------------------------------------------------------- append / read / consume
+
+
+def test_append_read_consume_and_restart(tmp_path):
+    items = [rec(i) for i in range(500)]
+    sp = SpillFile(tmp_path, max_bytes=1 << 20)
+    assert sp.append_many(items[:300]) == 300
+    for it in items[300:]:
+        sp.append(*it)
+    assert sp.pending_records == 500
+    assert sp.pending_bytes == sum(len(encode_record(*it)) for it in items)
+    first = sp.read(10)
+    assert first == items[:10]
+    assert sp.read(10) == first  # repeatable until consumed
+    sp.consume(4)
+    assert sp.read(3) == items[4:7]
+    assert sp.pending_records == 496
+    sp.consume(6)
+    sp.close()
+
+    sp = SpillFile(tmp_path, max_bytes=1 << 20)  # the cursor survived
+    assert sp.pending_records == 490
+    assert sp.read(1) == [items[10]]
+    sp.append(b"s", b"late", b"p")
+    assert read_all(sp, batch=77) == items[10:] + [(b"s", b"late", b"p")]
+    assert sp.pending_records == sp.pending_bytes == 0
+    with pytest.raises(ValueError):
+        sp.consume(1)
+    sp.close()
+    sp = SpillFile(tmp_path, max_bytes=1 << 20)
+    assert sp.pending_records == 0 and sp.read(10) == []
+    sp.close()
+
+
+def test_consume_without_read_and_accepts_other_bytes_like_payloads(tmp_path):
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
+        sp.append(b"s", b"id0", bytearray(b"from a bytearray"))
+        sp.append(b"s", b"id1", memoryview(b"from a memoryview"))
+        sp.append(b"s", b"id2", b"")
+        sp.consume(1)  # no read() before: it walks the records itself
+        assert sp.read(5) == [(b"s", b"id1", b"from a memoryview"), (b"s", b"id2", b"")]
+
+
+def test_a_second_process_cannot_open_the_same_directory(tmp_path):
+    with SpillFile(tmp_path, max_bytes=1 << 20), pytest.raises(StorageError, match="in use"):
+        SpillFile(tmp_path, max_bytes=1 << 20)
+    SpillFile(tmp_path, max_bytes=1 << 20).close()  # the lock went with close()
+
+
+def test_a_record_larger_than_the_read_chunk(tmp_path):
+    big = os.urandom(3 * 2**20)
+    with SpillFile(tmp_path, max_bytes=64 << 20) as sp:
+        sp.append(*rec(1))
+        sp.append(b"big", b"id-big", big)
+        sp.append(*rec(2))
+        sp.flush()
+    with SpillFile(tmp_path, max_bytes=64 << 20) as sp:
+        assert read_all(sp, batch=2) == [rec(1), (b"big", b"id-big", big), rec(2)]
+
+
+# ---------------------------------------------------------------------------- crash safety
+
+
+def test_kill_9_loses_nothing_handed_to_the_os_and_keeps_the_cursor(tmp_path):
+    # A real SIGKILL: records flushed to the OS survive, the consumed ones are not replayed.
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}, {str(ROOT / 'tests' / 'unit')!r}]
+        from test_spill import rec
+        from ssmd_fast.sinks.spill import SpillFile
+        sp = SpillFile({str(tmp_path)!r}, max_bytes=1 << 24, fsync_every=0, fsync_interval=0,
+                       segment_bytes=16384)
+        sp.append_many(rec(i) for i in range(3000))
+        sp.consume(len(sp.read(1234)))
+        sp.flush()                      # handed to the OS, never fsync-ed
+        sp.append(*rec(99999))          # still in the user-space buffer: may be lost
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
+    assert res.returncode == -9, res.stderr.decode()
+    with SpillFile(tmp_path, max_bytes=1 << 24, segment_bytes=16384) as sp:
+        assert sp.pending_records == 3000 - 1234
+        assert read_all(sp) == [rec(i) for i in range(1234, 3000)]
+
+
+def _torn_setup(tmp_path: Path, n: int = 20) -> tuple[Path, list]:
+    items = [rec(i) for i in range(n)]
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
+        sp.append_many(items)
+    (seg,) = segments(tmp_path)
+    return tmp_path / seg, items
+
+
+@pytest.mark.parametrize("tear", ["mid-header", "mid-payload", "bad-crc-last", "zero-hole"])
+def test_a_torn_tail_is_truncated_on_open_and_logged(tmp_path, caplog, tear):
+    path, items = _torn_setup(tmp_path)
+    good = path.stat().st_size
+    extra = encode_record(*rec(777))
+    if tear == "mid-header":
+        tail = extra[:7]
+    elif tear == "mid-payload":
+        tail = extra[:-5]
+    elif tear == "bad-crc-last":  # the whole length written, the data not (power loss)
+        tail = extra[:-3] + b"\0\0\0"
+    else:  # the file size grew, the blocks stayed zero
+        tail = b"\0" * 3000
+    with open(path, "ab") as f:
+        f.write(tail)
+    caplog.set_level(logging.WARNING, logger="ssmd_fast.sinks.spill")
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
+        assert path.stat().st_size == good
+        assert sp.stats()["dropped_torn_bytes"] == len(tail)
+        assert f"dropped {len(tail)} bytes" in caplog.text
+        sp.append(*rec(1000))  # appends go on after the cut
+        assert read_all(sp) == items + [rec(1000)]
+
+
+def _flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x40]))
+
+
+def test_corruption_in_the_middle_stops_the_replay_with_segment_and_offset(tmp_path, caplog):
+    path, items = _torn_setup(tmp_path)
+    sizes = [len(encode_record(*it)) for it in items]
+    bad_off = sum(sizes[:8])
+    _flip(path, bad_off + 30)  # inside record 8's subject/id: its CRC fails, records 9.. are fine
+    caplog.set_level(logging.ERROR, logger="ssmd_fast.sinks.spill")
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
+        assert f"corrupt record at offset {bad_off}" in caplog.text
+        assert path.stat().st_size == sum(sizes)  # nothing truncated: it was not a torn tail
+        assert sp.read(100) == items[:8]          # what precedes the corruption is replayed
+        sp.consume(8)
+        with pytest.raises(SpillCorrupt) as info:
+            sp.read(100)
+        assert info.value.path == str(path) and info.value.offset == bad_off
+        assert info.value.next_valid == bad_off + sizes[8]
+        assert path.name in str(info.value) and str(bad_off) in str(info.value)
+        sp.append(*rec(500))  # new records go to a new segment, still behind the corruption
+        with pytest.raises(SpillCorrupt):
+            sp.read(1)
+        assert sp.pending_records == 1  # records 9..19 of the bad segment are not counted as readable
+    # the operator moves the bad segment away: the rest replays
+    path.rename(tmp_path / "moved-away.bad")
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
+        assert read_all(sp) == [rec(500)]
+
+
+def test_corruption_in_an_older_segment_is_never_skipped(tmp_path):
+    items = [rec(i) for i in range(400)]
+    with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=4096) as sp:
+        sp.append_many(items)
+    segs = segments(tmp_path)
+    assert len(segs) > 5
+    victim = tmp_path / segs[1]
+    first_len = struct.unpack_from("<I", victim.read_bytes())[0]
+    in_first = count_records(tmp_path / segs[0])
+    _flip(victim, first_len + 2)  # the length field of its second record
+    with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=4096) as sp:
+        got = []
+        with pytest.raises(SpillCorrupt) as info:
+            for _ in range(100):
+                batch = sp.read(7)
+                got.extend(batch)
+                sp.consume(len(batch))
+        assert info.value.path == str(victim) and info.value.offset == first_len
+        assert got == items[:in_first + 1]
+
+
+# ---------------------------------------------------------------------------- cap and segments
+
+
+def test_the_byte_cap_refuses_records_and_frees_space_as_they_are_consumed(tmp_path):
+    first = [rec(i) for i in range(10, 60)]  # two-digit i: all the same size
+    size = len(encode_record(*first[0]))
+    cap = 50 * size
+    with SpillFile(tmp_path, max_bytes=cap) as sp:
+        for it in first:
+            sp.append(*it)
+        with pytest.raises(SpillFull, match="cap"):
+            sp.append(*rec(60))
+        with pytest.raises(SpillFull) as info:
+            sp.append_many([rec(60)])
+        assert info.value.appended == 0
+        assert sp.pending_records == 50 and sp.stats()["full_rejects"] == 2
+        assert sp.disk_bytes == cap
+        assert read_all(sp) == first
+        assert sp.disk_bytes == 0 and segments(tmp_path) == []  # all consumed: every segment deleted
+        big = len(encode_record(*rec(100)))  # three-digit i: one byte more
+        sp.append_many([rec(i) for i in range(100, 130)])
+        fits = (cap - 30 * big) // big
+        with pytest.raises(SpillFull) as info:
+            sp.append_many([rec(i) for i in range(200, 240)])
+        assert info.value.appended == fits
+        assert read_all(sp) == [rec(i) for i in range(100, 130)] + [rec(i) for i in range(200, 200 + fits)]
+
+
+def test_segments_rotate_and_are_deleted_once_consumed(tmp_path):
+    items = [rec(i, size=60) for i in range(1000)]
+    with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=8192) as sp:
+        sp.append_many(items)
+        segs = segments(tmp_path)
+        assert len(segs) >= 10
+        assert all((tmp_path / s).stat().st_size <= 8192 for s in segs)
+        assert segs == [f"spill-{n:08d}.log" for n in range(1, len(segs) + 1)]
+        sp.read(450)
+        sp.consume(450)
+        left = segments(tmp_path)
+        assert len(left) < len(segs) and left == segs[-len(left):]
+        per_seg = 8192 // len(encode_record(*items[0]))
+        assert len(segs) - len(left) == 450 // per_seg
+    with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=8192) as sp:
+        assert sp.pending_records == 550
+        assert read_all(sp) == items[450:]
+        assert segments(tmp_path) == []
+        sp.append(*rec(1))
+        assert segments(tmp_path) == [f"spill-{len(segs) + 1:08d}.log"]  # numbers never reused
+
+
+def test_a_segment_left_behind_by_a_crash_during_deletion_is_removed(tmp_path):
+    with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=4096) as sp:
+        sp.append_many(rec(i) for i in range(200))
+        first = segments(tmp_path)[0]
+        data = (tmp_path / first).read_bytes()
+        n_first = count_records(tmp_path / first)
+        sp.consume(n_first)
+        assert first not in segments(tmp_path)
+    (tmp_path / first).write_bytes(data)  # as if the unlink had not happened
+    with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=4096) as sp:
+        assert first not in segments(tmp_path)
+        assert read_all(sp) == [rec(i) for i in range(n_first, 200)]
+
+
+# ---------------------------------------------------------------------------- fsync policy
+
+
+@pytest.fixture
+def fsync_calls(monkeypatch):
+    """Count real fsync calls (the real os.fsync still runs)."""
+    calls: list[int] = []
+    real = os.fsync
+
+    def counting(fd):
+        calls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
+
+
+def test_fsync_every_n_records(tmp_path, fsync_calls):
+    with SpillFile(tmp_path, max_bytes=1 << 24, fsync_every=100, fsync_interval=0) as sp:
+        sp.append_many(rec(i) for i in range(250))
+        assert sp.fsyncs == 2
+        fsync_calls.clear()
+        for i in range(250, 300):
+            sp.append(*rec(i))
+        assert sp.fsyncs == 3 and len(fsync_calls) == 1  # the real call, on the segment
+        seg = tmp_path / segments(tmp_path)[0]
+        assert os.path.samestat(os.fstat(fsync_calls[0]), seg.stat())
+        # a fsync hands everything appended so far to the OS
+        assert seg.stat().st_size == sum(len(encode_record(*rec(i))) for i in range(300))
+
+
+def test_fsync_after_the_interval(tmp_path, fsync_calls):
+    with SpillFile(tmp_path, max_bytes=1 << 24, fsync_every=0, fsync_interval=0.05) as sp:
+        sp.append(*rec(0))  # the first append after an idle period syncs at once
+        base = sp.fsyncs
+        seg = tmp_path / segments(tmp_path)[0]
+        for i in range(1, 6):
+            sp.append(*rec(i))
+        assert sp.fsyncs == base  # within 50 ms: buffered
+        size_before = seg.stat().st_size
+        time.sleep(0.06)
+        sp.append(*rec(6))
+        assert sp.fsyncs == base + 1
+        assert seg.stat().st_size > size_before
+        assert seg.stat().st_size == sum(len(encode_record(*rec(i))) for i in range(7))
+
+
+def test_no_fsync_policy_syncs_only_on_flush_and_close(tmp_path, fsync_calls):
+    sp = SpillFile(tmp_path, max_bytes=1 << 24, fsync_every=0, fsync_interval=0)
+    sp.append(*rec(0))  # creates the segment (and syncs the directory entry)
+    fsync_calls.clear()
+    sp.append_many(rec(i) for i in range(5000))
+    assert sp.fsyncs == 0 and fsync_calls == []
+    sp.flush()
+    assert sp.fsyncs == 0
+    sp.flush(fsync=True)
+    assert sp.fsyncs == 1
+    sp.close()
+    assert sp.fsyncs == 2
+
+
+# ---------------------------------------------------------------------------- disk errors
+
+
+def test_a_full_disk_refuses_records_names_the_path_and_recovers(tmp_path, caplog):
+    with small_tmpfs(tmp_path / "mnt", "128k") as mnt:
+        d = mnt / "spill"
+        sp = SpillFile(d, max_bytes=1 << 30, fsync_every=0, fsync_interval=0)
+        sp.retry_interval = 0.05
+        filler = fill_disk(mnt, leave=20_000)
+        accepted = []
+        caplog.set_level(logging.ERROR, logger="ssmd_fast.sinks.spill")
+        with pytest.raises(StorageError) as info:
+            for i in range(20_000):
+                sp.append(*rec(i, size=300))
+                accepted.append(rec(i, size=300))
+                sp.flush()
+        assert not isinstance(info.value, SpillFull)
+        assert "No space left on device" in str(info.value) and str(d) in str(info.value)
+        assert info.value.errno == 28
+        assert sp.error is not None and caplog.text.count("No space left") == 1  # logged once
+        # refused records were not accepted; accepted ones stay readable (from memory if need be)
+        assert sp.pending_records == len(accepted)
+        assert sp.read(100_000) == accepted
+        with pytest.raises(StorageError):
+            sp.append(b"s", b"refused", b"p")
+        os.unlink(filler)
+        time.sleep(0.06)
+        sp.append(b"s", b"after", b"space came back")
+        assert sp.error is None
+        sp.close()
+        with SpillFile(d, max_bytes=1 << 30) as sp:  # everything accepted reached the disk
+            assert read_all(sp) == accepted + [(b"s", b"after", b"space came back")]
+
+
+def test_a_full_disk_during_a_handoff_keeps_the_accepted_records(tmp_path):
+    with small_tmpfs(tmp_path / "mnt", "1m") as mnt:
+        sp = SpillFile(mnt / "spill", max_bytes=1 << 30, fsync_every=0, fsync_interval=0)
+        filler = fill_disk(mnt, leave=100_000)
+        accepted = 0
+        with pytest.raises(StorageError) as info:
+            for i in range(5000):  # buffered: the 256 KiB handoff fails inside an append
+                sp.append(*rec(i, size=200))
+                accepted += 1
+        assert sp.pending_records == accepted > 0
+        assert sp.read(accepted) == [rec(i, size=200) for i in range(accepted)]
+        assert "No space left" in str(info.value)
+        seg = mnt / "spill" / segments(mnt / "spill")[0]
+        data = seg.read_bytes()  # only whole records on disk after the failed write
+        off = 0
+        while off < len(data):
+            off += struct.unpack_from("<I", data, off)[0]
+        assert off == len(data)
+        os.unlink(filler)
+        sp.flush()
+        sp.close()
+        with SpillFile(mnt / "spill", max_bytes=1 << 30) as sp:
+            assert sp.pending_records == accepted
+
+
+def test_unusable_directories_give_errors_naming_the_path(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(StorageError, match=str(not_a_dir / "spill")):
+        SpillFile(not_a_dir / "spill", max_bytes=1 << 20)
+    with small_tmpfs(tmp_path / "ro", "64k", read_only=True) as ro, \
+            pytest.raises(StorageError, match=f"{ro / 'spill'}.*Read-only file system"):
+        SpillFile(ro / "spill", max_bytes=1 << 20)
