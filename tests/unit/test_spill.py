@@ -79,6 +79,18 @@ def test_record_bytes_are_the_documented_format_in_both_implementations():
         encode_record(b"s" * 70_000, b"id", b"")
 
 
+def test_the_compiled_crc_is_zlibs():
+    if spill.IMPLEMENTATION != "cython":
+        pytest.skip("the pure-Python twin uses zlib.crc32 itself")
+    from ssmd_fast.sinks import _spill
+
+    data = os.urandom(4096)
+    for n in list(range(40)) + [255, 256, 1000, 4096]:
+        for seed in (0, 1, 0xFFFFFFFF, 0x12345678):
+            assert _spill.crc32(data[:n], seed) == zlib.crc32(data[:n], seed)
+    assert _spill.crc32(memoryview(data)[3:77]) == zlib.crc32(data[3:77])
+
+
 def test_segment_bytes_equal_what_encode_record_gives(tmp_path):
     items = [rec(i) for i in range(50)]
     with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
