@@ -1,0 +1,33 @@
+# The picows listener of the hot path: frames of one socket read -> one FrameBatch -> one call.
+
+from libc.stdint cimport int64_t, uint64_t
+from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from ssmd_fast._normalize cimport FrameBatch
+
+cdef class BatchListener(WSListener):
+    cdef public FrameBatch batch          # the session may swap it inside on_batch (the connector does)
+    cdef public object on_batch           # callable(batch): one call per socket read
+    cdef public object transport
+    cdef bytearray _frag                  # a fragmented message being reassembled
+    cdef int _frag_type                   # 0 = none, else TEXT or BINARY
+    cdef bint _in_read                    # frames of the current socket read are being added
+    cdef bint _discard                    # the current read is dropped (see _closing)
+    cdef bint _closing                    # the last read ended with a CLOSE sent
+    cdef readonly double last_frame_at    # CLOCK_MONOTONIC seconds of the last frame of any type
+    cdef readonly Py_ssize_t max_message_size
+    cdef readonly uint64_t frames         # text messages added to batches
+    cdef readonly uint64_t bytes          # their payload bytes
+    cdef readonly uint64_t batches        # on_batch calls
+    cdef readonly uint64_t binary_dropped
+    cdef readonly uint64_t pings
+    cdef readonly uint64_t pongs
+    cdef readonly uint64_t fragmented     # messages reassembled from fragments
+    cdef readonly uint64_t oversized      # messages refused for size (the connection is closed)
+    cdef readonly int close_code          # the peer's CLOSE code (0 = none received)
+    cdef readonly str close_reason
+
+    cdef int _open_read(self) except -1
+    cdef int _close_read(self) except -1
+    cdef int _fragment(self, WSTransport transport, WSFrame frame) except -1
+    cdef int _refuse(self, WSTransport transport, WSCloseCode code, str reason) except -1
