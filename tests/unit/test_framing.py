@@ -1,0 +1,373 @@
+"""HPUB framing, the in-flight ring and the ack parser, against both implementations (twin tests)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from ssmd_fast import normalize
+from ssmd_fast.sinks import framing
+from ssmd_fast.sinks.subjects import SubjectEncoder
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+pytestmark = [pytest.mark.twin, pytest.mark.timeout(60)]
+
+PREFIX = b"kalshi_dev.kalshi"
+INBOX = b"_INBOX.abc123"
+CONN = "0123456789ab"
+ENC = SubjectEncoder(PREFIX)
+
+
+def _impl(name: str):
+    """(normalizer module, framing module) of one implementation; compiled ones must pair up."""
+    if name == "python":
+        return normalize.load_implementation("python"), importlib.import_module("ssmd_fast.sinks._framing_py")
+    if os.environ.get("SSMD_FAST_NO_EXTENSIONS"):
+        pytest.skip("SSMD_FAST_NO_EXTENSIONS=1: the compiled modules are not used")
+    try:
+        return normalize.load_implementation("cython"), importlib.import_module("ssmd_fast.sinks._framing")
+    except ImportError as exc:
+        pytest.skip(f"compiled normalizer/framer not built: {exc}")
+
+
+@pytest.fixture(params=["cython", "python"])
+def impl(request):
+    return _impl(request.param)
+
+
+def corpus_lines() -> list[bytes]:
+    lines = []
+    for path in sorted((DATA / "kalshi").glob("*.jsonl")):
+        lines += [line for line in path.read_bytes().split(b"\n") if line]
+    # odd types and keys on top of the fixtures
+    lines += [b'{"type":"","sid":1,"msg":{}}', b'{"type":"ticker ","msg":{}}', b'{"type":"a.b*c>","seq":5}',
+              '{"type":"Zürich","sid":2,"seq":6}'.encode(),
+              b'{"type":"trade","sid":9,"seq":3,"msg":{"trade_id":"t\\r\\n%1","market_ticker":"A.B",'
+              b'"yes_price_dollars":"0.5","count_fp":"1","taker_side":"yes","ts":1}}',
+              b"not json", b'{"type":"ok","id":1}']
+    return lines
+
+
+def make_batch(norm_mod, lines, drop=()):
+    batch = norm_mod.FrameBatch()
+    for line in lines:
+        batch.add(line)
+    for i in drop:
+        batch.set_flag(i, normalize.F_DUPLICATE)
+    return batch
+
+
+HPUB_RE = re.compile(rb"HPUB (\S+) (?:(\S+) )?(\d+) (\d+)\r\n")
+
+
+def parse_hpub(data: bytes) -> list[tuple[bytes, bytes | None, bytes, bytes]]:
+    """(subject, reply, msg_id, payload) of every HPUB frame: an independent reader of the framer's output."""
+    out, pos = [], 0
+    while pos < len(data):
+        m = HPUB_RE.match(data, pos)
+        assert m, data[pos:pos + 80]
+        hdr_len, total = int(m.group(3)), int(m.group(4))
+        body = data[m.end():m.end() + total]
+        headers, payload = body[:hdr_len], body[hdr_len:]
+        assert headers.startswith(b"NATS/1.0\r\nNats-Msg-Id: ") and headers.endswith(b"\r\n\r\n")
+        msg_id = headers[len(b"NATS/1.0\r\nNats-Msg-Id: "):-4]
+        assert b"\r" not in msg_id and b"\n" not in msg_id
+        assert data[m.end() + total:m.end() + total + 2] == b"\r\n"
+        out.append((m.group(1), m.group(2), msg_id, payload))
+        pos = m.end() + total + 2
+    return out
+
+
+def expected_messages(batch, conn: str, raw=True, norm=True):
+    """What docs/design.md says the batch publishes, computed from the Python API and subjects.py."""
+    out, counter, c = [], 0, conn.encode()
+    for i in range(len(batch)):
+        if batch.flags(i) & normalize.F_DROP:
+            continue
+        o = batch.outcome(i)
+        if o == normalize.OUT_RECORD:
+            kind, tid = batch.kind(i), batch.trade_id(i)
+            if not (kind == normalize.K_TRADE and tid) and not batch.seq(i):
+                counter += 1
+            for want, form, subj, payload in ((raw, b"raw", ENC.raw_subject, batch.raw(i)),
+                                              (norm, b"norm", ENC.norm_subject, batch.record(i))):
+                if want:
+                    out.append((subj(kind, batch.key(i)),
+                                ENC.frame_msg_id(c, kind, tid, batch.sid(i), batch.seq(i), counter, form), payload))
+        elif o == normalize.OUT_OTHER and raw:
+            if not batch.seq(i):
+                counter += 1
+            out.append((ENC.other_subject(batch.key(i)),
+                        ENC.frame_msg_id(c, -1, None, batch.sid(i), batch.seq(i), counter, b"raw"), batch.raw(i)))
+    return out
+
+
+@pytest.mark.parametrize(("raw", "norm"), [(True, True), (True, False), (False, True)])
+def test_batch_framing_follows_the_subject_and_id_rules(impl, raw, norm):
+    norm_mod, fr = impl
+    lines = corpus_lines()
+    batch = make_batch(norm_mod, lines, drop=(3, 40))
+    ring = fr.PublishRing(PREFIX, INBOX, raw=raw, normalized=norm)
+    n = ring.add_batch(batch, CONN)
+    want = expected_messages(batch, CONN, raw, norm)
+    assert n == len(want) == ring.queued
+    data = ring.take(10**6, 1.0)
+    got = parse_hpub(data)
+    assert [(s, i, p) for s, _r, i, p in got] == want
+    assert [r for _s, r, _i, _p in got] == [INBOX + b".%d" % k for k in range(1, n + 1)]
+    assert ring.inflight == n and ring.queued == 0 and ring.queued_bytes == 0
+    # every subject is well formed: prefix, 2 more tokens, no wildcard or empty token
+    for s, *_ in got:
+        toks = s.split(b".")
+        assert len(toks) == 5 and all(toks) and not any(t in (b"*", b">") for t in toks)
+
+
+def test_controls_invalid_and_dropped_frames_are_never_framed(impl):
+    norm_mod, fr = impl
+    batch = make_batch(norm_mod, [b'{"type":"ok","id":1}', b"{bad", (DATA / "kalshi/trade.jsonl").read_bytes()
+                                  .split(b"\n")[0]], drop=(2,))
+    ring = fr.PublishRing(PREFIX, INBOX)
+    assert ring.add_batch(batch, CONN) == 0 and ring.take(100, 0.0) is None
+
+
+def test_unsequenced_counter_is_per_connection_and_kept_across_batches(impl):
+    norm_mod, fr = impl
+    tick = [line for line in (DATA / "kalshi/ticker.jsonl").read_bytes().split(b"\n") if line]
+    ring = fr.PublishRing(PREFIX, INBOX, raw=False)
+    ring.add_batch(make_batch(norm_mod, tick[:2]), "aaaaaaaaaaaa")
+    ring.add_batch(make_batch(norm_mod, tick[2:3]), "bbbbbbbbbbbb")
+    ring.add_batch(make_batch(norm_mod, tick[3:4]), "aaaaaaaaaaaa")
+    ids = [i for _s, _r, i, _p in parse_hpub(ring.take(100, 0.0))]
+    assert ids == [b"kalshi:aaaaaaaaaaaa:n1:norm", b"kalshi:aaaaaaaaaaaa:n2:norm",
+                   b"kalshi:bbbbbbbbbbbb:n1:norm", b"kalshi:aaaaaaaaaaaa:n3:norm"]
+
+
+def test_compiled_and_python_frames_are_byte_identical():
+    (nc, fc), (np_, fp) = _impl("cython"), _impl("python")
+    lines = corpus_lines()
+    outs = []
+    for norm_mod, fr in ((nc, fc), (np_, fp)):
+        ring = fr.PublishRing(PREFIX, INBOX)
+        for k in range(0, len(lines), 7):  # several batches: the counters carry over
+            ring.add_batch(make_batch(norm_mod, lines[k:k + 7], drop=(1,) if k % 14 == 0 else ()), CONN)
+        ring.add_message(b"x.events.gap", b"kalshi:event:c:1", b'{"type":"status"}')
+        outs.append(ring.take(10**6, 0.5))
+        core = fr.PublishRing(PREFIX, INBOX, acked=False)
+        core.add_batch(make_batch(norm_mod, lines[:20]), CONN)
+        outs.append(core.take(10**6, 0.5))
+    assert outs[0] == outs[2] and outs[1] == outs[3]
+    assert len(outs[0]) > 100_000
+
+
+# ---------------------------------------------------------------------- the ring
+
+
+def _ring(fr, n: int, **kw):
+    ring = fr.PublishRing(PREFIX, INBOX, **kw)
+    for k in range(n):
+        assert ring.add_message(b"s.%d" % k, b"id-%d" % k, b"payload-%d" % k) == k + 1
+    return ring
+
+
+def test_window_bounds_the_unacked_messages(impl):
+    _, fr = impl
+    ring = _ring(fr, 10)
+    assert len(parse_hpub(ring.take(4, 1.0))) == 4
+    assert ring.take(4, 1.0) is None              # window full
+    assert ring.ack(2) and ring.take(4, 1.0) is None  # out-of-order ack: the head has not moved
+    assert ring.ack(1) and ring.head == 3
+    got = parse_hpub(ring.take(4, 2.0))
+    assert [s for s, *_ in got] == [b"s.4", b"s.5"]
+    assert not ring.ack(1) and not ring.ack(9)      # already acked / never sent
+    assert ring.acked_count == 2 and ring.inflight == 4
+
+
+def test_acks_retire_in_order_and_free_the_buffer(impl):
+    _, fr = impl
+    ring = _ring(fr, 5)
+    ring.take(100, 0.0)
+    for p in (5, 3, 4, 2):
+        ring.ack(p, duplicate=p == 3)
+    assert ring.head == 1 and ring.retained_bytes > 0
+    ring.ack(1)
+    assert ring.head == 6 and ring.inflight == 0 and ring.retained_bytes == 0
+    assert ring.duplicates == 1 and ring.acked_count == 5
+
+
+def test_resend_expired_and_resend_all_keep_the_same_bytes(impl):
+    _, fr = impl
+    ring = _ring(fr, 4)
+    first = parse_hpub(ring.take(100, 10.0))
+    ring.ack(2)
+    assert ring.resend_expired(11.0, 2.0) is None
+    again = parse_hpub(ring.resend_expired(12.0, 2.0))
+    assert again == [first[0], first[2], first[3]]
+    assert ring.resends_pending == 3 and ring.attempts(1) == 2
+    assert ring.resend_expired(13.0, 2.0) is None  # the deadline restarts at the resend
+    assert parse_hpub(ring.resend_all(13.5)) == [first[0], first[2], first[3]]
+    assert ring.resends_pending == 3 and ring.resent == 6 and ring.attempts(3) == 3
+    assert ring.oldest_unacked_sent() == 10.0
+    for p in (1, 3, 4):
+        ring.ack(p)
+    assert ring.resends_pending == 0 and ring.inflight == 0
+
+
+def test_reject_returns_the_message_and_retires_it(impl):
+    _, fr = impl
+    ring = _ring(fr, 3)
+    ring.take(100, 0.0)
+    assert ring.find_sent(b"s.1") == 2 and ring.find_sent(b"nope") == 0
+    assert ring.message(2) == (b"s.1", b"id-1", b"payload-1", 0)
+    assert ring.reject(2) == (b"s.1", b"id-1", b"payload-1", 0)
+    assert ring.reject(2) is None and ring.rejected == 1
+    ring.ack(1)
+    assert ring.head == 3
+
+
+def test_extract_moves_unacked_messages_out_in_order(impl):
+    _, fr = impl
+    ring = _ring(fr, 3)
+    for k in range(3, 5):
+        ring.add_message(b"s.%d" % k, b"id-%d" % k, b"p%d" % k, fr.ORIGIN_SPILL)
+    ring.add_message(b"s.5", b"id-5", b"p5")
+    ring.take(3, 0.0)
+    ring.ack(2)
+    assert ring.extract(from_pseq=5) == [(b"s.5", b"id-5", b"p5")]  # the queued tail only
+    assert ring.tail == 5 and ring.queued == 1
+    out = ring.extract()
+    assert out == [(b"s.0", b"id-0", b"payload-0"), (b"s.2", b"id-2", b"payload-2")]  # spill-origin left out
+    assert ring.tail == ring.head and ring.inflight == 0 and ring.queued_bytes == 0
+    ring.add_message(b"t", b"i", b"p")  # usable afterwards
+    assert parse_hpub(ring.take(10, 1.0)) == [(b"t", INBOX + b".%d" % ring.head, b"i", b"p")]
+
+
+def test_spill_origin_messages_are_counted_when_retired_at_the_head(impl):
+    _, fr = impl
+    ring = fr.PublishRing(PREFIX, INBOX)
+    for k in range(3):
+        ring.add_message(b"s", b"id%d" % k, b"p", fr.ORIGIN_SPILL)
+    ring.add_message(b"s", b"live", b"p")
+    ring.take(10, 0.0)
+    ring.ack(2)
+    assert ring.pop_spill_retired() == 0
+    ring.ack(1)
+    assert ring.pop_spill_retired() == 2 and ring.pop_spill_retired() == 0
+    ring.reject(3)
+    ring.ack(4)
+    assert ring.pop_spill_retired() == 1
+
+
+def test_oversized_messages_are_set_aside(impl):
+    _, fr = impl
+    ring = fr.PublishRing(PREFIX, INBOX, max_payload=100)
+    assert ring.add_message(b"s", b"id", b"x" * 200) == 0
+    assert ring.add_message(b"s", b"id2", b"x") == 1
+    assert ring.pop_oversized() == [(b"s", b"id", b"x" * 200)] and ring.oversized == 1
+    assert ring.pop_oversized() == []
+
+
+def test_core_mode_frames_without_reply_and_retires_on_send(impl):
+    _, fr = impl
+    ring = _ring(fr, 3, acked=False)
+    got = parse_hpub(ring.take(2, 0.0))
+    assert [r for _s, r, _i, _p in got] == [None, None]
+    assert ring.head == 3 and ring.inflight == 0
+    assert len(parse_hpub(ring.take(2, 0.0))) == 1
+
+
+def test_ring_grows_and_compacts_under_sustained_traffic(impl):
+    _, fr = impl
+    ring = fr.PublishRing(PREFIX, INBOX)
+    payload = b"p" * 300
+    sent = 0
+    for round_ in range(60):  # bounded: 60 rounds x 3000 messages
+        for k in range(3000):
+            ring.add_message(b"subj", b"id-%d-%d" % (round_, k), payload)
+        data = ring.take(5000, float(round_))
+        sent += len(parse_hpub(data))
+        for p in range(ring.head, ring.send_next - 500):  # keep ~500 unacked across rounds
+            ring.ack(p)
+        assert ring.retained_bytes < 8 * 2**20
+    assert sent == ring.send_next - 1 and ring.inflight <= 3500
+
+
+# ---------------------------------------------------------------------- the ack parser
+
+
+def _acks(pseqs, dup=False):
+    out = b""
+    for p in pseqs:
+        body = b'{"stream":"S","seq":%d%s}' % (p, b',"duplicate": true' if dup else b"")
+        out += b"MSG %s.%d 1 %d\r\n%s\r\n" % (INBOX, p, len(body), body)
+    return out
+
+
+def test_parser_resolves_acks_at_any_split(impl):
+    _, fr = impl
+    err = b'{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"S","seq":0}'
+    stream = (b"INFO {\"server_id\":\"x\"}\r\nPING\r\n" + _acks([1, 2]) + b"+OK\r\n" + _acks([3], dup=True)
+              + b"HMSG %s.4 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n" % INBOX
+              + b"MSG %s.5 1 %d\r\n%s\r\n" % (INBOX, len(err), err)
+              + b"PONG\r\n-ERR 'Permissions Violation for Publish to \"a.b\"'\r\n"
+              + b"MSG other.subject 2 2\r\nhi\r\n")
+    for step in (1, 2, 3, 7, len(stream)):
+        ring = _ring(fr, 5)
+        ring.take(10, 0.0)
+        parser = fr.AckParser(ring, INBOX)
+        for k in range(0, len(stream), step):
+            parser.feed(stream[k:k + step])
+        assert parser.acks == 3 and parser.duplicates == 1 and ring.acked_count == 3
+        assert parser.no_responders == 1 and parser.errors == 1 and parser.protocol_errors == 0
+        assert ring.head == 4
+        assert parser.events == [
+            ("info", b'{"server_id":"x"}'), ("ping",), ("no_responders", 4),
+            ("ack_error", 5, 503, 10077, "maximum messages exceeded"), ("pong",),
+            ("err", 'Permissions Violation for Publish to "a.b"'), ("msg", b"other.subject", b"hi")]
+
+
+def test_parser_counts_stale_acks_and_reports_malformed_lines(impl):
+    _, fr = impl
+    ring = _ring(fr, 2)
+    ring.take(10, 0.0)
+    parser = fr.AckParser(ring, INBOX)
+    assert parser.feed(_acks([1, 1, 2, 77])) == 0
+    assert parser.acks == 4 and parser.stale == 2 and ring.acked_count == 2
+    n = parser.feed(b"MSG a b\r\nWHAT\r\nMSG %s.x 1 2\r\n{}\r\n" % INBOX)
+    assert n == 3 and parser.protocol_errors == 2
+    assert parser.events[-1] == ("msg", INBOX + b".x", b"{}")
+    parser.events.clear()
+    parser.feed(b"MSG %s.1 1 10\r\n{\"stre" % INBOX)  # a partial message waits for the rest
+    parser.reset()                                     # ... unless the connection is gone
+    parser.feed(b"PING\r\n")
+    assert parser.events == [("ping",)]
+
+
+def test_parser_throughput_shape(impl):
+    """Many acks in one read: all resolved, no events (the hot path makes no Python objects)."""
+    _, fr = impl
+    ring = _ring(fr, 2000)
+    ring.take(5000, 0.0)
+    parser = fr.AckParser(ring, INBOX)
+    assert parser.feed(_acks(range(1, 2001))) == 0
+    assert ring.acked_count == 2000 and ring.inflight == 0 and ring.retained_bytes == 0
+
+
+def test_facade_uses_the_compiled_framer_when_the_normalizer_is_compiled():
+    if os.environ.get("SSMD_FAST_NO_EXTENSIONS"):
+        assert framing.IMPLEMENTATION == "python"
+    elif normalize.IMPLEMENTATION == "cython":
+        assert framing.IMPLEMENTATION == "cython"
+
+
+def test_ack_json_shapes_from_the_server_are_understood():
+    body = json.dumps({"error": {"code": 400, "err_code": 10060, "description": 'bad "x"'}, "stream": "S",
+                       "seq": 0}, separators=(",", ":")).encode()
+    from ssmd_fast.sinks._framing_py import parse_ack_error
+    assert parse_ack_error(body) == (400, 10060, 'bad "x"')
+    assert parse_ack_error(b'{"error":') == (0, 0, '{"error":')
