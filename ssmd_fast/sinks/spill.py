@@ -650,6 +650,7 @@ class SpillFile(SpillWriter):
         if self._closed:
             return
         self._closed = True
+        self._limit = -1  # later appends take the slow path, which refuses them
         err: StorageError | None = None
         if self._fd >= 0:
             try:
