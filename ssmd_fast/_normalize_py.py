@@ -73,7 +73,7 @@ def _num_parts(s: str) -> tuple[bool, str, int]:
     exp += len(sig) - len(trimmed)
     if edigits:
         edigits = edigits.lstrip("0")
-        e = int(edigits) if len(edigits) <= 30 else _HUGE_EXP
+        e = _HUGE_EXP if len(edigits) > 30 else int(edigits) if edigits else 0
         exp += -e if esign == "-" else e
     return neg == "-", trimmed, exp
 
