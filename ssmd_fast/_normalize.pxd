@@ -69,6 +69,39 @@ cdef struct ByteBuf:
     Py_ssize_t size
     Py_ssize_t capacity
 
+# --- scanner/converter state (extension of the layout above; internal to _normalize.pyx) ---
+
+# A value's position in the frame (fields of interest only). `gen` tells stale spans from current ones.
+cdef struct Span:
+    uint32_t gen
+    uint32_t start      # first byte of the value (the opening quote of a string)
+    uint32_t end        # one past its last byte
+    uint8_t kind        # J_* value kind
+    uint8_t esc         # a string holding at least one backslash escape
+
+# One key of an open object: hash of its unescaped bytes, and where its raw text is.
+cdef struct KeyRef:
+    uint64_t hash
+    uint32_t start      # first byte after the opening quote
+    uint32_t len        # raw bytes up to the closing quote; bit 31 set when escaped
+
+# An open container at depth <= 128.
+cdef struct Open:
+    uint32_t key_base   # index of its first key in keyrefs
+    uint32_t slot       # span slot whose end is set when it closes, or NO_SLOT
+    uint32_t large      # more keys than the bloom check handles: sorted check at close
+    uint64_t bloom[4]
+
+# One snapshot level: exact price as a key (integer part * 10^19 + fractional digits 1-19, digits
+# 20-38, digit 39) and the level's text in `lvl`.
+cdef struct LevelRef:
+    uint64_t k_hi
+    uint64_t k_lo
+    uint32_t k_last
+    uint32_t off
+    uint32_t len
+
+
 cdef class FrameBatch:
     cdef FrameEntry* entries
     cdef Py_ssize_t count
@@ -84,5 +117,22 @@ cdef class FrameBatch:
     cdef uint64_t n_bytes
     cdef dict n_other               # type string -> count (OUT_OTHER is rare)
 
+    # scanner/converter state, reused across frames and sized by the largest frame seen
+    cdef ByteBuf scratch            # decoded strings and number digits (one value at a time)
+    cdef ByteBuf lvl                # snapshot level texts before sorting
+    cdef uint8_t* ctype             # container type per nesting depth (any depth)
+    cdef Py_ssize_t ctype_cap
+    cdef KeyRef* keyrefs            # keys of the open objects (duplicate-key check), a stack
+    cdef Py_ssize_t nkeys
+    cdef Py_ssize_t keys_cap
+    cdef LevelRef* levels           # one snapshot side's levels, then their sort order
+    cdef uint32_t* order
+    cdef uint32_t* order_tmp
+    cdef Py_ssize_t levels_cap
+    cdef Open opens[130]            # per open container at depth 1..128
+    cdef Span spans[72]             # the fields of interest of the current frame (valid when gen matches)
+    cdef uint32_t gen
+
     cdef int add_ptr(self, const char* data, Py_ssize_t size) except -1
     cdef void reset(self) noexcept
+    cdef int add_lines_ptr(self, const char* data, Py_ssize_t size) except -1

@@ -1,0 +1,466 @@
+# The six record builders of _normalize.pyx (included there), key order as docs/design.md lists it.
+#
+# A builder writes the record while it checks the fields; every broken rule lowers `err` to the
+# earliest reason code of the spec's list, and a record with err != 0 is discarded by the caller.
+
+cdef struct Rec:
+    char* w                 # write position in batch.out (capacity reserved by the caller)
+    const uint8_t* p        # the frame (padded copy)
+    uint8_t* buf            # scratch for decoded strings and digit copies
+    int err
+
+
+cdef inline void _fail(Rec* r, int code) noexcept nogil:
+    if code != 0 and (r.err == 0 or code < r.err):
+        r.err = code
+
+
+cdef inline void _lit(Rec* r, const char* s, Py_ssize_t n) noexcept nogil:
+    memcpy(r.w, s, n)
+    r.w += n
+
+
+cdef inline Span* fld(FrameBatch b, int slot) noexcept:
+    """The span of a present source (its key exists and its value is not null), else NULL."""
+    cdef Span* sp = &b.spans[slot]
+    if sp.gen != b.gen or sp.kind == J_NULL:
+        return NULL
+    return sp
+
+
+cdef inline Span* fld_dollars(FrameBatch b, int slot) noexcept:
+    """A scalar *_dollars source: "" counts as absent too."""
+    cdef Span* sp = &b.spans[slot]
+    if sp.gen != b.gen or sp.kind == J_NULL or (sp.kind == J_STRING and sp.end - sp.start == 2):
+        return NULL
+    return sp
+
+
+cdef inline Span* fld_exists(FrameBatch b, int slot) noexcept:
+    """The span when the key exists, null included."""
+    cdef Span* sp = &b.spans[slot]
+    return sp if sp.gen == b.gen else NULL
+
+
+cdef inline bint span_is(const uint8_t* p, Span* sp, const char* lit, Py_ssize_t n, uint8_t* buf) noexcept:
+    """A string span equal to lit after unescaping."""
+    cdef Py_ssize_t k
+    if sp.kind != J_STRING:
+        return False
+    if not sp.esc:
+        return sp.end - sp.start == n + 2 and memcmp(p + sp.start + 1, lit, n) == 0
+    k = decode_string(p + sp.start + 1, p + sp.end - 1, buf)
+    return k == n and memcmp(buf, lit, n) == 0
+
+
+cdef inline const uint8_t* span_text(const uint8_t* p, Span* sp, uint8_t* buf, Py_ssize_t* n) noexcept:
+    """A string span's unescaped content (in place when it has no escapes, else decoded into buf)."""
+    if not sp.esc:
+        n[0] = sp.end - sp.start - 2
+        return p + sp.start + 1
+    n[0] = decode_string(p + sp.start + 1, p + sp.end - 1, buf)
+    return buf
+
+
+cdef inline void put_null(Rec* r) noexcept:
+    _lit(r, b"null", 4)
+
+
+cdef void put_dec(Rec* r, Span* sp, int q) noexcept:
+    cdef Dec d
+    cdef int code = span_dec(r.p, sp, &d, r.buf)
+    if code == 0:
+        code = dec_check(&d, q)
+    if code:
+        _fail(r, code)
+    else:
+        r.w = write_dec(r.w, &d)
+
+
+cdef void put_cents(Rec* r, Span* sp) noexcept:
+    cdef int64_t v
+    cdef int code = span_int(r.p, sp, &v, r.buf)
+    if code == 0 and (v < 0 or v > 100):
+        code = R_RANGE
+    if code:
+        _fail(r, code)
+    else:
+        r.w = write_cents(r.w, v)
+
+
+cdef void put_int(Rec* r, Span* sp, int q) noexcept:
+    cdef int64_t v
+    cdef int code = span_int(r.p, sp, &v, r.buf)
+    if code == 0 and ((q == Q_POS and v <= 0) or (q == Q_NONNEG and v < 0)):
+        code = R_RANGE
+    if code:
+        _fail(r, code)
+    else:
+        r.w = write_i64(r.w, v)
+
+
+cdef void put_price(Rec* r, Span* dollars, Span* cents, Span* cents2, bint required) noexcept:
+    if dollars != NULL:
+        put_dec(r, dollars, Q_PRICE)
+    elif cents != NULL:
+        put_cents(r, cents)
+    elif cents2 != NULL:
+        put_cents(r, cents2)
+    elif required:
+        _fail(r, R_MISSING)
+    else:
+        put_null(r)
+
+
+cdef void put_qty(Rec* r, Span* fp, Span* legacy, int q, bint required) noexcept:
+    """A quantity: the *_fp decimal, else the legacy integer count."""
+    if fp != NULL:
+        put_dec(r, fp, q)
+    elif legacy != NULL:
+        put_int(r, legacy, q)
+    elif required:
+        _fail(r, R_MISSING)
+    else:
+        put_null(r)
+
+
+cdef void put_time(Rec* r, Span* sp, int64_t scale) noexcept:
+    """Integer seconds (scale 10^9) or milliseconds (10^6) -> nanoseconds; null when absent."""
+    cdef int64_t v
+    cdef int code
+    if sp == NULL:
+        put_null(r)
+        return
+    code = span_int(r.p, sp, &v, r.buf)
+    if code:
+        _fail(r, code)
+    else:
+        r.w = write_i128(r.w, <i128>v * scale)
+
+
+cdef void put_time_rfc(Rec* r, Span* sp) noexcept:
+    cdef Py_ssize_t n
+    cdef const uint8_t* s
+    cdef i128 ns
+    cdef int code
+    if sp.kind != J_STRING:
+        _fail(r, R_TYPE)
+        return
+    s = span_text(r.p, sp, r.buf, &n)
+    code = rfc3339_ns(s, n, &ns)
+    if code:
+        _fail(r, code)
+    else:
+        r.w = write_i128(r.w, ns)
+
+
+cdef void put_str(Rec* r, Span* sp) noexcept:
+    """string or null"""
+    if sp == NULL:
+        put_null(r)
+    elif sp.kind != J_STRING:
+        _fail(r, R_TYPE)
+    else:
+        r.w = write_jstr(r.w, r.p, sp)
+
+
+cdef void put_bool(Rec* r, Span* sp) noexcept:
+    if sp == NULL:
+        put_null(r)
+    elif sp.kind == J_TRUE:
+        _lit(r, b"true", 4)
+    elif sp.kind == J_FALSE:
+        _lit(r, b"false", 5)
+    else:
+        _fail(r, R_TYPE)
+
+
+cdef void put_yes_no(Rec* r, Span* sp) noexcept:
+    if sp.kind != J_STRING:
+        _fail(r, R_TYPE)
+    elif span_is(r.p, sp, b"yes", 3, r.buf):
+        _lit(r, b'"yes"', 5)
+    elif span_is(r.p, sp, b"no", 2, r.buf):
+        _lit(r, b'"no"', 4)
+    else:
+        _fail(r, R_RANGE)
+
+
+cdef void put_ticker(FrameBatch b, Rec* r, Span* sp, FrameEntry* e) noexcept:
+    """A required ticker string; its unescaped bytes become the entry's key."""
+    cdef Py_ssize_t n
+    cdef const uint8_t* s
+    if sp == NULL:
+        _fail(r, R_MISSING)
+        return
+    if sp.kind != J_STRING:
+        _fail(r, R_TYPE)
+        return
+    s = span_text(r.p, sp, r.buf, &n)
+    if not ticker_ok(s, n):
+        _fail(r, R_TICKER)
+        return
+    e.key_off = <uint32_t>b.keys.size
+    e.key_len = <uint32_t>n
+    memcpy(b.keys.data + b.keys.size, s, n)
+    b.keys.size += n
+    r.w = write_jstr(r.w, r.p, sp)
+
+
+cdef void put_envelope(FrameBatch b, Rec* r) noexcept:
+    ""","sid":..,"seq":.. of a record: when present, integers in 1..2^63-1."""
+    cdef int k, code
+    cdef int64_t v
+    cdef Span* sp
+    for k in range(2):
+        if k == 0:
+            _lit(r, b',"sid":', 7)
+            sp = fld(b, S_SID)
+        else:
+            _lit(r, b',"seq":', 7)
+            sp = fld(b, S_SEQ)
+        if sp == NULL:
+            put_null(r)
+            continue
+        code = span_int(r.p, sp, &v, r.buf)
+        if code == 0 and v < 1:
+            code = R_RANGE
+        if code:
+            _fail(r, code)
+        else:
+            r.w = write_i64(r.w, v)
+
+
+cdef void build_trade(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+    cdef Span* sp
+    cdef Py_ssize_t n
+    cdef const uint8_t* s
+    _lit(r, b'{"type":"trade","feed":"kalshi","ticker":', 41)
+    put_ticker(b, r, fld(b, S_MARKET_TICKER), e)
+    _lit(r, b',"trade_id":', 12)
+    sp = fld(b, S_TRADE_ID)
+    if sp == NULL:
+        _fail(r, R_MISSING)
+    elif sp.kind != J_STRING:
+        _fail(r, R_TYPE)
+    elif sp.end - sp.start == 2:
+        _fail(r, R_RANGE)
+    else:
+        s = span_text(r.p, sp, r.buf, &n)
+        e.tid_off = <uint32_t>b.keys.size
+        e.tid_len = <uint32_t>n
+        memcpy(b.keys.data + b.keys.size, s, n)
+        b.keys.size += n
+        r.w = write_jstr(r.w, r.p, sp)
+    _lit(r, b',"price":', 9)
+    put_price(r, fld_dollars(b, S_YES_PRICE_DOLLARS), fld(b, S_YES_PRICE), fld(b, S_PRICE), True)
+    _lit(r, b',"size":', 8)
+    put_qty(r, fld(b, S_COUNT_FP), fld(b, S_COUNT), Q_POS, True)
+    _lit(r, b',"side":', 8)
+    sp = fld(b, S_TAKER_OUTCOME_SIDE)
+    if sp == NULL:
+        sp = fld(b, S_TAKER_SIDE)
+    if sp == NULL:
+        sp = fld(b, S_SIDE)
+    if sp == NULL:
+        _fail(r, R_MISSING)
+    else:
+        put_yes_no(r, sp)
+    _lit(r, b',"block":', 9)
+    sp = fld(b, S_IS_BLOCK_TRADE)
+    if sp == NULL:
+        _lit(r, b"false", 5)
+    else:
+        put_bool(r, sp)
+    _lit(r, b',"ts":', 6)
+    sp = fld(b, S_TS_MS)
+    if sp != NULL:
+        put_time(r, sp, 1000000)
+    else:
+        put_time(r, fld(b, S_TS), 1000000000)
+    put_envelope(b, r)
+
+
+cdef void build_ticker(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+    cdef Span* sp
+    _lit(r, b'{"type":"ticker","feed":"kalshi","ticker":', 42)
+    put_ticker(b, r, fld(b, S_MARKET_TICKER), e)
+    _lit(r, b',"yes_bid":', 11)
+    put_price(r, fld_dollars(b, S_YES_BID_DOLLARS), fld(b, S_YES_BID), NULL, False)
+    _lit(r, b',"yes_ask":', 11)
+    put_price(r, fld_dollars(b, S_YES_ASK_DOLLARS), fld(b, S_YES_ASK), NULL, False)
+    _lit(r, b',"last_price":', 14)
+    put_price(r, fld_dollars(b, S_PRICE_DOLLARS), fld(b, S_PRICE), NULL, False)
+    _lit(r, b',"yes_bid_size":', 16)
+    put_qty(r, fld(b, S_YES_BID_SIZE_FP), NULL, Q_ANY, False)
+    _lit(r, b',"yes_ask_size":', 16)
+    put_qty(r, fld(b, S_YES_ASK_SIZE_FP), NULL, Q_ANY, False)
+    _lit(r, b',"last_trade_size":', 19)
+    put_qty(r, fld(b, S_LAST_TRADE_SIZE_FP), NULL, Q_ANY, False)
+    _lit(r, b',"volume":', 10)
+    put_qty(r, fld(b, S_VOLUME_FP), fld(b, S_VOLUME), Q_ANY, False)
+    _lit(r, b',"open_interest":', 17)
+    put_qty(r, fld(b, S_OPEN_INTEREST_FP), fld(b, S_OPEN_INTEREST), Q_ANY, False)
+    _lit(r, b',"dollar_volume":', 17)
+    put_qty(r, NULL, fld(b, S_DOLLAR_VOLUME), Q_ANY, False)
+    _lit(r, b',"dollar_open_interest":', 24)
+    put_qty(r, NULL, fld(b, S_DOLLAR_OPEN_INTEREST), Q_ANY, False)
+    _lit(r, b',"ts":', 6)
+    sp = fld(b, S_TS_MS)
+    if sp != NULL:
+        put_time(r, sp, 1000000)
+    else:
+        sp = fld(b, S_TIME)
+        if sp != NULL:
+            put_time_rfc(r, sp)
+        else:
+            put_time(r, fld(b, S_TS), 1000000000)
+    put_envelope(b, r)
+
+
+cdef void build_delta(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+    cdef Span* sp
+    _lit(r, b'{"type":"book_delta","feed":"kalshi","ticker":', 46)
+    put_ticker(b, r, fld(b, S_MARKET_TICKER), e)
+    _lit(r, b',"side":', 8)
+    sp = fld(b, S_SIDE)
+    if sp == NULL:
+        _fail(r, R_MISSING)
+    else:
+        put_yes_no(r, sp)
+    _lit(r, b',"price":', 9)
+    put_price(r, fld_dollars(b, S_PRICE_DOLLARS), fld(b, S_PRICE), NULL, True)
+    _lit(r, b',"delta":', 9)
+    put_qty(r, fld(b, S_DELTA_FP), fld(b, S_DELTA), Q_ANY, True)
+    _lit(r, b',"ts":', 6)
+    sp = fld(b, S_TS_MS)
+    if sp != NULL:
+        put_time(r, sp, 1000000)
+    else:
+        sp = fld(b, S_TS)
+        if sp != NULL and sp.kind == J_STRING:
+            put_time_rfc(r, sp)
+        else:
+            put_time(r, sp, 1000000000)
+    put_envelope(b, r)
+
+
+cdef void put_settlement(Rec* r, Span* sp) noexcept:
+    """A string is dollars; an integer-valued JSON number is legacy cents; another number is dollars."""
+    cdef Dec d
+    cdef int64_t v
+    cdef int code
+    if sp == NULL:
+        put_null(r)
+    elif sp.kind == J_STRING:
+        put_dec(r, sp, Q_PRICE)
+    elif sp.kind != J_NUMBER:
+        _fail(r, R_TYPE)
+    else:
+        dec_from_number(&d, r.p + sp.start, r.p + sp.end, r.buf)
+        if d.nd == 0 or d.pp >= d.nd:
+            code = dec_to_int(&d, &v)
+            if code == 0 and (v < 0 or v > 100):
+                code = R_RANGE
+            if code:
+                _fail(r, code)
+            else:
+                r.w = write_cents(r.w, v)
+        else:
+            code = dec_check(&d, Q_PRICE)
+            if code:
+                _fail(r, code)
+            else:
+                r.w = write_dec(r.w, &d)
+
+
+# metadata_updated without additional_metadata: these msg members, in this order, when their keys exist
+# (filled in at module init, in _normalize.pyx)
+cdef int _META_SLOTS[9]
+cdef const char* _META_KEYS[9]
+
+
+cdef void build_market_lifecycle(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+    cdef Span* sp
+    cdef Span* ev
+    cdef int k
+    cdef bint first
+    _lit(r, b'{"type":"market_lifecycle","feed":"kalshi","ticker":', 52)
+    put_ticker(b, r, fld(b, S_MARKET_TICKER), e)
+    _lit(r, b',"event":', 9)
+    ev = fld(b, S_EVENT_TYPE)
+    if ev == NULL:
+        _fail(r, R_MISSING)
+    else:
+        put_str(r, ev)
+    _lit(r, b',"open_ts":', 11)
+    put_time(r, fld(b, S_OPEN_TS), 1000000000)
+    _lit(r, b',"close_ts":', 12)
+    put_time(r, fld(b, S_CLOSE_TS), 1000000000)
+    _lit(r, b',"determination_ts":', 20)
+    put_time(r, fld(b, S_DETERMINATION_TS), 1000000000)
+    _lit(r, b',"settled_ts":', 14)
+    put_time(r, fld(b, S_SETTLED_TS), 1000000000)
+    _lit(r, b',"result":', 10)
+    put_str(r, fld(b, S_RESULT))
+    _lit(r, b',"settlement_value":', 20)
+    put_settlement(r, fld(b, S_SETTLEMENT_VALUE))
+    _lit(r, b',"is_deactivated":', 18)
+    put_bool(r, fld(b, S_IS_DEACTIVATED))
+    _lit(r, b',"price_level_structure":', 25)
+    put_str(r, fld(b, S_PRICE_LEVEL_STRUCTURE))
+    _lit(r, b',"metadata":', 12)
+    sp = fld(b, S_ADDITIONAL_METADATA)
+    if sp != NULL:
+        r.w = write_minified(r.w, r.p + sp.start, r.p + sp.end)
+    elif ev != NULL and span_is(r.p, ev, b"metadata_updated", 16, r.buf):
+        r.w[0] = 123
+        r.w += 1
+        first = True
+        for k in range(9):
+            sp = fld_exists(b, _META_SLOTS[k])
+            if sp == NULL:
+                continue
+            if not first:
+                r.w[0] = 44
+                r.w += 1
+            first = False
+            _lit(r, _META_KEYS[k], strlen(_META_KEYS[k]))
+            r.w = write_minified(r.w, r.p + sp.start, r.p + sp.end)
+        r.w[0] = 125
+        r.w += 1
+    else:
+        put_null(r)
+    put_envelope(b, r)
+
+
+cdef void build_event_lifecycle(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+    cdef Span* sp
+    cdef Py_ssize_t n
+    cdef const uint8_t* s
+    _lit(r, b'{"type":"event_lifecycle","feed":"kalshi","event_ticker":', 57)
+    put_ticker(b, r, fld(b, S_EVENT_TICKER), e)
+    _lit(r, b',"series_ticker":', 17)
+    sp = fld(b, S_SERIES_TICKER)
+    if sp == NULL:
+        put_null(r)
+    elif sp.kind != J_STRING:
+        _fail(r, R_TYPE)
+    else:
+        s = span_text(r.p, sp, r.buf, &n)
+        if n != 0 and not ticker_ok(s, n):
+            _fail(r, R_TICKER)
+        else:
+            r.w = write_jstr(r.w, r.p, sp)
+    _lit(r, b',"title":', 9)
+    put_str(r, fld(b, S_TITLE))
+    _lit(r, b',"subtitle":', 12)
+    sp = fld(b, S_SUBTITLE)
+    put_str(r, sp if sp != NULL else fld(b, S_SUB_TITLE))
+    _lit(r, b',"collateral_return_type":', 26)
+    put_str(r, fld(b, S_COLLATERAL_RETURN_TYPE))
+    _lit(r, b',"strike_date":', 15)
+    put_time(r, fld(b, S_STRIKE_DATE), 1000000000)
+    _lit(r, b',"strike_period":', 17)
+    put_str(r, fld(b, S_STRIKE_PERIOD))
+    put_envelope(b, r)
