@@ -154,6 +154,8 @@ def main(args: argparse.Namespace) -> int:
         for name, stream in inputs:
             try:
                 run.run_stream(name, stream)
+            except BrokenPipeError:  # stdout closed early (`| head`): cli.main ends quietly
+                raise
             except OSError as exc:  # e.g. EIO or EISDIR surfacing on the first read
                 sys.stdout.buffer.flush()
                 print(f"ssmd-fast normalize: error: {name}: cannot read: {exc.strerror or exc}",
