@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("check_config", "load and validate an environment file, print it with secrets redacted"),
     "keygen": ("keygen", "write a test RSA key pair (private key mode 0600)"),
     "normalize": ("normalize", "normalize raw Kalshi JSONL frames into schema-v1 records (stdout)"),
+    "tail": ("tail", "print the messages of a JetStream stream as they arrive (ordered consumer)"),
 }
 
 

@@ -1,0 +1,149 @@
+"""`ssmd-fast tail` against a real nats-server and a stream filled with nats-py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nats
+import pytest
+
+from ssmd_fast.natsserver import NatsServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+ROOT = Path(__file__).resolve().parents[2]
+STREAM = "DEV_KALSHI"
+TOKEN = "tail-test-token-9f1c"
+
+
+async def fill(url: str, n: int, start: int = 0, *, create: bool = True, **kw) -> list[bytes]:
+    """n messages alternating raw/norm subjects; returns the lines tail prints for them."""
+    nc = await nats.connect(url, **kw)
+    js = nc.jetstream()
+    if create:
+        try:
+            await js.delete_stream(STREAM)
+        except nats.js.errors.NotFoundError:
+            pass
+        await js.add_stream(name=STREAM, subjects=["dev.kalshi.>"])
+    lines = []
+    for i in range(start, start + n):
+        form = "json" if i % 2 == 0 else "norm"
+        subject, msg_id = f"dev.kalshi.{form}.trade.KX-{i % 3}", f"kalshi:trade:t{i}:{form}"
+        payload = b'{"type":"trade","i":%d}' % i
+        await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+        lines.append(f"{subject} {msg_id} ".encode() + payload)
+    await nc.close()
+    return lines
+
+
+async def consumers(url: str, **kw) -> int:
+    nc = await nats.connect(url, **kw)
+    info = await nc.jetstream().stream_info(STREAM)
+    await nc.close()
+    return info.state.consumer_count
+
+
+def tail(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ssmd_fast", "tail", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
+
+
+def wait_for_consumer(url: str, proc: subprocess.Popen, **kw) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        if asyncio.run(consumers(url, **kw)) >= 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError("tail did not create its consumer within 20 s")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with NatsServer() as srv:
+        yield srv
+
+
+def test_tail_from_start_prints_subject_id_payload(server):
+    lines = asyncio.run(fill(server.url, 40))
+    p = tail("dev.kalshi.>", "--nats", server.url, "--from-start", "--count", "25")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err.decode()
+    assert out.splitlines() == lines[:25]
+    assert b"25 messages" in err
+
+
+def test_tail_raw_with_a_subject_filter(server):
+    lines = asyncio.run(fill(server.url, 30))
+    p = tail("dev.kalshi.norm.>", "--nats", server.url, "--from-start", "--count", "15", "--raw")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err.decode()
+    assert out.splitlines() == [x.split(b" ", 2)[2] for x in lines if b".norm." in x.split(b" ")[0]]
+
+
+def test_tail_follows_new_messages_only(server):
+    old = asyncio.run(fill(server.url, 10))
+    p = tail("dev.kalshi.>", "--nats", server.url, "--count", "5")
+    try:
+        wait_for_consumer(server.url, p)
+        new = asyncio.run(fill(server.url, 5, start=100, create=False))
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err.decode()
+    assert out.splitlines() == new and not set(old) & set(out.splitlines())
+
+
+def test_ctrl_c_stops_tail_cleanly(server):
+    asyncio.run(fill(server.url, 3))
+    p = tail("dev.kalshi.>", "--nats", server.url, "--from-start")
+    try:
+        wait_for_consumer(server.url, p)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=15)
+        assert time.monotonic() - t0 < 5
+    finally:
+        p.kill()
+    assert p.returncode == 0, err.decode()
+    assert len(out.splitlines()) <= 3 and b"messages" in err and b"Traceback" not in err
+
+
+def test_tail_with_an_environment_file_and_token_auth(tmp_path):
+    with NatsServer(extra_config=f'authorization {{ token: "{TOKEN}" }}') as srv:
+        lines = asyncio.run(fill(srv.url, 12, token=TOKEN))
+        env_file = tmp_path / "dev.yaml"
+        env_file.write_text(textwrap.dedent(f"""\
+            name: dev
+            feed: kalshi
+            transport:
+              type: nats
+              url: {srv.url}
+              stream: {STREAM}
+              auth:
+                token_env: TAIL_TEST_TOKEN
+            """))
+        p = tail("--env", str(env_file), "--from-start", "--count", "12", env={"TAIL_TEST_TOKEN": TOKEN})
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err.decode()
+        assert out.splitlines() == lines  # the default filter is {subject_prefix}.> = dev.kalshi.>
+        assert TOKEN.encode() not in err
+
+        p = tail("--env", str(env_file), "--from-start", "--count", "1", env={"TAIL_TEST_TOKEN": ""})
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 1 and b"TAIL_TEST_TOKEN" in err and out == b""
+
+
+def test_tail_usage_errors():
+    p = tail("--nats", "nats://127.0.0.1:1")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 1 and b"SUBJECT" in err
