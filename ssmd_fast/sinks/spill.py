@@ -362,6 +362,8 @@ class SpillFile(SpillWriter):
 
     def read(self, max_records: int) -> list[tuple[bytes, bytes, bytes]]:
         """The oldest records not yet consumed (up to max_records), without consuming them."""
+        if self._closed:
+            raise StorageError(f"spill {self.directory}: closed")
         out: list[tuple[bytes, bytes, bytes]] = []
         ends: list[int] = []
         pos = self._cpos
@@ -443,6 +445,8 @@ class SpillFile(SpillWriter):
         """The n oldest records are stored in JetStream: advance the cursor, delete spent segments."""
         if n <= 0:
             return
+        if self._closed:
+            raise StorageError(f"spill {self.directory}: closed")
         if n > self.pending_records:
             raise ValueError(f"consume({n}) but only {self.pending_records} records are pending")
         if self._read_start != self._cpos or len(self._read_ends) < n:

@@ -335,3 +335,25 @@ def test_a_full_disk_is_reported_once_counted_and_recovered_with_a_gap_marker(tm
         assert res.returncode == 0, res.stderr.decode()
         written = report.stats["records"]["raw"]
         assert len(lines) - 1 == written + 1  # every record written + the marker
+
+
+def test_raw_files_with_gap_markers_replay_in_the_local_exchange(tmp_path):
+    feed_mod = pytest.importorskip("ssmd_fast.kalshi.exchange_feed")
+    data = frames("trade.jsonl") + frames("orderbook_snapshot.jsonl") + frames("orderbook_delta.jsonl")
+
+    async def main():
+        sink = sink_for(tmp_path, clock=lambda: T13)
+        await sink.start()
+        sink.submit(batch_of(data[:20], T13), "c")
+        sink.submit_event(StatusEvent("gap", conn="c", time_ns=T13, market="KX-A", sid=2, last_seq=4,
+                                      received_seq=6))
+        sink.submit(batch_of(data[20:], T13), "c")
+        await sink.close()
+
+    run(main())
+    path = tmp_path / "data/2025-10-02/13.jsonl"
+    feed = feed_mod.ReplayFeed(path)
+    direct = feed_mod.ReplayFeed(DATA / "trade.jsonl")  # the same frames, without the file sink
+    assert feed.skipped.get("status") == 1  # the gap marker is an "other" frame, skipped
+    assert feed.total + sum(feed.skipped.values()) == len(path.read_bytes().splitlines())
+    assert feed.skipped == {"status": 1} and feed.total == len(data) and direct.total == 30

@@ -144,6 +144,19 @@ def test_consume_without_read_and_accepts_other_bytes_like_payloads(tmp_path):
         assert sp.read(5) == [(b"s", b"id1", b"from a memoryview"), (b"s", b"id2", b"")]
 
 
+def test_a_closed_spill_refuses_everything(tmp_path):
+    sp = SpillFile(tmp_path, max_bytes=1 << 20)
+    sp.append(*rec(1))
+    sp.close()
+    sp.close()  # twice is fine
+    for call in (lambda: sp.append(*rec(2)), lambda: sp.append_many([rec(2)]), lambda: sp.read(1),
+                 lambda: sp.consume(1)):
+        with pytest.raises(StorageError, match="closed"):
+            call()
+    with SpillFile(tmp_path, max_bytes=1 << 20) as again:
+        assert again.read(5) == [rec(1)]
+
+
 def test_a_second_process_cannot_open_the_same_directory(tmp_path):
     with SpillFile(tmp_path, max_bytes=1 << 20), pytest.raises(StorageError, match="in use"):
         SpillFile(tmp_path, max_bytes=1 << 20)
