@@ -127,9 +127,10 @@ cdef class Sequencer:
         return st
 
     cpdef int process(self, FrameBatch batch) except -1:
-        """Check every sequenced frame of ``batch`` and flag it; return the number of new events.
+        """Check every sequenced frame of ``batch`` and flag it.
 
-        The indices of control frames are left in ``self.controls`` for the protocol core.
+        Returns how many events, snapshot requests and resynced sids it added for ``take()`` (0 on the
+        common path). The indices of control frames are left in ``self.controls`` for the protocol core.
         """
         cdef Py_ssize_t i
         cdef FrameEntry* e
@@ -137,7 +138,7 @@ cdef class Sequencer:
         cdef int64_t last, seq, time_ns = 0
         cdef bint gap
         tracker = self.tracker
-        cdef Py_ssize_t n_events = len(tracker.events)
+        cdef Py_ssize_t n_before = len(tracker.events) + len(tracker.snapshot_requests) + len(tracker.resynced_sids)
         self.controls = []
         for i in range(batch.count):
             e = &batch.entries[i]
@@ -187,7 +188,7 @@ cdef class Sequencer:
                 if tracker.suppress(e.sid, market_of(batch, e)):
                     e.flags |= F_SUPPRESSED
                     self.suppressed += 1
-        return len(tracker.events) - n_events
+        return len(tracker.events) + len(tracker.snapshot_requests) + len(tracker.resynced_sids) - n_before
 
     def take(self):
         """``(events, snapshot_requests, resynced_sids)`` produced since the last call."""

@@ -149,13 +149,14 @@ class Sequencer:
         return self.tracker.resyncs
 
     def process(self, batch) -> int:
-        """Check every sequenced frame of ``batch`` and flag it; return the number of new events.
+        """Check every sequenced frame of ``batch`` and flag it.
 
-        The indices of control frames are left in ``self.controls`` for the protocol core.
+        Returns how many events, snapshot requests and resynced sids it added for ``take()`` (0 on the
+        common path). The indices of control frames are left in ``self.controls`` for the protocol core.
         """
         tracker = self.tracker
         self.controls = []
-        n_events = len(tracker.events)
+        n_before = len(tracker.events) + len(tracker.snapshot_requests) + len(tracker.resynced_sids)
         time_ns = 0
         for i in range(len(batch)):
             outcome = batch.outcome(i)
@@ -204,7 +205,7 @@ class Sequencer:
             elif st.invalid and kind == K_BOOK_DELTA and tracker.suppress(sid, _market(batch, i)):
                 batch.set_flag(i, F_SUPPRESSED)
                 self.suppressed += 1
-        return len(tracker.events) - n_events
+        return len(tracker.events) + len(tracker.snapshot_requests) + len(tracker.resynced_sids) - n_before
 
     def take(self) -> tuple[list[StatusEvent], list[tuple[int, tuple[str, ...]]], list[int]]:
         """``(events, snapshot_requests, resynced_sids)`` produced since the last call."""

@@ -1,7 +1,7 @@
 """Per-sid sequence checking: the compiled ``_sequencer`` or, with ``SSMD_FAST_NO_EXTENSIONS=1``
 (or when it was not built), the pure-Python twin. Both expose the same API:
 
-``Sequencer(conn="", strict_start=True)``, ``reset(conn)``, ``process(batch) -> new events``,
+``Sequencer(conn="", strict_start=True)``, ``reset(conn)``, ``process(batch) -> new items to take``,
 ``controls`` (indices of control frames of the last batch), ``take() -> (events, snapshot_requests,
 resynced_sids)``, ``last_seq(sid)``, ``invalid_sids()``, counters ``duplicates``, ``gaps``,
 ``suppressed``, ``resyncs`` and ``stats()``.

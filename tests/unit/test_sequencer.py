@@ -102,7 +102,7 @@ class Run:
             batch.add(f)
         new = self.seq.process(batch)
         events, requests, resynced = self.seq.take()
-        assert new == len(events)
+        assert new == len(events) + len(requests) + len(resynced)
         self.events += events
         self.requests += requests
         self.resynced += resynced
