@@ -146,6 +146,7 @@ class DataConnection(asyncio.Protocol):
         self.on_events = on_events
         self.on_lost = on_lost
         self.on_writable = on_writable
+        self.on_read: Callable[[], None] | None = None  # after each socket read (acks may have landed)
         self.ping_interval = ping_interval
         self.max_outstanding_pings = max_outstanding_pings
         self.transport: asyncio.Transport | None = None
@@ -171,6 +172,8 @@ class DataConnection(asyncio.Protocol):
         if self._running:
             if self.parser.feed(data):
                 self._dispatch()
+            if self.on_read is not None:
+                self.on_read()
             return
         self._hs_buf += data
         if self._hs_waiter is not None and not self._hs_waiter.done() and b"\r\n" in self._hs_buf:

@@ -1,0 +1,521 @@
+"""JetStreamPublisher: acknowledged JetStream publishing that never blocks the feed and never drops silently.
+
+Data path (docs/design.md "Sinks"): ``submit(batch, conn)`` frames the batch into the ``PublishRing``
+(compiled; one call per socket read) and, when connected, writes the frames that fit in the window in
+one ``write``. Acks are parsed from the socket bytes into the ring (``AckParser``): no future, callback
+or Python object per message. Only the rare things come back to Python: ack errors, no-responders,
+``-ERR``, a lost connection.
+
+Guarantees and what happens when NATS is away or slow:
+
+- every data message carries a deterministic ``Nats-Msg-Id`` (``subjects.py``); resends and spill
+  replays reuse it, so JetStream's duplicate window turns at-least-once into once-in-the-stream;
+- a message unacked ``ack_timeout`` after its send is resent (same bytes); new sends wait while
+  resends are pending; no ack progress for 2 x ``ack_timeout`` with messages in flight forces a
+  reconnect (the server or the path is stalled); reconnects back off briefly (capped);
+- ``submit`` never blocks: frames queue in memory up to ``memory_queue_bytes``; past that, or when the
+  oldest message stayed unacked past ``retry_horizon``, everything unacked moves to the ``SpillFile``
+  in order and new batches go there too, until the spill is replayed (oldest first, original ids)
+  once NATS acks again; past the spill cap a ``feed_stopped`` event is emitted and
+  ``feed_stop_requested`` is set: the runner stops the WebSocket feed on purpose;
+- server rejections (stream full with discard new, permissions, too large, no stream for the
+  subject past ``retry_horizon``) are counted by kind and their messages go to the dead-letter
+  spill (``{spill}/dead-letter``), never retried forever;
+- ``close(timeout)`` stops taking batches, waits for acks up to the timeout, spills what is left
+  (fsync) and reports published / acked / duplicates / resent / spilled / rejected / lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable
+
+from ssmd_fast.config import TransportConfig
+from ssmd_fast.errors import PublishError, StorageError
+from ssmd_fast.events import StatusEvent
+from ssmd_fast.sinks import framing, natsconn
+from ssmd_fast.sinks.file import SinkReport
+from ssmd_fast.sinks.natsconn import AuthFailed, ConnectError, Endpoint
+from ssmd_fast.sinks.spill import SpillFile, SpillFull
+from ssmd_fast.sinks.stream import provision
+
+log = logging.getLogger(__name__)
+
+MEMORY, SPILL = "memory", "spill"
+BACKOFF_INITIAL, BACKOFF_MAX, AUTH_BACKOFF = 0.05, 1.0, 5.0
+CLOSE_GRACE = 1.0            # close(): how long to wait for a reconnect before spilling
+PING_INTERVAL = 2.0          # data connection keepalive (x2 unanswered = stale)
+REPLAY_CHUNK = 4096          # spill records loaded into the ring at a time
+RETRYABLE_ERR_CODES = {10008}  # "JetStream system temporarily unavailable"
+FULL_DESCRIPTIONS = ("maximum messages", "maximum bytes", "maximum messages per subject")
+
+
+def _rejection_kind(code: int, err_code: int, description: str) -> str | None:
+    """The counter a JetStream error reply goes to, or None when it is worth resending."""
+    if err_code in RETRYABLE_ERR_CODES:
+        return None
+    d = description.lower()
+    if any(s in d for s in FULL_DESCRIPTIONS):
+        return "stream_full"
+    if "message size" in d or err_code == 10054:
+        return "too_large"
+    if "stream not found" in d or "no stream" in d:
+        return "no_stream"
+    return "error"
+
+
+class JetStreamPublisher:
+    """The NATS sink (see the module docstring). Runs on the caller's event loop."""
+
+    name = "nats"
+
+    def __init__(self, cfg: TransportConfig, *, spill_dir: str | os.PathLike[str] | None = None,
+                 feed: str = "kalshi", on_event: Callable[[StatusEvent], None] | None = None,
+                 endpoint: Endpoint | None = None, client_name: str = "ssmd-fast", mode: str = "jetstream",
+                 provision_stream: bool = True, clock: Callable[[], float] = time.monotonic):
+        if mode not in ("jetstream", "core"):
+            raise ValueError("mode must be 'jetstream' or 'core' (core: benchmarks only, no acks)")
+        self.cfg = cfg
+        self.mode = mode
+        self.endpoint = endpoint or Endpoint.from_config(cfg, name=client_name)
+        self.on_event = on_event
+        self.provision_stream = provision_stream and mode == "jetstream"
+        self.clock = clock
+        self.instance = secrets.token_hex(6)  # the "conn" of the publisher's own events
+        self.inbox = b"_INBOX.ssmd" + secrets.token_hex(8).encode()
+        self.ring = framing.PublishRing(cfg.subject_prefix, self.inbox, feed=feed, raw="raw" in cfg.publish,
+                                        normalized="normalized" in cfg.publish, acked=mode == "jetstream")
+        self.parser = framing.AckParser(self.ring, self.inbox)
+        self.encoder = self.ring.encoder
+        self.spill_dir = os.fspath(spill_dir or cfg.spill.path or os.path.join("data", "spill"))
+        self.spill: SpillFile | None = None
+        self.dead: SpillFile | None = None
+        self.conn: natsconn.DataConnection | None = None
+        self.store = MEMORY
+        self.feed_stop_requested = False
+        self.error: str | None = None          # the last condition that needs an operator (logged too)
+        self.stream_report = None
+        self._event_n: dict[str, int] = {}
+        self._replay_loaded = 0                # spill records in the ring, not yet consumed
+        self._no_resp: set[int] = set()        # pseqs answered "no responders" (no stream for them)
+        self._closing = False
+        self._closed = False
+        self._tasks: list[asyncio.Task] = []
+        self._lost = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._last_progress = 0.0
+        self._last_acked = 0
+        self.counters = {"accepted": 0, "spilled": 0, "replayed": 0, "dead_lettered": 0, "lost": 0,
+                         "connects": 0, "disconnects": 0, "watchdog_reconnects": 0, "resend_writes": 0,
+                         "late_submits": 0}
+        self.rejected: dict[str, int] = {}
+        self.lost_reasons: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ the sink interface
+
+    def submit(self, batch, conn: str) -> None:
+        """Frame a FrameBatch's publishable entries; never blocks, never raises for NATS trouble."""
+        if self._closing:
+            self._count_lost(len(batch), "submitted after close")
+            self.counters["late_submits"] += 1
+            return
+        ring = self.ring
+        if self.store == SPILL:
+            start = ring.tail
+            n = ring.add_batch(batch, conn)
+            self._to_spill(ring.extract(start))
+        else:
+            n = ring.add_batch(batch, conn)
+            if ring.queued_bytes > self.cfg.memory_queue_bytes:
+                self._enter_spill(f"the memory queue passed {self.cfg.memory_queue_bytes} bytes")
+            elif ring.queued:
+                self._pump()
+        self.counters["accepted"] += n
+        if ring.oversized:
+            self._dead_letter_oversized()
+
+    def submit_event(self, event: StatusEvent) -> None:
+        """Publish a status event to ``{prefix}.events.{kind}`` (acked like data)."""
+        if self._closing:
+            self._count_lost(1, "submitted after close")
+            return
+        conn = event.conn or self.instance
+        n = self._event_n[conn] = self._event_n.get(conn, 0) + 1
+        item = (self.encoder.event_subject(event.kind), self.encoder.event_msg_id(conn.encode(), n),
+                event.to_json())
+        self.counters["accepted"] += 1
+        if self.store == SPILL:
+            self._to_spill([item])
+        else:
+            self.ring.add_message(*item)
+            self._pump()
+
+    async def start(self) -> None:
+        """Open the spill files and connect in the background; returns at once."""
+        if self.mode == "jetstream":
+            os.makedirs(self.spill_dir, exist_ok=True)
+            sp = self.cfg.spill
+            self.spill = SpillFile(self.spill_dir, max_bytes=sp.max_bytes, fsync_every=sp.fsync_every,
+                                   fsync_interval=sp.fsync_interval)
+            self.dead = SpillFile(os.path.join(self.spill_dir, "dead-letter"), max_bytes=sp.max_bytes,
+                                  fsync_every=1, fsync_interval=0.0)
+            if self.spill.pending_records:
+                log.info("spill %s holds %d records from before: replayed once NATS acks",
+                         self.spill_dir, self.spill.pending_records)
+                self.store = SPILL
+        self._last_progress = self.clock()
+        self._tasks = [asyncio.create_task(self._run(), name="nats-publisher"),
+                       asyncio.create_task(self._ticker(), name="nats-publisher-tick")]
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """True once the stream is provisioned and the data connection is up (tests, demo)."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def close(self, timeout: float = 10.0) -> SinkReport:
+        """Stop taking batches, wait for acks up to ``timeout``, spill the rest (fsync), disconnect."""
+        if self._closed:
+            return self.report()
+        self._closing = True
+        deadline = self.clock() + timeout
+        # wait for acks; while disconnected give a reconnect CLOSE_GRACE, then the spill is the safe place
+        grace = self.clock() + min(timeout, CLOSE_GRACE)
+        while self.ring.head < self.ring.tail and self.clock() < deadline and self.mode == "jetstream":
+            if self.conn is not None:
+                self._pump()
+                self._after_acks()
+            elif self.clock() > grace:
+                break
+            await asyncio.sleep(0.005)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # the tasks end here; their errors were logged
+                pass
+        if self.conn is not None:
+            self.conn.close("publisher closed")
+            self.conn = None
+        self._consume_spill()
+        left = self.ring.extract(include_spill=False)
+        if left and self.mode == "jetstream":
+            self._to_spill(left, final=True)
+        elif left:
+            self._count_lost(len(left), "core mode: unsent at close")
+        for f in (self.spill, self.dead):
+            if f is not None:
+                try:
+                    f.flush(fsync=True)
+                    f.close()
+                except StorageError as exc:
+                    self._fail(f"closing {f.directory}: {exc}")
+        self._closed = True
+        rep = self.report()
+        log.info("NATS publisher closed: %s", rep.stats)
+        return rep
+
+    def report(self) -> SinkReport:
+        s = self.stats()
+        lost = s["lost"]
+        detail = "; ".join(f"{n} {why}" for why, n in self.lost_reasons.items()) if lost else ""
+        return SinkReport(self.name, written=s["acked"], lost=lost, detail=detail, stats=s)
+
+    def stats(self) -> dict:
+        r, p = self.ring, self.parser
+        return {
+            "connected": self.conn is not None, "store": self.store, "mode": self.mode,
+            "published": self.counters["accepted"], "sent": r.sent, "acked": r.acked_count,
+            "duplicates": p.duplicates, "resent": r.resent, "inflight": r.inflight, "queued": r.queued,
+            "queued_bytes": r.queued_bytes, "spilled": self.counters["spilled"],
+            "replayed": self.counters["replayed"],
+            "spill_pending": self.spill.pending_records if self.spill is not None and not self._closed else 0,
+            "rejected": dict(self.rejected), "dead_lettered": self.counters["dead_lettered"],
+            "no_responders": p.no_responders, "ack_errors": p.errors, "stale_acks": p.stale,
+            "lost": self.counters["lost"], "lost_reasons": dict(self.lost_reasons),
+            "connects": self.counters["connects"], "disconnects": self.counters["disconnects"],
+            "watchdog_reconnects": self.counters["watchdog_reconnects"],
+            "feed_stop_requested": self.feed_stop_requested, "error": self.error,
+        }
+
+    # ------------------------------------------------------------------ sending
+
+    def _pump(self) -> None:
+        """Write the queued frames that fit in the window (one write), unless resends are pending."""
+        conn = self.conn
+        if conn is None or not conn.writable or self.ring.resends_pending:
+            return
+        data = self.ring.take(self.cfg.window, self.clock())
+        if data is not None:
+            conn.write(data)
+
+    def _on_read(self) -> None:
+        """After each socket read: acks may have freed the window or retired spill records."""
+        if self.ring.queued:
+            self._pump()
+        if self.store == SPILL or self._replay_loaded:
+            self._after_acks()
+
+    def _after_acks(self) -> None:
+        self._consume_spill()
+        if self.store == SPILL and self._replay_loaded == 0 and self.ring.head == self.ring.tail \
+                and self.conn is not None and not self._closing:
+            self._replay()
+
+    # ------------------------------------------------------------------ spill and replay
+
+    def _enter_spill(self, why: str) -> None:
+        """Move every unacked message to the spill, in order; new batches follow them there."""
+        self._consume_spill()
+        items = self.ring.extract(include_spill=False)
+        self._replay_loaded = 0  # spill-origin messages dropped from the ring are still in the file
+        self._no_resp.clear()
+        if self.store != SPILL:
+            log.warning("NATS publisher spilling to %s: %s", self.spill_dir, why)
+            self.store = SPILL
+            self._emit(StatusEvent("spill", self.instance, detail=why))
+        self._to_spill(items)
+
+    def _to_spill(self, items: list, final: bool = False) -> None:
+        if not items:
+            return
+        if self.spill is None:
+            self._count_lost(len(items), "no spill file (core mode)")
+            return
+        try:
+            n = self.spill.append_many(items)
+        except SpillFull as exc:
+            n = exc.appended
+            self._count_lost(len(items) - n, "dropped: the spill file is full")
+            self._stop_feed(f"spill cap reached: {exc}")
+        except StorageError as exc:
+            self._count_lost(len(items), "dropped: the spill file cannot be written")
+            self._fail(f"spill write failed: {exc}")
+            self._stop_feed(f"spill write failed: {exc}")
+            return
+        self.counters["spilled"] += n
+        if final:
+            self.spill.flush(fsync=True)
+
+    def _consume_spill(self) -> None:
+        n = self.ring.pop_spill_retired()
+        if n and self.spill is not None:
+            self.spill.consume(n)
+            self._replay_loaded -= n
+
+    def _replay(self) -> None:
+        """Load the oldest spill records into the ring (original subjects and ids) and send them."""
+        try:
+            records = self.spill.read(REPLAY_CHUNK)
+        except StorageError as exc:
+            self._fail(f"spill replay stopped: {exc}")
+            return
+        loaded = 0
+        for subject, msg_id, payload in records:
+            if self.ring.add_message(subject, msg_id, payload, framing.ORIGIN_SPILL):
+                loaded += 1
+                continue
+            # too large for this server (its max_payload shrank since): only the oldest record can be
+            # consumed out of band, so a later one waits to head the next chunk
+            self.ring.pop_oversized()
+            if loaded:
+                break
+            self._dead_letter([(subject, msg_id, payload)], "too_large")
+            self.spill.consume(1)
+        self._replay_loaded = loaded
+        self.counters["replayed"] += loaded
+        if self.spill.pending_records == loaded:
+            self.store = MEMORY  # everything left is in the ring: new batches can follow in memory
+            log.info("NATS publisher: spill replayed, back to the memory queue")
+        self._pump()
+
+    # ------------------------------------------------------------------ rejections
+
+    def _dead_letter(self, items: list, kind: str) -> None:
+        self.rejected[kind] = self.rejected.get(kind, 0) + len(items)
+        try:
+            self.dead.append_many(items)
+            self.counters["dead_lettered"] += len(items)
+        except StorageError as exc:
+            self._count_lost(len(items), f"rejected ({kind}) and the dead-letter file failed")
+            self._fail(f"dead-letter write failed: {exc}")
+
+    def _dead_letter_oversized(self) -> None:
+        items = self.ring.pop_oversized()
+        if self.dead is None:
+            self._count_lost(len(items), "too large for the server")
+            return
+        self._dead_letter(items, "too_large")
+
+    def _reject(self, pseq: int, kind: str) -> None:
+        msg = self.ring.reject(pseq)
+        self._no_resp.discard(pseq)
+        if msg is not None:
+            self._dead_letter([msg[:3]], kind)
+            log.warning("NATS rejected %s (%s): dead-lettered", msg[0].decode("utf-8", "replace"), kind)
+
+    def _on_events(self, events: list) -> None:
+        for ev in events:
+            kind = ev[0]
+            if kind == "ack_error":
+                _, pseq, code, err_code, desc = ev
+                rk = _rejection_kind(code, err_code, desc)
+                if rk is not None:
+                    self._reject(pseq, rk)
+            elif kind == "no_responders":
+                self._no_resp.add(ev[1])  # resent on the deadline; dead-lettered past retry_horizon
+            elif kind == "err":
+                self._on_server_error(ev[1])
+            elif kind == "msg":
+                log.debug("NATS: unexpected message on %r", ev[1])
+        self._after_acks()
+        self._pump()
+
+    def _on_server_error(self, text: str) -> None:
+        low = text.lower()
+        if "permissions violation for publish" in low:
+            subject = text.split(" to ", 1)[-1].strip().strip('"').encode()
+            pseq = self.ring.find_sent(subject)
+            if pseq:
+                self._reject(pseq, "permissions")
+            return
+        log.warning("NATS server error on the data connection: %s", text)
+
+    # ------------------------------------------------------------------ background tasks
+
+    async def _run(self) -> None:
+        """Provision the stream once, then keep a data connection up (short capped backoff)."""
+        backoff = BACKOFF_INITIAL
+        attempt = 0
+        while self.provision_stream and not self._closed:
+            try:
+                self.stream_report = await provision(self.cfg, self.endpoint, timeout=self.cfg.connect_timeout)
+                self.error = None
+                break
+            except PublishError as exc:
+                self._fail(str(exc), warn_once=True)
+                await asyncio.sleep(min(backoff, BACKOFF_MAX) + random.random() * 0.05)
+                backoff = min(backoff * 2, 2.0)
+        backoff = BACKOFF_INITIAL
+        while not self._closed:  # close() cancels this task after its wait for acks
+            try:
+                conn = await natsconn.connect(
+                    self.endpoint, attempt, self.parser, self.inbox, timeout=self.cfg.connect_timeout,
+                    on_events=self._on_events, on_lost=self._on_lost, on_writable=self._pump,
+                    ping_interval=PING_INTERVAL)
+            except AuthFailed as exc:
+                self._fail(str(exc), warn_once=True)
+                await asyncio.sleep(AUTH_BACKOFF)
+                attempt += 1
+                continue
+            except ConnectError as exc:
+                log.debug("NATS connect attempt %d: %s", attempt, exc)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                attempt += 1
+                continue
+            backoff = BACKOFF_INITIAL
+            self._on_connected(conn)
+            await self._lost.wait()
+            self._lost.clear()
+
+    def _on_connected(self, conn) -> None:
+        conn.on_read = self._on_read
+        self.conn = conn
+        self.counters["connects"] += 1
+        self.ring.max_payload = conn.max_payload
+        self._last_progress = self.clock()
+        self._ready.set()
+        if self.error and "refused the connection" in self.error:
+            self.error = None
+        log.info("NATS data connection up (%d in flight, %d queued, store %s)", self.ring.inflight,
+                 self.ring.queued, self.store)
+        data = self.ring.resend_all(self.clock())  # acks of the old connection are gone
+        if data is not None:
+            conn.write(data)
+            self.counters["resend_writes"] += 1
+        self._after_acks()
+        self._pump()
+
+    def _on_lost(self, reason: str) -> None:
+        self.conn = None
+        self._ready.clear()
+        if not self._closing:
+            self.counters["disconnects"] += 1
+            log.warning("NATS data connection lost: %s", reason)
+        self._lost.set()
+
+    async def _ticker(self) -> None:
+        interval = min(0.1, max(0.01, self.cfg.ack_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.tick()
+
+    def tick(self) -> None:
+        """Deadlines: resend, watchdog, retry horizon, replay, spill fsync."""
+        now = self.clock()
+        ring, cfg = self.ring, self.cfg
+        answers = self.parser.acks + self.parser.no_responders + self.parser.errors  # the server is alive
+        if answers != self._last_acked or ring.inflight == 0:
+            self._last_acked = answers
+            self._last_progress = now
+        if self.conn is not None and ring.inflight:
+            data = ring.resend_expired(now, cfg.ack_timeout)
+            if data is not None:
+                self.conn.write(data)
+                self.counters["resend_writes"] += 1
+            if now - self._last_progress > 2 * cfg.ack_timeout:
+                self.counters["watchdog_reconnects"] += 1
+                self._last_progress = now
+                self.conn.close(f"no ack for {2 * cfg.ack_timeout:g} s with {ring.inflight} in flight")
+        oldest = ring.oldest_unacked_sent()
+        while oldest and now - oldest > cfg.retry_horizon and self.mode == "jetstream":
+            if ring.head not in self._no_resp:
+                self._enter_spill(f"messages unacked for more than {cfg.retry_horizon:g} s")
+                break
+            self._reject(ring.head, "no_stream")  # the server answered: nothing stores this subject
+            oldest = ring.oldest_unacked_sent()
+        if self.conn is not None:
+            self._after_acks()
+            self._pump()
+        if self.spill is not None and self.spill.pending_records:
+            try:
+                self.spill.flush()
+            except StorageError as exc:
+                self._fail(f"spill flush failed: {exc}")
+
+    # ------------------------------------------------------------------ reporting
+
+    def _emit(self, event: StatusEvent) -> None:
+        self.submit_event(event)
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:  # a broken listener must not break publishing
+                log.exception("status event listener failed")
+
+    def _stop_feed(self, why: str) -> None:
+        if not self.feed_stop_requested:
+            self.feed_stop_requested = True
+            log.error("NATS publisher: %s; the feed must stop (a gap until it restarts)", why)
+            event = StatusEvent("feed_stopped", self.instance, detail=why)
+            if self.on_event is not None:
+                self.on_event(event)
+
+    def _fail(self, message: str, warn_once: bool = False) -> None:
+        if not (warn_once and self.error == message):
+            log.error("NATS publisher: %s", message)
+        self.error = message
+
+    def _count_lost(self, n: int, why: str) -> None:
+        if n:
+            self.counters["lost"] += n
+            self.lost_reasons[why] = self.lost_reasons.get(why, 0) + n

@@ -1,0 +1,162 @@
+"""The publisher when NATS goes away: kill -9 and restart, outages longer than the memory queue,
+shutdown during an outage, a stalled server. Each prints sent / stored / lost / duplicated (run with -s)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import uvloop
+from test_publisher import CONN, STREAM, batches, check_stream, expected, make_cfg, session, wait_for
+
+from ssmd_fast.natsserver import NatsServer
+from ssmd_fast.sinks.nats import JetStreamPublisher
+from ssmd_fast.sinks.reader import read_stream
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def figures(name: str, rep, stored, want) -> None:
+    ids = [m.msg_id for m in stored]
+    s = rep.stats
+    print(f"\n[{name}] sent {len(want)}, stored {len(ids)}, lost {len(set(want) - set(ids))}, "
+          f"dup in stream {len(ids) - len(set(ids))}, resent {s['resent']}, dup-acks {s['duplicates']}, "
+          f"spilled {s['spilled']}, replayed {s['replayed']}, reconnects {s['connects'] - 1}, "
+          f"watchdog {s['watchdog_reconnects']}")
+
+
+async def feed(pub, bl, pace: float, during=None, at: int = -1) -> None:
+    """Submit the batches ``pace`` seconds apart; run ``during()`` (blocking, in a thread) at batch ``at``."""
+    loop = asyncio.get_running_loop()
+    job = None
+    for k, b in enumerate(bl):
+        if k == at:
+            job = loop.run_in_executor(None, during)
+        pub.submit(b, CONN)
+        await asyncio.sleep(pace)
+    if job is not None:
+        await job
+
+
+def test_kill9_mid_stream_and_restart_on_the_same_store(tmp_path):
+    bl = batches(session(12000), size=20)     # ~600 socket reads, ~24k messages (raw + normalized)
+    want = expected(bl)
+    srv = NatsServer().start()
+    try:
+        async def main():
+            pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path), ack_timeout=0.5))
+            await pub.start()
+            assert await pub.wait_connected(10)
+            await feed(pub, bl, 0.004, during=lambda: srv.restart(down_for=1.0), at=len(bl) // 3)
+            assert await pub.wait_connected(15)
+            await wait_for(lambda: pub.ring.head == pub.ring.tail and not pub.spill.pending_records, 30,
+                           "everything acked after the restart")
+            rep = await pub.close(10)
+            stored = await read_stream(srv.url, STREAM, timeout=30)
+            figures("kill -9, 1 s down", rep, stored, want)
+            check_stream(stored, want)
+            assert rep.lost == 0 and rep.stats["disconnects"] >= 1
+        uvloop.run(main())
+    finally:
+        srv.close()
+
+
+def test_outage_longer_than_the_memory_queue_spills_and_replays_in_order(tmp_path):
+    bl = batches(session(6000), size=20)
+    want = expected(bl)
+    srv = NatsServer().start()
+    try:
+        async def main():
+            cfg = make_cfg(srv.url, str(tmp_path), memory_queue_bytes=64 * 1024, ack_timeout=0.3)
+            events = []
+            pub = JetStreamPublisher(cfg, on_event=events.append)
+            await pub.start()
+            assert await pub.wait_connected(10)
+            first = len(bl) // 4
+            await feed(pub, bl[:first], 0.002)
+            await asyncio.get_running_loop().run_in_executor(None, srv.kill)
+            await feed(pub, bl[first:], 0.001)  # NATS away: the memory queue overflows into the spill
+            s = pub.stats()
+            assert s["store"] == "spill" and s["spilled"] > 0 and s["spill_pending"] > 0
+            assert [e.kind for e in events] == ["spill"]
+            await asyncio.get_running_loop().run_in_executor(None, srv.start)
+            assert await pub.wait_connected(15)
+            await wait_for(lambda: pub.store == "memory" and pub.ring.head == pub.ring.tail, 30, "replay")
+            rep = await pub.close(10)
+            stored = await read_stream(srv.url, STREAM, timeout=30)
+            spill_events = [m for m in stored if m.subject == "t.kalshi.events.spill"]
+            assert len(spill_events) == 1 and b'"kind":"spill"' in spill_events[0].data
+            stored = [m for m in stored if m.subject != "t.kalshi.events.spill"]
+            figures("outage > memory queue", rep, stored, want)
+            check_stream(stored, want)
+            data = [m for m in stored if m.subject.startswith("t.kalshi.norm.book_delta.")]
+            by_sid: dict[str, list[int]] = {}
+            for m in data:  # per book (sid), deltas reached the stream in seq order: replay kept the order
+                conn_sid, seq = m.msg_id.rsplit(":", 3)[1], int(m.msg_id.rsplit(":", 3)[2])
+                by_sid.setdefault(conn_sid, []).append(seq)
+            assert all(v == sorted(v) for v in by_sid.values())
+            assert rep.lost == 0 and rep.stats["replayed"] > 0
+        uvloop.run(main())
+    finally:
+        srv.close()
+
+
+def test_close_during_an_outage_spills_and_the_next_start_replays(tmp_path):
+    bl = batches(session(1500), size=25)
+    want = expected(bl)
+    srv = NatsServer().start()
+    try:
+        async def main():
+            pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path)))
+            await pub.start()
+            assert await pub.wait_connected(10)
+            await asyncio.get_running_loop().run_in_executor(None, srv.kill)
+            await feed(pub, bl, 0.0)
+            t0 = time.monotonic()
+            rep = await pub.close(5)
+            assert time.monotonic() - t0 < 2.5  # no waiting for a server that is gone
+            assert rep.lost == 0 and rep.stats["spilled"] == len(want) and rep.written == 0
+            await asyncio.get_running_loop().run_in_executor(None, srv.start)
+            again = JetStreamPublisher(make_cfg(srv.url, str(tmp_path)))  # a restarted process
+            await again.start()
+            assert again.store == "spill"
+            await wait_for(lambda: again.store == "memory" and again.ring.head == again.ring.tail, 20, "replay")
+            rep2 = await again.close(10)
+            stored = await read_stream(srv.url, STREAM, timeout=30)
+            figures("close during outage, restart", rep2, stored, want)
+            check_stream(stored, want)
+            assert rep2.stats["replayed"] == len(want)
+        uvloop.run(main())
+    finally:
+        srv.close()
+
+
+def test_a_stalled_server_is_detected_by_the_ack_watchdog(tmp_path):
+    bl = batches(session(3000), size=20)
+    want = expected(bl)
+    srv = NatsServer().start()
+    try:
+        async def main():
+            pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path), ack_timeout=0.25))
+            await pub.start()
+            assert await pub.wait_connected(10)
+            await feed(pub, bl[:50], 0.002)
+            srv.pause()  # no FIN, no RST: only missing acks tell
+            t0 = time.monotonic()
+            try:
+                await feed(pub, bl[50:100], 0.002)
+                await wait_for(lambda: pub.stats()["disconnects"] >= 1, 5, "watchdog")
+                detected = time.monotonic() - t0
+            finally:
+                srv.resume()
+            await feed(pub, bl[100:], 0.001)
+            await wait_for(lambda: pub.ring.head == pub.ring.tail and pub.store == "memory", 20, "recovery")
+            rep = await pub.close(10)
+            stored = await read_stream(srv.url, STREAM, timeout=30)
+            figures(f"stalled server, detected in {detected:.2f} s", rep, stored, want)
+            check_stream(stored, want)
+            assert detected < 2.0
+        uvloop.run(main())
+    finally:
+        srv.close()
