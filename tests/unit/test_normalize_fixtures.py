@@ -244,7 +244,7 @@ def assert_canonical_numbers(record: bytes):
     text = record.decode()
     for s in re.findall(r'"(?:[^"\\]|\\.)*"|(-?[0-9][0-9.eE+-]*)', text):
         if s:
-            assert CANONICAL_NUMBER.fullmatch(s), (s, text[:200])
+            assert CANONICAL_NUMBER.fullmatch(s) and s != "-0", (s, text[:200])
 
 
 @pytest.mark.parametrize("line", range(1, 13))
