@@ -9,11 +9,12 @@ On disk, in one directory owned by one process (``lock`` is flock-ed):
 - ``cursor``: ``{"segment": n, "offset": o}``, the first record not yet consumed, replaced atomically
   (tmp + rename; fsync-ed at most every ``fsync_interval``, before deleting a segment and on close).
 
-Appends go to a user-space buffer, handed to the OS in one write when it reaches 256 KiB, when a
-fsync is due (``fsync_every`` records or ``fsync_interval`` seconds since the last one, checked on
-append), and on ``flush()``/``close()``. A kill -9 therefore loses only the records still in that
-buffer; the owner calls ``flush()`` when a burst ends. Positions are kept as one logical byte offset
-across segments, so the per-append work is a few integer updates.
+Records are encoded into a user-space buffer that is handed to the OS in one write at the end of
+every ``append_many`` call, when it reaches 256 KiB, when a fsync is due (``fsync_every`` records or
+``fsync_interval`` seconds since the last one, checked on append), and on ``flush()``/``close()``.
+A kill -9 therefore loses only records given to single ``append`` calls since then (the owner calls
+``flush()`` when such a burst ends). Positions are kept as one logical byte offset across segments,
+so the per-append work is a few integer updates.
 
 On open, every segment is checked record by record (length and CRC). A bad record at the end of
 the last segment with no valid record after it is a torn write: it is truncated away and logged.
@@ -215,6 +216,18 @@ class SpillFile(SpillWriter):
         }
 
     # ------------------------------------------------------------------ append
+
+    def append_many(self, items) -> int:
+        """Append in order and hand the records to the OS; returns the count. On an error,
+        ``exc.appended`` says how many were accepted (they stay readable)."""
+        try:
+            return super().append_many(items)
+        finally:
+            if self._buf and self._error is None and not self._closed:
+                try:
+                    self._handoff()
+                except StorageError:
+                    pass  # recorded in self._error: the next append raises it
 
     def _make_room(self, total: int, appended: int) -> None:
         """Slow path of append: error state, cap, rotation. Raises without accepting the record."""

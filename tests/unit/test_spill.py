@@ -186,10 +186,12 @@ def test_kill_9_loses_nothing_handed_to_the_os_and_keeps_the_cursor(tmp_path):
         from ssmd_fast.sinks.spill import SpillFile
         sp = SpillFile({str(tmp_path)!r}, max_bytes=1 << 24, fsync_every=0, fsync_interval=0,
                        segment_bytes=16384)
-        sp.append_many(rec(i) for i in range(3000))
-        sp.consume(len(sp.read(1234)))
+        for i in range(2000):
+            sp.append(*rec(i))
         sp.flush()                      # handed to the OS, never fsync-ed
-        sp.append(*rec(99999))          # still in the user-space buffer: may be lost
+        sp.consume(len(sp.read(1234)))
+        sp.append_many(rec(i) for i in range(2000, 3000))  # append_many hands its records over
+        sp.append(*rec(99999))          # a single append stays in the user-space buffer: lost
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
