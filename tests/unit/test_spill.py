@@ -267,6 +267,22 @@ def test_corruption_in_the_middle_stops_the_replay_with_segment_and_offset(tmp_p
         assert read_all(sp) == [rec(500)]
 
 
+def test_a_zeroed_hole_in_the_middle_is_corruption_not_a_torn_tail(tmp_path):
+    path, items = _torn_setup(tmp_path, n=40)
+    sizes = [len(encode_record(*it)) for it in items]
+    start, end = sum(sizes[:10]), sum(sizes[:13])  # records 10..12 zeroed, as by a lost page
+    data = bytearray(path.read_bytes())
+    data[start:end] = bytes(end - start)
+    path.write_bytes(bytes(data))
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
+        assert path.stat().st_size == sum(sizes)
+        assert sp.read(100) == items[:10]
+        sp.consume(10)
+        with pytest.raises(SpillCorrupt) as info:
+            sp.read(1)
+        assert info.value.offset == start and info.value.next_valid == end
+
+
 def test_corruption_in_an_older_segment_is_never_skipped(tmp_path):
     items = [rec(i) for i in range(400)]
     with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=4096) as sp:
