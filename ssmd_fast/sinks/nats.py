@@ -55,6 +55,13 @@ RETRYABLE_ERR_CODES = {10008}  # "JetStream system temporarily unavailable"
 FULL_DESCRIPTIONS = ("maximum messages", "maximum bytes", "maximum messages per subject")
 
 
+def valid_subject(subject: bytes) -> bool:
+    """A literal subject: dot-separated non-empty tokens of printable ASCII, no wildcard token."""
+    if not subject or not all(0x21 <= b <= 0x7E for b in subject):
+        return False
+    return all(t and t not in (b"*", b">") for t in subject.split(b"."))
+
+
 def _rejection_kind(code: int, err_code: int, description: str) -> str | None:
     """The counter a JetStream error reply goes to, or None when it is worth resending."""
     if err_code in RETRYABLE_ERR_CODES:
@@ -141,18 +148,26 @@ class JetStreamPublisher:
 
     def submit_event(self, event: StatusEvent) -> None:
         """Publish a status event to ``{prefix}.events.{kind}`` (acked like data)."""
+        conn = event.conn or self.instance
+        n = self._event_n[conn] = self._event_n.get(conn, 0) + 1
+        self.submit_message(self.encoder.event_subject(event.kind), self.encoder.event_msg_id(conn.encode(), n),
+                            event.to_json())
+
+    def submit_message(self, subject: bytes, msg_id: bytes, payload: bytes) -> None:
+        """Publish one message (acked, resent and spilled like data); ``subject`` must be a literal
+        subject and ``msg_id`` stable across resends (it is the dedupe key)."""
+        if not valid_subject(subject) or not msg_id or not all(0x21 <= b <= 0x7E for b in msg_id):
+            raise ValueError(f"not a literal subject and header-safe msg id: {subject!r}, {msg_id!r}")
         if self._closing:
             self._count_lost(1, "submitted after close")
             return
-        conn = event.conn or self.instance
-        n = self._event_n[conn] = self._event_n.get(conn, 0) + 1
-        item = (self.encoder.event_subject(event.kind), self.encoder.event_msg_id(conn.encode(), n),
-                event.to_json())
         self.counters["accepted"] += 1
         if self.store == SPILL:
-            self._to_spill([item])
+            self._to_spill([(subject, msg_id, payload)])
         else:
-            self.ring.add_message(*item)
+            self.ring.add_message(subject, msg_id, payload)
+            if self.ring.oversized:
+                self._dead_letter_oversized()
             self._pump()
 
     async def start(self) -> None:

@@ -89,10 +89,15 @@ def differences(have: api.StreamConfig, want: api.StreamConfig) -> list[str]:
     return out
 
 
+async def _quiet_error(exc: Exception) -> None:
+    # nats-py logs every failed attempt with a traceback by default; the caller reports the outcome
+    log.debug("nats-py: %s: %s", type(exc).__name__, exc)
+
+
 def nats_py_options(endpoint: Endpoint) -> dict:
     """nats-py ``connect()`` keywords for the management connection (no secret is logged)."""
     creds = endpoint.credentials
-    opts: dict = {"servers": list(endpoint.urls), "name": endpoint.name + "-admin"}
+    opts: dict = {"servers": list(endpoint.urls), "name": endpoint.name + "-admin", "error_cb": _quiet_error}
     if creds.kind == "token":
         opts["token"] = creds.token.reveal()
     elif creds.kind == "user":

@@ -27,9 +27,9 @@ STREAM = "T_KALSHI"
 CONN = "c0ffee000001"
 
 
-def make_cfg(url: str, spill: str, **kw) -> TransportConfig:
+def make_cfg(url: str, spill_path: str, **kw) -> TransportConfig:
     base = dict(type="nats", url=(url,), stream=STREAM, subject_prefix=PREFIX, duplicate_window=120.0,
-                ack_timeout=0.5, retry_horizon=30.0, spill=SpillConfig(path=spill, fsync_every=100))
+                ack_timeout=0.5, retry_horizon=30.0, spill=SpillConfig(path=spill_path, fsync_every=100))
     base.update(kw)
     return TransportConfig(**base)
 

@@ -160,3 +160,26 @@ def test_a_stalled_server_is_detected_by_the_ack_watchdog(tmp_path):
         uvloop.run(main())
     finally:
         srv.close()
+
+
+def test_past_the_spill_cap_the_feed_is_stopped_on_purpose_and_nothing_is_dropped_silently(tmp_path):
+    from ssmd_fast.config import SpillConfig
+    from ssmd_fast.natsserver import free_port
+
+    bl = batches(session(2000), size=20)
+    async def main():
+        cfg = make_cfg(f"nats://127.0.0.1:{free_port()}", str(tmp_path), memory_queue_bytes=16 * 1024,
+                       spill=SpillConfig(path=str(tmp_path), max_bytes=128 * 1024))
+        events = []
+        pub = JetStreamPublisher(cfg, on_event=events.append)
+        await pub.start()
+        await feed(pub, bl, 0.0)
+        s = pub.stats()
+        assert s["feed_stop_requested"] and [e.kind for e in events] == ["spill", "feed_stopped"]
+        assert s["spilled"] > 0 and s["lost"] > 0 and "spill file is full" in " ".join(s["lost_reasons"])
+        rep = await pub.close(1)
+        assert rep.lost == s["lost"] and "full" in rep.detail
+        assert rep.stats["spilled"] + rep.lost == rep.stats["published"]  # every message accounted for
+        print(f"\n[spill cap] published {rep.stats['published']}, spilled {rep.stats['spilled']}, "
+              f"reported lost {rep.lost} ({rep.detail})")
+    uvloop.run(main())
