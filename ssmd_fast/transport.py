@@ -32,8 +32,9 @@ class Transport(ABC):
 
     name = "transport"
 
+    @abstractmethod
     async def start(self) -> None:
-        """Begin connecting in the background; never blocks on the server (nothing to do by default)."""
+        """Begin connecting in the background; never blocks on the server."""
 
     @abstractmethod
     async def close(self, timeout: float = 10.0) -> SinkReport: ...
@@ -142,6 +143,9 @@ class NullTransport(Transport):
     def __init__(self):
         self.discarded = 0
         self.feed_stop_requested = False
+
+    async def start(self) -> None:
+        return None  # nothing to connect to
 
     async def close(self, timeout: float = 10.0) -> SinkReport:
         return SinkReport(self.name, detail="transport.type is none: nothing was published",
