@@ -643,6 +643,16 @@ class FrameBatch:
                               type_name])
         return outcome
 
+    def add_lines(self, buffer) -> int:
+        """Add one frame per LF-terminated line of a JSONL buffer (a CR before the LF stays in the frame;
+        a last line without LF counts too); returns the number of frames added."""
+        lines = memoryview(buffer).tobytes().split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        for line in lines:
+            self.add(line)
+        return len(lines)
+
     def reset(self) -> None:
         """Forget the entries; keep the cumulative counters and recv_ts."""
         self._entries.clear()

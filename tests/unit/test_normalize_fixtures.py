@@ -378,6 +378,20 @@ def test_batch_accepts_bytearray_and_memoryview(impl):
     assert impl.normalize_frame(bytearray(frame)) == batch.record(0)
 
 
+def test_add_lines_splits_on_lf_only(impl):
+    data = (KALSHI / "trade.jsonl").read_bytes()
+    batch, one_by_one = impl.FrameBatch(), impl.FrameBatch()
+    assert batch.add_lines(data) == 30
+    for frame in frames("trade.jsonl"):
+        one_by_one.add(frame)
+    assert batch.records_jsonl() == one_by_one.records_jsonl()
+    batch.reset()
+    assert batch.add_lines(b'{"type":"ok"}\r\n\n{"type":"ok",\r"id":2}') == 3  # CR kept; last line without LF
+    assert [batch.outcome(i) for i in range(3)] == [OUT_CONTROL, OUT_INVALID, OUT_CONTROL]
+    assert batch.raw(0) == b'{"type":"ok"}\r' and batch.cmd_id(2) == 2
+    assert batch.add_lines(b"") == 0 and batch.add_lines(bytearray(b"\n")) == 1
+
+
 def test_normalize_frame_raises_invalid_frame_with_the_reason(impl):
     with pytest.raises(InvalidFrame) as info:
         impl.normalize_frame(b'{"type":"trade","msg":[]}')
