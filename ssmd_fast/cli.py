@@ -11,10 +11,12 @@ from ssmd_fast.errors import SsmdError
 
 # command name -> (module under ssmd_fast.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "run the connector: Kalshi WebSocket -> normalized records -> JetStream and/or files"),
     "check-config": ("check_config", "load and validate an environment file, print it with secrets redacted"),
     "keygen": ("keygen", "write a test RSA key pair (private key mode 0600)"),
     "normalize": ("normalize", "normalize raw Kalshi JSONL frames into schema-v1 records (stdout)"),
     "tail": ("tail", "print the messages of a JetStream stream as they arrive (ordered consumer)"),
+    "exchange": ("exchange", "run the local Kalshi exchange (generated or replayed sessions, faults on demand)"),
 }
 
 

@@ -46,6 +46,7 @@ class NatsServer:
         self.port = port or free_port(host)
         self._own_store = store_dir is None
         self.store_dir = Path(store_dir or tempfile.mkdtemp(prefix="ssmd-nats-"))
+        self.store_dir.mkdir(parents=True, exist_ok=True)
         self.extra_config = extra_config
         self.proc: subprocess.Popen | None = None
         self.log_path = self.store_dir / "nats-server.log"

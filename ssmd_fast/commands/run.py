@@ -1,0 +1,29 @@
+"""Run the connector as a service: Kalshi WebSocket sessions -> exact normalized records -> acked
+NATS JetStream and/or rotated files, with Prometheus metrics, /health and /ready.
+
+Credentials come from the keys named in the environment file (see README "Configuration").
+The first SIGTERM or SIGINT stops intake, waits for acks (runner.shutdown_timeout), spills what is
+unacked and exits 0 when every record was acked or spilled (1 otherwise, with the numbers);
+a second signal exits at once."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", required=True, metavar="FILE", help="environment YAML file")
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (default uvloop)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="log level (default info)")
+    p.add_argument("--log-format", default="text", choices=("text", "json"), help="log line format (default text)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ssmd_fast.config import load_environment
+    from ssmd_fast.logs import setup_logging
+    from ssmd_fast.runner import run_service
+
+    setup_logging(args.log_level, args.log_format)
+    cfg = load_environment(args.env)
+    return run_service(cfg, loop=args.loop)
