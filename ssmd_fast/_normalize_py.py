@@ -8,21 +8,53 @@ is a table of field rules, each rule turning the winning source into the JSON te
 from __future__ import annotations
 
 import json
-import re
-from json.encoder import encode_basestring as _jstr
 
+from ssmd_fast._normalize_values_py import (
+    I64_MAX,
+    R_COUNT,
+    R_DEPTH,
+    R_DUPLICATE_KEY,
+    R_JSON,
+    R_MISSING,
+    R_NONE,
+    R_RANGE,
+    R_SHAPE,
+    R_SIZE,
+    R_TICKER,
+    R_TYPE,
+    R_UTF8,
+    RuleBroken,
+    boolean,
+    cents,
+    count_nonneg,
+    count_pos,
+    int_value,
+    integer,
+    nonempty_string,
+    price,
+    qty,
+    qty_nonneg,
+    qty_pos,
+    series_ticker,
+    settlement,
+    string,
+    ticker,
+    time_ms,
+    time_rfc,
+    time_s,
+    time_s_or_rfc,
+    yes_no,
+)
 from ssmd_fast.errors import InvalidFrame
 from ssmd_fast.strict_json import JsonError, minify, object_members
-from ssmd_fast.strict_json import Number as _Num
 from ssmd_fast.strict_json import loads as _loads
 
-# The values mirror ssmd_fast/_normalize.pxd (a guard test compares them with the compiled module).
+# The values mirror ssmd_fast/_normalize.pxd (a guard test compares them with the compiled module);
+# the R_* reason codes come from _normalize_values_py, with the rules that raise them.
 OUT_RECORD, OUT_CONTROL, OUT_OTHER, OUT_INVALID = 0, 1, 2, 3
 K_TRADE, K_TICKER, K_BOOK_SNAPSHOT, K_BOOK_DELTA, K_MARKET_LIFECYCLE, K_EVENT_LIFECYCLE = 0, 1, 2, 3, 4, 5
 K_SUBSCRIBED, K_OK, K_ERROR, K_UNSUBSCRIBED = 8, 9, 10, 11
 K_NONE = 255
-R_NONE, R_SIZE, R_UTF8, R_JSON, R_DEPTH, R_DUPLICATE_KEY = 0, 1, 2, 3, 4, 5
-R_SHAPE, R_MISSING, R_TYPE, R_RANGE, R_TICKER, R_COUNT = 6, 7, 8, 9, 10, 11
 F_DUPLICATE, F_SUPPRESSED, F_GAP, F_DROP = 1, 2, 4, 3
 
 RECORD_TYPES = {K_TRADE: "trade", K_TICKER: "ticker", K_BOOK_SNAPSHOT: "book_snapshot",
@@ -35,292 +67,7 @@ REASONS = {R_SIZE: "size", R_UTF8: "utf8", R_JSON: "json", R_DEPTH: "depth",
 
 MAX_FRAME = 1_048_576
 MAX_DEPTH = 128
-MAX_DIGITS = 40
 RAW_INVALID_MAX = 256
-_I64_MIN, _I64_MAX = -(2 ** 63), 2 ** 63 - 1
-
-
-class _Bad(Exception):
-    """Internal: a frame breaks a rule; ``code`` is its R_* value."""
-
-    __slots__ = ("code",)
-
-    def __init__(self, code: int):
-        self.code = code
-
-
-# ---------------------------------------------------------------------------------------------------
-# Value rules. Converters take a present value and return its JSON text for the record, or raise _Bad.
-
-_DEC_STR = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?\Z")
-_NUM_TEXT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([-+]?)([0-9]+))?\Z")
-_TICKER = re.compile(r"[\x21-\x29\x2b-\x3d\x3f-\x7e]{1,1024}\Z")
-_RFC3339 = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
-                      r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))\Z")
-_CENTS = ["0"] + [f"0.{c:02d}".rstrip("0") for c in range(1, 100)] + ["1"]
-_HUGE_EXP = 10 ** 30  # beyond any exponent that can matter; stands in for exponents of 31+ digits
-
-
-def _num_parts(s: str) -> tuple[bool, str, int]:
-    """(negative, significant digits without leading/trailing zeros, exponent) of a JSON number."""
-    neg, ip, fp, esign, edigits = _NUM_TEXT.match(s).groups()
-    digits = ip + fp if fp else ip
-    exp = -len(fp) if fp else 0
-    sig = digits.lstrip("0")
-    if not sig:
-        return False, "", 0
-    trimmed = sig.rstrip("0")
-    exp += len(sig) - len(trimmed)
-    if edigits:
-        edigits = edigits.lstrip("0")
-        e = _HUGE_EXP if len(edigits) > 30 else int(edigits) if edigits else 0
-        exp += -e if esign == "-" else e
-    return neg == "-", trimmed, exp
-
-
-def _parts_digits(sig: str, exp: int) -> int:
-    """How many digits the canonical form of sig * 10**exp has."""
-    if not sig:
-        return 1
-    if exp >= 0:
-        return len(sig) + exp
-    return len(sig) if len(sig) + exp > 0 else 1 - exp
-
-
-def _parts_text(neg: bool, sig: str, exp: int) -> str:
-    if not sig:
-        return "0"
-    if exp >= 0:
-        s = sig + "0" * exp
-    else:
-        p = len(sig) + exp
-        s = sig[:p] + "." + sig[p:] if p > 0 else "0." + "0" * -p + sig
-    return "-" + s if neg else s
-
-
-def _dec_text(v: str) -> str:
-    m = _DEC_STR.match(v)
-    if m is None:
-        raise _Bad(R_RANGE)
-    neg, ip, fp = m.groups()
-    ip = ip.lstrip("0") or "0"
-    if fp:
-        fp = fp.rstrip("0")
-    if fp:
-        if len(ip) + len(fp) > MAX_DIGITS:
-            raise _Bad(R_RANGE)
-        c = ip + "." + fp
-    elif len(ip) > MAX_DIGITS:
-        raise _Bad(R_RANGE)
-    else:
-        c = ip
-    return "-" + c if neg and c != "0" else c
-
-
-_DEC_CACHE: dict[str, str] = {}  # prices and sizes repeat a lot on the wire
-
-
-def _dec(v) -> str:
-    """Canonical text of a decimal source (a decimal string, or a JSON number taken exactly)."""
-    t = type(v)
-    if t is str:
-        c = _DEC_CACHE.get(v)
-        if c is None:
-            c = _dec_text(v)
-            if len(_DEC_CACHE) >= 4096:
-                _DEC_CACHE.clear()
-            _DEC_CACHE[v] = c
-        return c
-    if t is int:
-        c = str(v)
-        if len(c) - (v < 0) > MAX_DIGITS:
-            raise _Bad(R_RANGE)
-        return c
-    if t is _Num:
-        neg, sig, exp = _num_parts(v)
-        if _parts_digits(sig, exp) > MAX_DIGITS:
-            raise _Bad(R_RANGE)
-        return _parts_text(neg, sig, exp)
-    raise _Bad(R_TYPE)
-
-
-def _int(v) -> int:
-    """Integer rule: a JSON number with an exact integer value in int64."""
-    t = type(v)
-    if t is int:
-        i = v
-    elif t is _Num:
-        neg, sig, exp = _num_parts(v)
-        if not sig:
-            return 0
-        if exp < 0:
-            raise _Bad(R_TYPE)
-        if len(sig) + exp > 19:
-            raise _Bad(R_RANGE)
-        i = int(sig) * 10 ** exp
-        if neg:
-            i = -i
-    else:
-        raise _Bad(R_TYPE)
-    if i < _I64_MIN or i > _I64_MAX:
-        raise _Bad(R_RANGE)
-    return i
-
-
-def _price(v) -> str:
-    c = _dec(v)
-    if c[0] == "-" or (c[0] != "0" and c != "1"):
-        raise _Bad(R_RANGE)
-    return c
-
-
-def _cents(v) -> str:
-    i = _int(v)
-    if i < 0 or i > 100:
-        raise _Bad(R_RANGE)
-    return _CENTS[i]
-
-
-def _qty(v) -> str:
-    return _dec(v)
-
-
-def _qty_pos(v) -> str:
-    c = _dec(v)
-    if c[0] == "-" or c == "0":
-        raise _Bad(R_RANGE)
-    return c
-
-
-def _qty_nonneg(v) -> str:
-    c = _dec(v)
-    if c[0] == "-":
-        raise _Bad(R_RANGE)
-    return c
-
-
-def _integer(v) -> str:
-    return str(_int(v))
-
-
-def _count_pos(v) -> str:
-    i = _int(v)
-    if i <= 0:
-        raise _Bad(R_RANGE)
-    return str(i)
-
-
-def _count_nonneg(v) -> str:
-    i = _int(v)
-    if i < 0:
-        raise _Bad(R_RANGE)
-    return str(i)
-
-
-def _time_s(v) -> str:
-    return str(_int(v) * 1_000_000_000)
-
-
-def _time_ms(v) -> str:
-    return str(_int(v) * 1_000_000)
-
-
-def _is_leap(y: int) -> bool:
-    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
-
-
-_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def _days_from_civil(y: int, m: int, d: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-
-
-def _time_rfc(v) -> str:
-    if type(v) is not str:
-        raise _Bad(R_TYPE)
-    m = _RFC3339.match(v)
-    if m is None:
-        raise _Bad(R_RANGE)
-    y, mo, d, h, mi, s, frac, osign, oh, om = m.groups()
-    y, mo, d, h, mi, s = int(y), int(mo), int(d), int(h), int(mi), int(s)
-    if not 1 <= mo <= 12 or h > 23 or mi > 59 or s > 59:
-        raise _Bad(R_RANGE)
-    if not 1 <= d <= (29 if mo == 2 and _is_leap(y) else _MONTH_DAYS[mo]):
-        raise _Bad(R_RANGE)
-    secs = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
-    if osign is not None:
-        oh, om = int(oh), int(om)
-        if oh > 23 or om > 59:
-            raise _Bad(R_RANGE)
-        secs -= (oh * 3600 + om * 60) if osign == "+" else -(oh * 3600 + om * 60)
-    ns = secs * 1_000_000_000
-    if frac:
-        ns += int(frac.ljust(9, "0"))
-    return str(ns)
-
-
-def _time_s_or_rfc(v) -> str:
-    return _time_rfc(v) if type(v) is str else _time_s(v)
-
-
-def _ticker(v) -> str:
-    if type(v) is not str:
-        raise _Bad(R_TYPE)
-    if _TICKER.match(v) is None:
-        raise _Bad(R_TICKER)
-    return _jstr(v)
-
-
-def _string(v) -> str:
-    if type(v) is not str:
-        raise _Bad(R_TYPE)
-    return _jstr(v)
-
-
-def _nonempty_string(v) -> str:
-    if type(v) is not str:
-        raise _Bad(R_TYPE)
-    if not v:
-        raise _Bad(R_RANGE)
-    return _jstr(v)
-
-
-def _series_ticker(v) -> str:
-    return '""' if v == "" else _ticker(v)
-
-
-def _yes_no(v) -> str:
-    if type(v) is not str:
-        raise _Bad(R_TYPE)
-    if v == "yes":
-        return '"yes"'
-    if v == "no":
-        return '"no"'
-    raise _Bad(R_RANGE)
-
-
-def _boolean(v) -> str:
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    raise _Bad(R_TYPE)
-
-
-def _settlement(v) -> str:
-    """A string is dollars; an integer-valued JSON number is legacy cents; another number is dollars."""
-    t = type(v)
-    if t is int or (t is _Num and _num_parts(v)[2] >= 0):
-        return _cents(v)
-    if t is str or t is _Num:
-        return _price(v)
-    raise _Bad(R_TYPE)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -339,7 +86,7 @@ def _field(m: dict, default, sources) -> str:
             continue
         return conv(v)
     if default is None:
-        raise _Bad(R_MISSING)
+        raise RuleBroken(R_MISSING)
     return default
 
 
@@ -350,24 +97,24 @@ def _levels(m, sources):
             continue
         v = m[key]
         if type(v) is not list:
-            raise _Bad(R_TYPE)
+            raise RuleBroken(R_TYPE)
         levels, range_error = [], False
         for level in v:
             if type(level) is not list or len(level) != 2:
-                raise _Bad(R_TYPE)
+                raise RuleBroken(R_TYPE)
             try:
                 levels.append((price_conv(level[0]), size_conv(level[1])))
-            except _Bad as e:  # a type error later in the side takes precedence over a range error
+            except RuleBroken as e:  # a type error later in the side takes precedence over a range error
                 if e.code != R_RANGE:
                     raise
                 range_error = True
                 try:
                     size_conv(level[1])
-                except _Bad as e2:
+                except RuleBroken as e2:
                     if e2.code != R_RANGE:
                         raise
         if range_error:
-            raise _Bad(R_RANGE)
+            raise RuleBroken(R_RANGE)
         # Canonical prices in [0, 1] ("0", "0.x...", "1") order as strings; sorted() is stable.
         levels.sort(key=_level_price, reverse=True)
         return "[" + ",".join(["[" + p + "," + s + "]" for p, s in levels]) + "]"
@@ -383,65 +130,65 @@ def _src(key, conv):
 
 
 _TRADE = (
-    ('{"type":"trade","feed":"kalshi","ticker":', None, (_src("market_ticker", _ticker),)),
-    (',"trade_id":', None, (_src("trade_id", _nonempty_string),)),
-    (',"price":', None, (_src("yes_price_dollars", _price), _src("yes_price", _cents),
-                         _src("price", _cents))),
-    (',"size":', None, (_src("count_fp", _qty_pos), _src("count", _count_pos))),
-    (',"side":', None, (_src("taker_outcome_side", _yes_no), _src("taker_side", _yes_no),
-                        _src("side", _yes_no))),
-    (',"block":', "false", (_src("is_block_trade", _boolean),)),
-    (',"ts":', "null", (_src("ts_ms", _time_ms), _src("ts", _time_s))),
+    ('{"type":"trade","feed":"kalshi","ticker":', None, (_src("market_ticker", ticker),)),
+    (',"trade_id":', None, (_src("trade_id", nonempty_string),)),
+    (',"price":', None, (_src("yes_price_dollars", price), _src("yes_price", cents),
+                         _src("price", cents))),
+    (',"size":', None, (_src("count_fp", qty_pos), _src("count", count_pos))),
+    (',"side":', None, (_src("taker_outcome_side", yes_no), _src("taker_side", yes_no),
+                        _src("side", yes_no))),
+    (',"block":', "false", (_src("is_block_trade", boolean),)),
+    (',"ts":', "null", (_src("ts_ms", time_ms), _src("ts", time_s))),
 )
 _TICKER_FIELDS = (
-    ('{"type":"ticker","feed":"kalshi","ticker":', None, (_src("market_ticker", _ticker),)),
-    (',"yes_bid":', "null", (_src("yes_bid_dollars", _price), _src("yes_bid", _cents))),
-    (',"yes_ask":', "null", (_src("yes_ask_dollars", _price), _src("yes_ask", _cents))),
-    (',"last_price":', "null", (_src("price_dollars", _price), _src("price", _cents))),
-    (',"yes_bid_size":', "null", (_src("yes_bid_size_fp", _qty),)),
-    (',"yes_ask_size":', "null", (_src("yes_ask_size_fp", _qty),)),
-    (',"last_trade_size":', "null", (_src("last_trade_size_fp", _qty),)),
-    (',"volume":', "null", (_src("volume_fp", _qty), _src("volume", _integer))),
-    (',"open_interest":', "null", (_src("open_interest_fp", _qty), _src("open_interest", _integer))),
-    (',"dollar_volume":', "null", (_src("dollar_volume", _integer),)),
-    (',"dollar_open_interest":', "null", (_src("dollar_open_interest", _integer),)),
-    (',"ts":', "null", (_src("ts_ms", _time_ms), _src("time", _time_rfc), _src("ts", _time_s))),
+    ('{"type":"ticker","feed":"kalshi","ticker":', None, (_src("market_ticker", ticker),)),
+    (',"yes_bid":', "null", (_src("yes_bid_dollars", price), _src("yes_bid", cents))),
+    (',"yes_ask":', "null", (_src("yes_ask_dollars", price), _src("yes_ask", cents))),
+    (',"last_price":', "null", (_src("price_dollars", price), _src("price", cents))),
+    (',"yes_bid_size":', "null", (_src("yes_bid_size_fp", qty),)),
+    (',"yes_ask_size":', "null", (_src("yes_ask_size_fp", qty),)),
+    (',"last_trade_size":', "null", (_src("last_trade_size_fp", qty),)),
+    (',"volume":', "null", (_src("volume_fp", qty), _src("volume", integer))),
+    (',"open_interest":', "null", (_src("open_interest_fp", qty), _src("open_interest", integer))),
+    (',"dollar_volume":', "null", (_src("dollar_volume", integer),)),
+    (',"dollar_open_interest":', "null", (_src("dollar_open_interest", integer),)),
+    (',"ts":', "null", (_src("ts_ms", time_ms), _src("time", time_rfc), _src("ts", time_s))),
 )
 _SNAPSHOT = (
-    ('{"type":"book_snapshot","feed":"kalshi","ticker":', None, (_src("market_ticker", _ticker),)),
-    (',"yes":', _LEVELS, (("yes_dollars_fp", _price, _qty_nonneg), ("yes_dollars", _price, _count_nonneg),
-                          ("yes", _cents, _count_nonneg))),
-    (',"no":', _LEVELS, (("no_dollars_fp", _price, _qty_nonneg), ("no_dollars", _price, _count_nonneg),
-                         ("no", _cents, _count_nonneg))),
+    ('{"type":"book_snapshot","feed":"kalshi","ticker":', None, (_src("market_ticker", ticker),)),
+    (',"yes":', _LEVELS, (("yes_dollars_fp", price, qty_nonneg), ("yes_dollars", price, count_nonneg),
+                          ("yes", cents, count_nonneg))),
+    (',"no":', _LEVELS, (("no_dollars_fp", price, qty_nonneg), ("no_dollars", price, count_nonneg),
+                         ("no", cents, count_nonneg))),
 )
 _DELTA = (
-    ('{"type":"book_delta","feed":"kalshi","ticker":', None, (_src("market_ticker", _ticker),)),
-    (',"side":', None, (_src("side", _yes_no),)),
-    (',"price":', None, (_src("price_dollars", _price), _src("price", _cents))),
-    (',"delta":', None, (_src("delta_fp", _qty), _src("delta", _integer))),
-    (',"ts":', "null", (_src("ts_ms", _time_ms), _src("ts", _time_s_or_rfc))),
+    ('{"type":"book_delta","feed":"kalshi","ticker":', None, (_src("market_ticker", ticker),)),
+    (',"side":', None, (_src("side", yes_no),)),
+    (',"price":', None, (_src("price_dollars", price), _src("price", cents))),
+    (',"delta":', None, (_src("delta_fp", qty), _src("delta", integer))),
+    (',"ts":', "null", (_src("ts_ms", time_ms), _src("ts", time_s_or_rfc))),
 )
 _MARKET_LIFECYCLE = (
-    ('{"type":"market_lifecycle","feed":"kalshi","ticker":', None, (_src("market_ticker", _ticker),)),
-    (',"event":', None, (_src("event_type", _string),)),
-    (',"open_ts":', "null", (_src("open_ts", _time_s),)),
-    (',"close_ts":', "null", (_src("close_ts", _time_s),)),
-    (',"determination_ts":', "null", (_src("determination_ts", _time_s),)),
-    (',"settled_ts":', "null", (_src("settled_ts", _time_s),)),
-    (',"result":', "null", (_src("result", _string),)),
-    (',"settlement_value":', "null", (_src("settlement_value", _settlement),)),
-    (',"is_deactivated":', "null", (_src("is_deactivated", _boolean),)),
-    (',"price_level_structure":', "null", (_src("price_level_structure", _string),)),
+    ('{"type":"market_lifecycle","feed":"kalshi","ticker":', None, (_src("market_ticker", ticker),)),
+    (',"event":', None, (_src("event_type", string),)),
+    (',"open_ts":', "null", (_src("open_ts", time_s),)),
+    (',"close_ts":', "null", (_src("close_ts", time_s),)),
+    (',"determination_ts":', "null", (_src("determination_ts", time_s),)),
+    (',"settled_ts":', "null", (_src("settled_ts", time_s),)),
+    (',"result":', "null", (_src("result", string),)),
+    (',"settlement_value":', "null", (_src("settlement_value", settlement),)),
+    (',"is_deactivated":', "null", (_src("is_deactivated", boolean),)),
+    (',"price_level_structure":', "null", (_src("price_level_structure", string),)),
 )
 _EVENT_LIFECYCLE = (
     ('{"type":"event_lifecycle","feed":"kalshi","event_ticker":', None,
-     (_src("event_ticker", _ticker),)),
-    (',"series_ticker":', "null", (_src("series_ticker", _series_ticker),)),
-    (',"title":', "null", (_src("title", _string),)),
-    (',"subtitle":', "null", (_src("subtitle", _string), _src("sub_title", _string))),
-    (',"collateral_return_type":', "null", (_src("collateral_return_type", _string),)),
-    (',"strike_date":', "null", (_src("strike_date", _time_s),)),
-    (',"strike_period":', "null", (_src("strike_period", _string),)),
+     (_src("event_ticker", ticker),)),
+    (',"series_ticker":', "null", (_src("series_ticker", series_ticker),)),
+    (',"title":', "null", (_src("title", string),)),
+    (',"subtitle":', "null", (_src("subtitle", string), _src("sub_title", string))),
+    (',"collateral_return_type":', "null", (_src("collateral_return_type", string),)),
+    (',"strike_date":', "null", (_src("strike_date", time_s),)),
+    (',"strike_period":', "null", (_src("strike_period", string),)),
 )
 
 # wire type -> (kind, field rules, key field)
@@ -465,8 +212,8 @@ def _envelope_id(v, low: int):
     if v is None:
         return None
     try:
-        i = _int(v)
-    except _Bad:
+        i = int_value(v)
+    except RuleBroken:
         return None
     return i if i >= low else None
 
@@ -475,11 +222,11 @@ def _envelope_required_range(v):
     """sid/seq of a normalized type: when present, an integer in 1..2^63-1."""
     if v is None:
         return "null"
-    if type(v) is int and 0 < v <= _I64_MAX:
+    if type(v) is int and 0 < v <= I64_MAX:
         return str(v)
-    i = _int(v)
+    i = int_value(v)
     if i < 1:
-        raise _Bad(R_RANGE)
+        raise RuleBroken(R_RANGE)
     return str(i)
 
 
@@ -502,14 +249,14 @@ def _build(fields, o: dict, m: dict) -> list[str]:
                 break
             else:
                 if default is None:
-                    raise _Bad(R_MISSING)
+                    raise RuleBroken(R_MISSING)
                 append(default)
         append(',"sid":')
         append(_envelope_required_range(o.get("sid")))
         append(',"seq":')
         append(_envelope_required_range(o.get("seq")))
-    except _Bad as first:
-        raise _Bad(_lowest_reason(fields, o, m, first.code))
+    except RuleBroken as first:
+        raise RuleBroken(_lowest_reason(fields, o, m, first.code))
     return parts
 
 
@@ -522,7 +269,7 @@ def _lowest_reason(fields, o, m, code: int) -> int:
             break
         try:
             rule(a, b, c)
-        except _Bad as e:
+        except RuleBroken as e:
             code = min(code, e.code)
     return code
 
@@ -579,7 +326,7 @@ def classify(data: bytes):
         return OUT_INVALID, K_NONE, R_SHAPE, None, None, None, sid, seq, cmd_id, None
     try:
         parts = _build(fields, o, m)
-    except _Bad as e:
+    except RuleBroken as e:
         return OUT_INVALID, K_NONE, e.code, None, None, None, sid, seq, cmd_id, None
     if kind == K_MARKET_LIFECYCLE:
         parts.insert(-4, ',"metadata":')
@@ -660,7 +407,7 @@ class FrameBatch:
     def set_recv_ts(self, ns: int) -> None:
         """Records added from now on carry ``"recv_ts": ns``; 0 omits it."""
         ns = int(ns)
-        if not 0 <= ns <= _I64_MAX:
+        if not 0 <= ns <= I64_MAX:
             raise ValueError(f"recv_ts out of range: {ns}")
         self._recv_ts = ns
         self._suffix = f',"recv_ts":{ns}}}' if ns else "}"
