@@ -130,7 +130,7 @@ cdef class FrameBatch:
     cdef uint32_t* order_tmp
     cdef Py_ssize_t levels_cap
     cdef Open opens[130]            # per open container at depth 1..128
-    cdef Span spans[72]             # the fields of interest of the current frame (valid when gen matches)
+    cdef Span spans[96]             # the fields of interest of the current frame (valid when gen matches)
     cdef uint32_t gen
 
     cdef int add_ptr(self, const char* data, Py_ssize_t size) except -1

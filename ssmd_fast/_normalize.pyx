@@ -6,7 +6,7 @@ The pure-Python twin `_normalize_py.py` is the executable spec; the two agree by
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memchr, memcmp, memcpy, memset, strlen
 
@@ -183,7 +183,7 @@ cdef int _record(FrameBatch b, FrameEntry* e, const uint8_t* p, Py_ssize_t n, in
     if msg == NULL or msg.kind != J_OBJECT:
         return _invalid_parsed(b, e, R_SHAPE)
     buf_reserve(&b.out, 2 * n + 4096)
-    buf_reserve(&b.keys, n + 16)
+    buf_reserve(&b.keys, n + 4 * PAD)      # ticker + trade_id (<= n) and ssmd_copy's slack
     r.w = b.out.data + b.out.size
     r.p = p
     r.buf = <uint8_t*>b.scratch.data

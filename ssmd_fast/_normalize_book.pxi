@@ -215,7 +215,7 @@ cdef int put_side(FrameBatch b, Rec* r, int slot_fp, int slot_dollars, int slot_
         s = skip_ws(s + 1)
         if s[0] == 44:
             s = skip_ws(s + 1)
-        buf_reserve(&b.lvl, 2 * MAX_DIGITS + 16)
+        buf_reserve(&b.lvl, 2 * MAX_DIGITS + 64)    # a level and ssmd_copy's slack
         lv = &b.levels[count]
         w = b.lvl.data + b.lvl.size
         w[0] = 91

@@ -78,7 +78,7 @@ cdef inline void _dec_parts(Dec* d, const uint8_t* ip, Py_ssize_t ni, const uint
         d.pp = ni
 
 
-cdef void dec_from_number(Dec* d, const uint8_t* s, const uint8_t* e, uint8_t* buf) noexcept nogil:
+cdef inline void dec_from_number(Dec* d, const uint8_t* s, const uint8_t* e, uint8_t* buf) noexcept nogil:
     """A valid JSON number text [s, e) -> its exact decimal value."""
     cdef const uint8_t* ip
     cdef const uint8_t* fp = s
@@ -116,7 +116,7 @@ cdef void dec_from_number(Dec* d, const uint8_t* s, const uint8_t* e, uint8_t* b
     _dec_trim(d)
 
 
-cdef int dec_from_text(Dec* d, const uint8_t* s, const uint8_t* e, uint8_t* buf) noexcept nogil:
+cdef inline int dec_from_text(Dec* d, const uint8_t* s, const uint8_t* e, uint8_t* buf) noexcept nogil:
     """A decimal string's content: must match -?[0-9]+(\\.[0-9]+)? exactly; else R_RANGE."""
     cdef const uint8_t* ip
     cdef const uint8_t* fp = s
@@ -156,7 +156,7 @@ cdef inline int64_t dec_digits(Dec* d) noexcept nogil:
     return d.nd
 
 
-cdef int dec_check(Dec* d, int q) noexcept nogil:
+cdef inline int dec_check(Dec* d, int q) noexcept nogil:
     if dec_digits(d) > MAX_DIGITS:
         return R_RANGE
     if q == Q_ANY:
@@ -171,11 +171,13 @@ cdef int dec_check(Dec* d, int q) noexcept nogil:
 
 
 cdef inline char* _zeros(char* w, int64_t k) noexcept nogil:
+    if k <= 16:
+        return ssmd_zeros(w, k)
     memset(w, 48, k)
     return w + k
 
 
-cdef char* write_dec(char* w, Dec* d) noexcept nogil:
+cdef inline char* write_dec(char* w, Dec* d) noexcept nogil:
     """Canonical form: no exponent, no leading zeros, no trailing fractional zeros, no -0."""
     if d.nd == 0:
         w[0] = 48
@@ -187,18 +189,16 @@ cdef char* write_dec(char* w, Dec* d) noexcept nogil:
         w[0] = 48
         w[1] = 46
         w = _zeros(w + 2, -d.pp)
-        memcpy(w, d.dig, d.nd)
-        return w + d.nd
+        return ssmd_copy(w, d.dig, d.nd)
     if d.pp >= d.nd:
-        memcpy(w, d.dig, d.nd)
-        return _zeros(w + d.nd, d.pp - d.nd)
-    memcpy(w, d.dig, d.pp)
-    w[d.pp] = 46
-    memcpy(w + d.pp + 1, d.dig + d.pp, d.nd - d.pp)
-    return w + d.nd + 1
+        w = ssmd_copy(w, d.dig, d.nd)
+        return _zeros(w, d.pp - d.nd)
+    w = ssmd_copy(w, d.dig, d.pp)
+    w[0] = 46
+    return ssmd_copy(w + 1, d.dig + d.pp, d.nd - d.pp)
 
 
-cdef int dec_to_int(Dec* d, int64_t* out) noexcept nogil:
+cdef inline int dec_to_int(Dec* d, int64_t* out) noexcept nogil:
     """The integer rule: an exact integer value (R_TYPE otherwise) within int64 (R_RANGE otherwise)."""
     cdef uint64_t v = 0
     cdef int64_t i
@@ -224,7 +224,7 @@ cdef int dec_to_int(Dec* d, int64_t* out) noexcept nogil:
     return R_NONE
 
 
-cdef int span_int(const uint8_t* p, Span* sp, int64_t* out, uint8_t* buf) noexcept nogil:
+cdef inline int span_int(const uint8_t* p, Span* sp, int64_t* out, uint8_t* buf) noexcept nogil:
     """A span under the integer rule (a JSON number with an exact int64 value)."""
     cdef const uint8_t* s
     cdef const uint8_t* e
@@ -249,7 +249,7 @@ cdef int span_int(const uint8_t* p, Span* sp, int64_t* out, uint8_t* buf) noexce
     return dec_to_int(&d, out)
 
 
-cdef int span_dec(const uint8_t* p, Span* sp, Dec* d, uint8_t* buf) noexcept nogil:
+cdef inline int span_dec(const uint8_t* p, Span* sp, Dec* d, uint8_t* buf) noexcept nogil:
     """A decimal source: a decimal string (escapes decoded) or a JSON number taken exactly."""
     cdef Py_ssize_t n
     if sp.kind == J_STRING:
@@ -263,25 +263,8 @@ cdef int span_dec(const uint8_t* p, Span* sp, Dec* d, uint8_t* buf) noexcept nog
     return R_TYPE
 
 
-cdef char* write_u64(char* w, uint64_t v) noexcept nogil:
-    cdef char tmp[24]
-    cdef int i = 24, k
-    while v >= 100:
-        k = <int>(v % 100) * 2
-        v //= 100
-        i -= 2
-        tmp[i] = _DIGIT_PAIRS[k]
-        tmp[i + 1] = _DIGIT_PAIRS[k + 1]
-    if v >= 10:
-        k = <int>v * 2
-        i -= 2
-        tmp[i] = _DIGIT_PAIRS[k]
-        tmp[i + 1] = _DIGIT_PAIRS[k + 1]
-    else:
-        i -= 1
-        tmp[i] = <char>(48 + v)
-    memcpy(w, tmp + i, 24 - i)
-    return w + 24 - i
+cdef inline char* write_u64(char* w, uint64_t v) noexcept nogil:
+    return ssmd_write_u64(w, v)
 
 
 cdef inline char* write_i64(char* w, int64_t v) noexcept nogil:
@@ -318,6 +301,14 @@ cdef char* write_i128(char* w, i128 v) noexcept nogil:
         lo //= 10
     memcpy(w, tmp + i, 48 - i)
     return w + 48 - i
+
+
+cdef inline char* write_scaled(char* w, int64_t v, int zeros) noexcept nogil:
+    """v * 10^zeros exactly: the digits of v followed by the zeros (0 stays 0)."""
+    if v == 0:
+        w[0] = 48
+        return w + 1
+    return ssmd_zeros(write_i64(w, v), zeros)
 
 
 cdef inline char* write_cents(char* w, int64_t c) noexcept nogil:
@@ -417,16 +408,15 @@ cdef int rfc3339_ns(const uint8_t* s, Py_ssize_t n, i128* out) noexcept nogil:
 
 # ---- strings
 
-cdef bint ticker_ok(const uint8_t* s, Py_ssize_t n) noexcept nogil:
-    """1 to 1024 bytes of printable ASCII (0x21..0x7E) other than '*' and '>'."""
-    cdef Py_ssize_t i
-    cdef uint8_t c
+cdef inline bint ticker_ok(const uint8_t* s, Py_ssize_t n) noexcept nogil:
+    """1 to 1024 bytes of printable ASCII (0x21..0x7E) other than '*' and '>' (8 bytes per step)."""
+    cdef Py_ssize_t i = 0
     if n < 1 or n > 1024:
         return False
-    for i in range(n):
-        c = s[i]
-        if c < 0x21 or c > 0x7E or c == 0x2A or c == 0x3E:
+    while i < n:
+        if ssmd_ticker_bad8(ssmd_load64(s + i), min(n - i, 8)):
             return False
+        i += 8
     return True
 
 
@@ -438,8 +428,7 @@ cdef char* write_jstr(char* w, const uint8_t* p, Span* sp) noexcept nogil:
     cdef uint32_t cp, lo
     cdef Py_ssize_t n = sp.end - sp.start
     if not sp.esc:      # no escapes: the raw text is already the canonical form
-        memcpy(w, s, n)
-        return w + n
+        return ssmd_copy(w, s, n)
     w[0] = 34
     w += 1
     s += 1
@@ -510,8 +499,7 @@ cdef char* write_minified(char* w, const uint8_t* s, const uint8_t* e) noexcept 
                     break
                 q += 2 if q[0] == 92 else 1
             q += 1
-            memcpy(w, s, q - s)
-            w += q - s
+            w = ssmd_copy(w, s, q - s)
             s = q
         elif c == 32 or c == 10 or c == 13 or c == 9:
             s += 1

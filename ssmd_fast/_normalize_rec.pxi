@@ -66,9 +66,66 @@ cdef inline void put_null(Rec* r) noexcept:
     _lit(r, b"null", 4)
 
 
-cdef void put_dec(Rec* r, Span* sp, int q) noexcept:
+cdef inline int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q) noexcept nogil:
+    """A decimal string without escapes, content [s, e): checked and written in one pass."""
+    cdef const uint8_t* ip
+    cdef const uint8_t* fp
+    cdef Py_ssize_t ni, nf = 0
+    cdef bint neg = s[0] == 45
+    cdef char* w
+    if neg:
+        s += 1
+    ip = s
+    s = ssmd_digits_end(s)          # stops at the closing quote at the latest
+    ni = s - ip
+    fp = s + 1
+    if ni == 0:
+        return R_RANGE
+    if s != e:
+        if s[0] != 46:
+            return R_RANGE
+        s = ssmd_digits_end(fp)
+        nf = s - fp
+        if nf == 0 or s != e:
+            return R_RANGE
+    while ni > 0 and ip[0] == 48:
+        ip += 1
+        ni -= 1
+    while nf > 0 and fp[nf - 1] == 48:
+        nf -= 1
+    if (ni if ni else 1) + nf > MAX_DIGITS:
+        return R_RANGE
+    if ni == 0 and nf == 0:
+        neg = False
+        if q == Q_POS:
+            return R_RANGE
+    elif neg and q != Q_ANY:
+        return R_RANGE
+    if q == Q_PRICE and (ni > 1 or (ni == 1 and (ip[0] != 49 or nf > 0))):
+        return R_RANGE
+    w = r.w
+    if neg:
+        w[0] = 45
+        w += 1
+    if ni == 0:
+        w[0] = 48
+        w += 1
+    else:
+        w = ssmd_copy(w, ip, ni)
+    if nf:
+        w[0] = 46
+        w = ssmd_copy(w + 1, fp, nf)
+    r.w = w
+    return R_NONE
+
+
+cdef inline void put_dec(Rec* r, Span* sp, int q) noexcept:
     cdef Dec d
-    cdef int code = span_dec(r.p, sp, &d, r.buf)
+    cdef int code
+    if sp.kind == J_STRING and not sp.esc:
+        _fail(r, put_dec_plain(r, r.p + sp.start + 1, r.p + sp.end - 1, q))
+        return
+    code = span_dec(r.p, sp, &d, r.buf)
     if code == 0:
         code = dec_check(&d, q)
     if code:
@@ -77,7 +134,7 @@ cdef void put_dec(Rec* r, Span* sp, int q) noexcept:
         r.w = write_dec(r.w, &d)
 
 
-cdef void put_cents(Rec* r, Span* sp) noexcept:
+cdef inline void put_cents(Rec* r, Span* sp) noexcept:
     cdef int64_t v
     cdef int code = span_int(r.p, sp, &v, r.buf)
     if code == 0 and (v < 0 or v > 100):
@@ -88,7 +145,7 @@ cdef void put_cents(Rec* r, Span* sp) noexcept:
         r.w = write_cents(r.w, v)
 
 
-cdef void put_int(Rec* r, Span* sp, int q) noexcept:
+cdef inline void put_int(Rec* r, Span* sp, int q) noexcept:
     cdef int64_t v
     cdef int code = span_int(r.p, sp, &v, r.buf)
     if code == 0 and ((q == Q_POS and v <= 0) or (q == Q_NONNEG and v < 0)):
@@ -99,7 +156,7 @@ cdef void put_int(Rec* r, Span* sp, int q) noexcept:
         r.w = write_i64(r.w, v)
 
 
-cdef void put_price(Rec* r, Span* dollars, Span* cents, Span* cents2, bint required) noexcept:
+cdef inline void put_price(Rec* r, Span* dollars, Span* cents, Span* cents2, bint required) noexcept:
     if dollars != NULL:
         put_dec(r, dollars, Q_PRICE)
     elif cents != NULL:
@@ -112,7 +169,7 @@ cdef void put_price(Rec* r, Span* dollars, Span* cents, Span* cents2, bint requi
         put_null(r)
 
 
-cdef void put_qty(Rec* r, Span* fp, Span* legacy, int q, bint required) noexcept:
+cdef inline void put_qty(Rec* r, Span* fp, Span* legacy, int q, bint required) noexcept:
     """A quantity: the *_fp decimal, else the legacy integer count."""
     if fp != NULL:
         put_dec(r, fp, q)
@@ -124,8 +181,8 @@ cdef void put_qty(Rec* r, Span* fp, Span* legacy, int q, bint required) noexcept
         put_null(r)
 
 
-cdef void put_time(Rec* r, Span* sp, int64_t scale) noexcept:
-    """Integer seconds (scale 10^9) or milliseconds (10^6) -> nanoseconds; null when absent."""
+cdef inline void put_time(Rec* r, Span* sp, int zeros) noexcept:
+    """Integer seconds (zeros 9) or milliseconds (6) -> nanoseconds; null when absent."""
     cdef int64_t v
     cdef int code
     if sp == NULL:
@@ -135,7 +192,7 @@ cdef void put_time(Rec* r, Span* sp, int64_t scale) noexcept:
     if code:
         _fail(r, code)
     else:
-        r.w = write_i128(r.w, <i128>v * scale)
+        r.w = write_scaled(r.w, v, zeros)
 
 
 cdef void put_time_rfc(Rec* r, Span* sp) noexcept:
@@ -154,7 +211,7 @@ cdef void put_time_rfc(Rec* r, Span* sp) noexcept:
         r.w = write_i128(r.w, ns)
 
 
-cdef void put_str(Rec* r, Span* sp) noexcept:
+cdef inline void put_str(Rec* r, Span* sp) noexcept:
     """string or null"""
     if sp == NULL:
         put_null(r)
@@ -164,7 +221,7 @@ cdef void put_str(Rec* r, Span* sp) noexcept:
         r.w = write_jstr(r.w, r.p, sp)
 
 
-cdef void put_bool(Rec* r, Span* sp) noexcept:
+cdef inline void put_bool(Rec* r, Span* sp) noexcept:
     if sp == NULL:
         put_null(r)
     elif sp.kind == J_TRUE:
@@ -186,7 +243,7 @@ cdef void put_yes_no(Rec* r, Span* sp) noexcept:
         _fail(r, R_RANGE)
 
 
-cdef void put_ticker(FrameBatch b, Rec* r, Span* sp, FrameEntry* e) noexcept:
+cdef inline void put_ticker(FrameBatch b, Rec* r, Span* sp, FrameEntry* e) noexcept:
     """A required ticker string; its unescaped bytes become the entry's key."""
     cdef Py_ssize_t n
     cdef const uint8_t* s
@@ -202,12 +259,12 @@ cdef void put_ticker(FrameBatch b, Rec* r, Span* sp, FrameEntry* e) noexcept:
         return
     e.key_off = <uint32_t>b.keys.size
     e.key_len = <uint32_t>n
-    memcpy(b.keys.data + b.keys.size, s, n)
+    ssmd_copy(b.keys.data + b.keys.size, s, n)
     b.keys.size += n
     r.w = write_jstr(r.w, r.p, sp)
 
 
-cdef void put_envelope(FrameBatch b, Rec* r) noexcept:
+cdef inline void put_envelope(FrameBatch b, Rec* r) noexcept:
     ""","sid":..,"seq":.. of a record: when present, integers in 1..2^63-1."""
     cdef int k, code
     cdef int64_t v
@@ -249,7 +306,7 @@ cdef void build_trade(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
         s = span_text(r.p, sp, r.buf, &n)
         e.tid_off = <uint32_t>b.keys.size
         e.tid_len = <uint32_t>n
-        memcpy(b.keys.data + b.keys.size, s, n)
+        ssmd_copy(b.keys.data + b.keys.size, s, n)
         b.keys.size += n
         r.w = write_jstr(r.w, r.p, sp)
     _lit(r, b',"price":', 9)
@@ -275,9 +332,9 @@ cdef void build_trade(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
     _lit(r, b',"ts":', 6)
     sp = fld(b, S_TS_MS)
     if sp != NULL:
-        put_time(r, sp, 1000000)
+        put_time(r, sp, 6)
     else:
-        put_time(r, fld(b, S_TS), 1000000000)
+        put_time(r, fld(b, S_TS), 9)
     put_envelope(b, r)
 
 
@@ -308,13 +365,13 @@ cdef void build_ticker(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
     _lit(r, b',"ts":', 6)
     sp = fld(b, S_TS_MS)
     if sp != NULL:
-        put_time(r, sp, 1000000)
+        put_time(r, sp, 6)
     else:
         sp = fld(b, S_TIME)
         if sp != NULL:
             put_time_rfc(r, sp)
         else:
-            put_time(r, fld(b, S_TS), 1000000000)
+            put_time(r, fld(b, S_TS), 9)
     put_envelope(b, r)
 
 
@@ -335,13 +392,13 @@ cdef void build_delta(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
     _lit(r, b',"ts":', 6)
     sp = fld(b, S_TS_MS)
     if sp != NULL:
-        put_time(r, sp, 1000000)
+        put_time(r, sp, 6)
     else:
         sp = fld(b, S_TS)
         if sp != NULL and sp.kind == J_STRING:
             put_time_rfc(r, sp)
         else:
-            put_time(r, sp, 1000000000)
+            put_time(r, sp, 9)
     put_envelope(b, r)
 
 
@@ -394,13 +451,13 @@ cdef void build_market_lifecycle(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
     else:
         put_str(r, ev)
     _lit(r, b',"open_ts":', 11)
-    put_time(r, fld(b, S_OPEN_TS), 1000000000)
+    put_time(r, fld(b, S_OPEN_TS), 9)
     _lit(r, b',"close_ts":', 12)
-    put_time(r, fld(b, S_CLOSE_TS), 1000000000)
+    put_time(r, fld(b, S_CLOSE_TS), 9)
     _lit(r, b',"determination_ts":', 20)
-    put_time(r, fld(b, S_DETERMINATION_TS), 1000000000)
+    put_time(r, fld(b, S_DETERMINATION_TS), 9)
     _lit(r, b',"settled_ts":', 14)
-    put_time(r, fld(b, S_SETTLED_TS), 1000000000)
+    put_time(r, fld(b, S_SETTLED_TS), 9)
     _lit(r, b',"result":', 10)
     put_str(r, fld(b, S_RESULT))
     _lit(r, b',"settlement_value":', 20)
@@ -460,7 +517,7 @@ cdef void build_event_lifecycle(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
     _lit(r, b',"collateral_return_type":', 26)
     put_str(r, fld(b, S_COLLATERAL_RETURN_TYPE))
     _lit(r, b',"strike_date":', 15)
-    put_time(r, fld(b, S_STRIKE_DATE), 1000000000)
+    put_time(r, fld(b, S_STRIKE_DATE), 9)
     _lit(r, b',"strike_period":', 17)
     put_str(r, fld(b, S_STRIKE_PERIOD))
     put_envelope(b, r)

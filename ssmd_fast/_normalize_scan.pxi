@@ -18,12 +18,94 @@ cdef extern from *:
     }
     /* First byte at or after p that is '"', '\\\\', below 0x20 or above 0x7F (8 bytes per step; the
        lowest flagged byte is exact: borrows only run upwards from a byte that is itself flagged). */
+    /* The low n bytes of a loaded word (n <= 8). */
+    static inline uint64_t ssmd_low_mask(size_t n) {
+        return n >= 8 ? ~(uint64_t)0 : ((((uint64_t)1) << (n * 8)) - 1);
+    }
+    static const char ssmd_pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    static const uint64_t ssmd_p10[20] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL,
+        1000000ULL, 10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL,
+        1000000000000ULL, 10000000000000ULL, 100000000000000ULL, 1000000000000000ULL,
+        10000000000000000ULL, 100000000000000000ULL, 1000000000000000000ULL,
+        10000000000000000000ULL};
+    /* Decimal digits of v written at w (digit count first, then pairs from the end: no copy). */
+    static inline char* ssmd_write_u64(char* w, uint64_t v) {
+        int t, n;
+        char* e;
+        if (v < 10) { *w = (char)('0' + v); return w + 1; }
+        t = ((64 - __builtin_clzll(v)) * 1233) >> 12;
+        n = t + (v >= ssmd_p10[t]);
+        e = w + n;
+        while (v >= 100) { e -= 2; memcpy(e, ssmd_pairs + (v % 100) * 2, 2); v /= 100; }
+        if (v >= 10) { e -= 2; memcpy(e, ssmd_pairs + v * 2, 2); } else { *--e = (char)('0' + v); }
+        return w + n;
+    }
+    /* Any byte of the n (<= 8) low bytes of w outside 0x21..0x7E or equal to '*' or '>'. */
+    static inline int ssmd_ticker_bad8(uint64_t w, size_t n) {
+        const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+        uint64_t m = ssmd_low_mask(n), a, b;
+        w = (w & m) | (0x4141414141414141ULL & ~m);        /* pad with 'A' */
+        a = w ^ (ones * 0x2A);
+        b = w ^ (ones * 0x3E);
+        return (((w - ones * 0x21) & ~w) | (w + ones) | w | ((a - ones) & ~a) | ((b - ones) & ~b)) & high ? 1 : 0;
+    }
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    /* First byte at or after p that is '"', '\\', below 0x20 or above 0x7F (16 bytes per step: the
+       signed compare with 0x20 catches both the control bytes and the non-ASCII ones). */
+    static inline const uint8_t* ssmd_str_stop(const uint8_t* p) {
+        const __m128i q = _mm_set1_epi8(0x22), b = _mm_set1_epi8(0x5C), c = _mm_set1_epi8(0x20);
+        for (;;) {
+            __m128i x = _mm_loadu_si128((const __m128i*)p);
+            int m = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)),
+                                                   _mm_cmplt_epi8(x, c)));
+            if (m) return p + __builtin_ctz((unsigned)m);
+            p += 16;
+        }
+    }
+    #else
+    /* The same, 8 bytes per step (the lowest flagged byte is exact: borrows only run upwards from a
+       byte that is itself flagged). */
     static inline const uint8_t* ssmd_str_stop(const uint8_t* p) {
         const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
         for (;;) {
             uint64_t w = ssmd_load64(p);
             uint64_t q = w ^ (ones * 0x22), b = w ^ (ones * 0x5C);
             uint64_t m = (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & high;
+            if (m) return p + (__builtin_ctzll(m) >> 3);
+            p += 8;
+        }
+    }
+    #endif
+    /* Copy n bytes in 16-byte blocks: reads and writes up to 15 bytes past n. Only for buffers with
+       that much slack (every frame copy and output buffer here has it); short copies stay inline. */
+    static inline char* ssmd_copy(char* d, const void* src, size_t n) {
+        const char* s = (const char*)src;
+        char* e = d + n;
+        for (;;) {
+    #if defined(__SSE2__)
+            _mm_storeu_si128((__m128i*)d, _mm_loadu_si128((const __m128i*)s));
+    #else
+            uint64_t a, b; memcpy(&a, s, 8); memcpy(&b, s + 8, 8); memcpy(d, &a, 8); memcpy(d + 8, &b, 8);
+    #endif
+            if (n <= 16) return e;
+            d += 16; s += 16; n -= 16;
+        }
+    }
+    /* n (<= 16) ASCII zeros, written as 16. */
+    static inline char* ssmd_zeros(char* d, size_t n) {
+        memcpy(d, "0000000000000000", 16);
+        return d + n;
+    }
+    /* The first byte at or after p that is not an ASCII digit (8 bytes per step). */
+    static inline const uint8_t* ssmd_digits_end(const uint8_t* p) {
+        for (;;) {
+            uint64_t w = ssmd_load64(p);
+            uint64_t m = ((w & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
+                       | (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL);
             if (m) return p + (__builtin_ctzll(m) >> 3);
             p += 8;
         }
@@ -47,7 +129,13 @@ cdef extern from *:
     """
     uint64_t ssmd_load64(const void* p) noexcept nogil
     const uint8_t* ssmd_str_stop(const uint8_t* p) noexcept nogil
+    const uint8_t* ssmd_digits_end(const uint8_t* p) noexcept nogil
+    char* ssmd_copy(char* d, const void* src, size_t n) noexcept nogil
+    char* ssmd_zeros(char* d, size_t n) noexcept nogil
     uint64_t ssmd_key_hash(const uint8_t* s, size_t n, uint64_t seed) noexcept nogil
+    uint64_t ssmd_low_mask(size_t n) noexcept nogil
+    char* ssmd_write_u64(char* w, uint64_t v) noexcept nogil
+    int ssmd_ticker_bad8(uint64_t w, size_t n) noexcept nogil
 
 
 cdef enum:
@@ -138,7 +226,15 @@ cdef enum:
     S_COLLATERAL_RETURN_TYPE
     S_STRIKE_DATE
     S_STRIKE_PERIOD
-    S_COUNT_OF_SLOTS
+    S_COUNT_OF_SLOTS        # slots from here on: msg members every frame type ignores (dup check only)
+
+cdef enum:
+    N_SLOTS_MAX = 96        # the size of FrameBatch.spans
+    P_START_TOP = 120       # pseudo slots for the key prediction: before the first key of an object,
+    P_START_MSG = 121       #   and after a key that has no slot (per level: rows never mix levels)
+    P_UNKNOWN1 = 122
+    P_UNKNOWN2 = 123
+    P_ROWS = 16             # prediction rows, one per record type (hashed from the type value)
 
 # Names in slot order after the 5 top-level ones (which are looked up at depth 1, these inside msg).
 _TOP_NAMES = (b"type", b"sid", b"seq", b"id", b"msg")
@@ -156,6 +252,9 @@ _MSG_NAMES = (
     b"event_ticker", b"series_ticker", b"subtitle", b"sub_title", b"collateral_return_type",
     b"strike_date", b"strike_period",
 )
+# Common msg members no record reads: a slot makes their duplicate check and key prediction cheap.
+_IGNORED_NAMES = (b"market_id", b"Clock", b"no_price", b"no_price_dollars", b"taker_book_side",
+                  b"exchange_index", b"price_ranges", b"client_order_id", b"subaccount", b"name")
 
 # Name table: open addressing over the low 8 bits of the seeded key hash; len 0 = empty.
 cdef uint64_t _hash_seed = 0
@@ -163,8 +262,16 @@ cdef uint64_t _name_hash[256]
 cdef uint8_t _name_slot[256]
 cdef uint8_t _name_level[256]
 cdef uint8_t _name_len[256]
-cdef const uint8_t* _name_ptr[256]
 cdef bytes _name_store = b""
+cdef int _n_slots = 0
+# Per slot: the name's length and its first, second and last 8-byte words (names are <= 24 bytes).
+cdef uint32_t _slot_len[128]
+cdef uint64_t _slot_w0[128]
+cdef uint64_t _slot_w1[128]
+cdef uint64_t _slot_wl[128]
+# Key prediction: _pred[row * 128 + previous slot] = the slot that followed it last time. Wire key
+# order is fixed per frame type, so most keys are recognized by comparing 1-3 words with one name.
+cdef uint16_t _pred[P_ROWS * 128]        # slot | name length << 8 (one load, no dependent one)
 
 # Value of an ASCII hex digit, 0xFF for any other byte.
 cdef uint8_t _HEX[256]
@@ -173,7 +280,7 @@ cdef uint8_t _ESC_OK[256]
 
 
 cdef void _init_scan_tables(uint64_t seed):
-    global _hash_seed, _name_store
+    global _hash_seed, _name_store, _n_slots
     cdef int i, k
     cdef Py_ssize_t o, nl
     cdef uint64_t h
@@ -193,17 +300,26 @@ cdef void _init_scan_tables(uint64_t seed):
     names = [(n, s, 1) for s, n in enumerate(_TOP_NAMES)]
     names += [(n, S_MARKET_TICKER + s, 2) for s, n in enumerate(_MSG_NAMES)]
     assert len(names) == S_COUNT_OF_SLOTS
+    names += [(n, S_COUNT_OF_SLOTS + s, 2) for s, n in enumerate(_IGNORED_NAMES)]
+    assert len(names) <= N_SLOTS_MAX and max(len(n) for n, _, _ in names) <= 24
+    _n_slots = len(names)
     offsets = []
     store = bytearray()
     for n, s, level in names:
         offsets.append(len(store))
-        store += n
+        store += n + bytes(8)
     store += bytes(PAD)
     _name_store = bytes(store)
     base = <const uint8_t*>_name_store
+    for i in range(P_ROWS * 128):
+        _pred[i] = NO_SLOT | (1 << 8)
     for (n, slot, level), off in zip(names, offsets):
         o = off
         nl = len(n)
+        _slot_len[slot] = nl
+        _slot_w0[slot] = ssmd_load64(base + o) & ssmd_low_mask(nl)
+        _slot_w1[slot] = ssmd_load64(base + o + 8) & ssmd_low_mask(nl - 8 if nl > 8 else 0)
+        _slot_wl[slot] = ssmd_load64(base + o + nl - 8) if nl >= 8 else 0
         h = ssmd_key_hash(base + o, nl, seed)
         k = h & 255
         while _name_len[k] != 0:
@@ -212,14 +328,23 @@ cdef void _init_scan_tables(uint64_t seed):
         _name_slot[k] = slot
         _name_level[k] = level
         _name_len[k] = nl
-        _name_ptr[k] = base + o
+
+
+cdef inline bint _is_name(const uint8_t* s, uint32_t n, uint32_t slot) noexcept nogil:
+    """The n bytes at s (padded buffer) equal the name of slot."""
+    if n != _slot_len[slot]:
+        return False
+    if n <= 8:
+        return (ssmd_load64(s) & ssmd_low_mask(n)) == _slot_w0[slot]
+    if ssmd_load64(s) != _slot_w0[slot] or ssmd_load64(s + n - 8) != _slot_wl[slot]:
+        return False
+    return n <= 16 or ssmd_load64(s + 8) == _slot_w1[slot]
 
 
 cdef inline uint32_t _lookup_name(uint64_t h, const uint8_t* s, Py_ssize_t n, int level) noexcept nogil:
     cdef int k = h & 255
     while _name_len[k] != 0:
-        if (_name_hash[k] == h and _name_level[k] == level and _name_len[k] == n
-                and memcmp(_name_ptr[k], s, n) == 0):
+        if _name_hash[k] == h and _name_level[k] == level and _is_name(s, <uint32_t>n, _name_slot[k]):
             return _name_slot[k]
         k = (k + 1) & 255
     return NO_SLOT
@@ -441,6 +566,48 @@ cdef inline bint _insert_key(FrameBatch b, const uint8_t* p, Open* op, uint64_t 
     return False
 
 
+cdef const uint8_t* _scan_key_slow(FrameBatch b, const uint8_t* p, const uint8_t* s, int depth,
+                                   uint32_t* prev, uint32_t row, uint32_t* slot, int* err,
+                                   int* fail) noexcept:
+    """The key whose opening quote is at s, when the predicted name did not match: returns its closing
+    quote (NULL with *fail set when the string is bad), sets *slot (field slot or NO_SLOT) and *err on
+    a duplicate. prev is NULL outside the top-level object and msg (no names there)."""
+    cdef const uint8_t* q
+    cdef const uint8_t* ks
+    cdef uint32_t ps, kn
+    cdef uint64_t h
+    cdef int esc = 0
+    slot[0] = NO_SLOT
+    q = _scan_string(s + 1, &esc, fail)
+    if q == NULL or err[0] != 0 or depth > MAX_DEPTH:
+        return q
+    ks = s + 1
+    kn = <uint32_t>(q - ks)
+    if esc:
+        kn = <uint32_t>decode_string(ks, q, <uint8_t*>b.scratch.data)
+        ks = <const uint8_t*>b.scratch.data
+    h = ssmd_key_hash(ks, kn, _hash_seed)
+    if prev != NULL:
+        ps = _lookup_name(h, ks, kn, 1 if depth == 1 else 2)
+        _pred[row + prev[0]] = <uint16_t>(ps | ((_slot_len[ps] if ps != NO_SLOT else 1) << 8))
+        if ps != NO_SLOT:
+            prev[0] = ps
+            # a named key is a duplicate when its slot was already seen in this frame
+            if b.spans[ps].gen == b.gen:
+                err[0] = R_DUPLICATE_KEY
+                return q
+            b.spans[ps].gen = b.gen
+            b.spans[ps].kind = J_NONE
+            if ps < S_COUNT_OF_SLOTS:
+                slot[0] = ps
+            return q
+        prev[0] = P_UNKNOWN1 if depth == 1 else P_UNKNOWN2
+    if _insert_key(b, p, &b.opens[depth], h, <uint32_t>(s + 1 - p),
+                   <uint32_t>(q - s - 1) | (KEY_ESC if esc else 0)):
+        err[0] = R_DUPLICATE_KEY
+    return q
+
+
 cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
     """Validate the frame at p (n bytes, PAD zero bytes after) and record the spans of interest.
 
@@ -449,15 +616,18 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
     """
     cdef const uint8_t* s = skip_ws(p)
     cdef const uint8_t* q
-    cdef const uint8_t* ks
     cdef const uint8_t* end = p + n
     cdef uint8_t* ctype = b.ctype
-    cdef int depth = 0, err = 0, fail = 0, esc, level
-    cdef uint32_t slot = NO_SLOT, kn
+    cdef int depth = 0, err = 0, fail = 0, esc
+    cdef uint32_t slot = NO_SLOT, pe, ps, ln
     cdef uint32_t gen = b.gen
+    cdef uint32_t prev1 = P_START_TOP, prev2 = P_START_MSG, row = 0
+    cdef uint32_t* prev
+    cdef bint in_msg = False        # the innermost open container is the msg object
+    cdef bint goto_key = False
     cdef uint8_t c, kind
-    cdef uint64_t h
     cdef Span* sp
+    cdef Span* spans = b.spans
     cdef Open* op
     b.nkeys = 0
     while True:
@@ -469,26 +639,30 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             if q == NULL:
                 break
             if slot != NO_SLOT:
-                sp = &b.spans[slot]
-                sp.gen = gen
+                sp = &spans[slot]
                 sp.start = <uint32_t>(s - p)
                 sp.end = <uint32_t>(q + 1 - p)
                 sp.kind = J_STRING
                 sp.esc = esc
+                if slot == S_TYPE:      # the prediction row of this frame type (distinct for the 6)
+                    row = ((<uint32_t>(q - s) + s[1]) & (P_ROWS - 1)) * 128
             s = q + 1
         elif c == 123 or c == 91:
             depth += 1
             ctype[depth] = c
+            in_msg = False
             if depth <= MAX_DEPTH:
                 if err == 0:
                     op = &b.opens[depth]
                     op.slot = slot
                     if slot != NO_SLOT:
-                        sp = &b.spans[slot]
-                        sp.gen = gen
+                        sp = &spans[slot]
                         sp.start = <uint32_t>(s - p)
                         sp.kind = J_OBJECT if c == 123 else J_ARRAY
                         sp.esc = 0
+                        if slot == S_MSG and c == 123:
+                            in_msg = True
+                            prev2 = P_START_MSG
                     if c == 123:
                         op.key_base = <uint32_t>b.nkeys
                         op.large = 0
@@ -499,56 +673,25 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             else:
                 err = R_DEPTH       # beats duplicate_key; only json/utf8 further on can override it
             s = skip_ws(s + 1)
-            if s[0] != c + 2:       # '{' + 2 == '}', '[' + 2 == ']': not empty
-                if c == 91:
-                    slot = NO_SLOT
-                    continue
-                # first key of an object
-                if s[0] != 34:
-                    fail = R_JSON
-                    break
-                esc = 0
-                q = _scan_string(s + 1, &esc, &fail)
-                if q == NULL:
-                    break
-                slot = NO_SLOT
-                if err == 0:
-                    ks = s + 1
-                    kn = <uint32_t>(q - ks)
-                    if esc:
-                        kn = <uint32_t>decode_string(ks, q, <uint8_t*>b.scratch.data)
-                        ks = <const uint8_t*>b.scratch.data
-                    h = ssmd_key_hash(ks, kn, _hash_seed)
-                    level = 1 if depth == 1 else (2 if depth == 2 and b.opens[2].slot == S_MSG else 0)
-                    if level:
-                        slot = _lookup_name(h, ks, kn, level)
+            if s[0] == c + 2:       # '{' + 2 == '}', '[' + 2 == ']': empty, closes at once
+                if depth <= MAX_DEPTH and err == 0:
                     op = &b.opens[depth]
-                    b.keyrefs[b.nkeys].hash = h
-                    b.keyrefs[b.nkeys].start = <uint32_t>(s + 1 - p)
-                    b.keyrefs[b.nkeys].len = <uint32_t>(q - s - 1) | (KEY_ESC if esc else 0)
-                    op.bloom[h >> 62] |= (<uint64_t>1) << ((h >> 56) & 63)
-                    b.nkeys += 1
-                s = skip_ws(q + 1)
-                if s[0] != 58:
-                    fail = R_JSON
-                    break
-                s = skip_ws(s + 1)
+                    if op.slot != NO_SLOT:
+                        spans[op.slot].end = <uint32_t>(s + 1 - p)
+                depth -= 1
+                in_msg = depth == 2 and err == 0 and b.opens[2].slot == S_MSG
+                s += 1
+            elif c == 91:
+                slot = NO_SLOT
                 continue
-            # empty container: closes at once
-            if depth <= MAX_DEPTH and err == 0:
-                op = &b.opens[depth]
-                if op.slot != NO_SLOT:
-                    b.spans[op.slot].end = <uint32_t>(s + 1 - p)
-            depth -= 1
-            s += 1
+            else:
+                goto_key = True
         elif c == 45 or <uint8_t>(c - 48) < 10:
             q = s + 1 if c == 45 else s
             if q[0] == 48:
                 q += 1
             elif <uint8_t>(q[0] - 49) < 9:
-                q += 1
-                while <uint8_t>(q[0] - 48) < 10:
-                    q += 1
+                q = ssmd_digits_end(q + 1)
             else:
                 fail = R_JSON
                 break
@@ -557,8 +700,7 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                 if <uint8_t>(q[0] - 48) >= 10:
                     fail = R_JSON
                     break
-                while <uint8_t>(q[0] - 48) < 10:
-                    q += 1
+                q = ssmd_digits_end(q + 1)
             if q[0] | 0x20 == 101:
                 q += 1
                 if q[0] == 43 or q[0] == 45:
@@ -566,11 +708,9 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                 if <uint8_t>(q[0] - 48) >= 10:
                     fail = R_JSON
                     break
-                while <uint8_t>(q[0] - 48) < 10:
-                    q += 1
+                q = ssmd_digits_end(q + 1)
             if slot != NO_SLOT:
-                sp = &b.spans[slot]
-                sp.gen = gen
+                sp = &spans[slot]
                 sp.start = <uint32_t>(s - p)
                 sp.end = <uint32_t>(q - p)
                 sp.kind = J_NUMBER
@@ -589,67 +729,78 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                 fail = R_JSON
                 break
             if slot != NO_SLOT:
-                sp = &b.spans[slot]
-                sp.gen = gen
+                sp = &spans[slot]
                 sp.start = <uint32_t>(s - p)
                 sp.end = <uint32_t>(q - p)
                 sp.kind = kind
             s = q
-        # ---- after a value: separators and closers
-        while True:
-            s = skip_ws(s)
-            if depth == 0:
-                if s != end:
-                    fail = R_JSON
-                break
-            c = s[0]
-            if c == 44:
-                s = skip_ws(s + 1)
-                slot = NO_SLOT
-                if ctype[depth] == 91:
+        # ---- after a value: separators and closers, up to the next value or key
+        if not goto_key:
+            while True:
+                s = skip_ws(s)
+                if depth == 0:
+                    if s != end:
+                        fail = R_JSON
                     break
-                if s[0] != 34:
-                    fail = R_JSON
+                c = s[0]
+                if c == 44:
+                    s = skip_ws(s + 1)
+                    slot = NO_SLOT
+                    goto_key = ctype[depth] == 123
                     break
-                esc = 0
-                q = _scan_string(s + 1, &esc, &fail)
-                if q == NULL:
-                    break
-                if err == 0 and depth <= MAX_DEPTH:
-                    ks = s + 1
-                    kn = <uint32_t>(q - ks)
-                    if esc:
-                        kn = <uint32_t>decode_string(ks, q, <uint8_t*>b.scratch.data)
-                        ks = <const uint8_t*>b.scratch.data
-                    h = ssmd_key_hash(ks, kn, _hash_seed)
-                    level = 1 if depth == 1 else (2 if depth == 2 and b.opens[2].slot == S_MSG else 0)
-                    if level:
-                        slot = _lookup_name(h, ks, kn, level)
-                    if _insert_key(b, p, &b.opens[depth], h, <uint32_t>(s + 1 - p),
-                                   <uint32_t>(q - s - 1) | (KEY_ESC if esc else 0)):
-                        err = R_DUPLICATE_KEY
-                        slot = NO_SLOT
-                s = skip_ws(q + 1)
-                if s[0] != 58:
+                if c != ctype[depth] + 2:
                     fail = R_JSON
                     break
-                s = skip_ws(s + 1)
+                if depth <= MAX_DEPTH and err == 0:
+                    op = &b.opens[depth]
+                    if c == 125:
+                        if op.large and _large_object_has_dup(b, p, op.key_base):
+                            err = R_DUPLICATE_KEY
+                        b.nkeys = op.key_base
+                    if op.slot != NO_SLOT:
+                        spans[op.slot].end = <uint32_t>(s + 1 - p)
+                depth -= 1
+                in_msg = depth == 2 and err == 0 and b.opens[2].slot == S_MSG
+                s += 1
+            if fail or depth == 0:
                 break
-            if c != ctype[depth] + 2:
-                fail = R_JSON
-                break
-            if depth <= MAX_DEPTH and err == 0:
-                op = &b.opens[depth]
-                if c == 125:
-                    if op.large and _large_object_has_dup(b, p, op.key_base):
-                        err = R_DUPLICATE_KEY
-                    b.nkeys = op.key_base
-                if op.slot != NO_SLOT:
-                    b.spans[op.slot].end = <uint32_t>(s + 1 - p)
-            depth -= 1
-            s += 1
-        if fail or depth == 0:
+            if not goto_key:
+                continue
+        # ---- a key at s, then ':'
+        goto_key = False
+        if s[0] != 34:
+            fail = R_JSON
             break
+        slot = NO_SLOT
+        prev = NULL
+        if err == 0:
+            if depth == 1:
+                prev = &prev1
+            elif in_msg:
+                prev = &prev2
+        if prev != NULL:
+            pe = _pred[row + prev[0]]
+            ln = pe >> 8
+            ps = pe & 0xFF
+            if s[1 + ln] == 34 and ps != NO_SLOT and _is_name(s + 1, ln, ps) and spans[ps].gen != gen:
+                # the predicted name, unescaped and not seen before in this frame
+                q = s + 1 + ln
+                prev[0] = ps
+                spans[ps].gen = gen
+                spans[ps].kind = J_NONE
+                if ps < S_COUNT_OF_SLOTS:
+                    slot = ps
+            else:
+                q = _scan_key_slow(b, p, s, depth, prev, row, &slot, &err, &fail)
+        else:
+            q = _scan_key_slow(b, p, s, depth, NULL, row, &slot, &err, &fail)
+        if q == NULL:
+            break
+        s = skip_ws(q + 1)
+        if s[0] != 58:
+            fail = R_JSON
+            break
+        s = skip_ws(s + 1)
     if fail:
         if fail == R_UTF8 or not _utf8_valid(p, n):
             return R_UTF8
