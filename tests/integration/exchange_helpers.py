@@ -167,3 +167,38 @@ class StreamChecker:
                 lv[p] = q
             else:
                 lv.pop(p, None)
+
+
+def frame_bytes(payload: bytes) -> bytes:
+    """A masked client text frame (zero mask, so the payload stays readable)."""
+    n = len(payload)
+    head = bytes((0x81, 0x80 | n)) if n < 126 else bytes((0x81, 0xFE)) + n.to_bytes(2, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+async def raw_client(port: int, headers: dict[str, str], *cmds: dict):
+    """A bare socket client: handshake, send commands; returns the stream reader for byte counting."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = ["GET /trade-api/ws/v2 HTTP/1.1", "Host: x", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    for cmd in cmds:
+        writer.write(frame_bytes(json.dumps(cmd).encode()))
+    await writer.drain()
+    return reader, writer
+
+
+async def read_until_closed(reader: asyncio.StreamReader, timeout: float = 10) -> tuple[str, int]:
+    """Read until the server ends the connection: ("eof" | "reset", bytes read)."""
+    total = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            data = await asyncio.wait_for(reader.read(1 << 20), max(0.01, deadline - time.monotonic()))
+        except ConnectionResetError:
+            return "reset", total
+        if not data:
+            return "eof", total
+        total += len(data)

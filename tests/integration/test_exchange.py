@@ -18,12 +18,15 @@ from exchange_helpers import (
     control,
     handshake,
     make_exchange,
+    raw_client,
+    read_until_closed,
     signed_headers,
     wait_until,
 )
 
 from ssmd_fast.kalshi.auth import KalshiCredentials, generate_key_pair
 from ssmd_fast.kalshi.exchange import Exchange
+from ssmd_fast.kalshi.exchange_faults import FaultSpec
 from ssmd_fast.kalshi.exchange_feed import ReplayFeed
 from ssmd_fast.kalshi.generator import generate_session
 
@@ -398,3 +401,230 @@ def test_cli_serves_and_reports_on_sigterm(creds, pub, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_fault_spec_parsing():
+    spec = FaultSpec.parse("gap-every=50, drop-after=1000,close-code=4001")
+    assert (spec.gap_every, spec.drop_after, spec.close_code) == (50, 1000, 4001)
+    assert str(spec) == "drop-after=1000,gap-every=50,close-code=4001" and spec.stream
+    assert not FaultSpec.parse("reject-handshake=3").stream
+    assert FaultSpec.parse("") == FaultSpec.parse("none") == FaultSpec()
+    for bad in ("gap-every", "gap-every=0", "gap-every=x", "teleport=1", "close-code=4001", "drop-after=1,close-code=1005"):
+        with pytest.raises(ValueError):
+            FaultSpec.parse(bad)
+
+
+@aio
+async def test_drop_after_closes_without_a_close_frame(creds, pub):
+    ex = make_exchange(pub, 20000, faults="drop-after=500")
+    await ex.start()
+    try:
+        c = await connect(ex, creds)
+        c.send(sub_cmd(1, ["ticker"]))
+        await asyncio.wait_for(c.disconnected.wait(), 10)
+        assert c.close_code is None
+        assert len(c.of_type("ticker")) == 500 and len(c.texts) == 501
+        reader, _ = await raw_client(ex.port, creds.websocket_headers(), sub_cmd(1, ["ticker"]))
+        assert (await read_until_closed(reader))[0] == "eof"          # a FIN, not a reset
+        assert ex.stats()["injected"]["drop"] == 2
+    finally:
+        await ex.close()
+
+
+@aio
+async def test_drop_after_with_an_odd_close_code(creds, pub):
+    ex = make_exchange(pub, 20000, faults="drop-after=300,close-code=4001")
+    await ex.start()
+    try:
+        c = await connect(ex, creds)
+        c.send(sub_cmd(1, ["ticker"]))
+        await asyncio.wait_for(c.disconnected.wait(), 10)
+        assert c.close_code == 4001 and len(c.of_type("ticker")) == 300
+    finally:
+        await ex.close()
+
+
+@aio
+async def test_rst_after_resets_the_connection(creds, pub):
+    ex = make_exchange(pub, 50000, faults="rst-after=200")
+    await ex.start()
+    try:
+        reader, _ = await raw_client(ex.port, creds.websocket_headers(), sub_cmd(1, ["ticker"]))
+        await asyncio.sleep(0.3)          # leave the frames unread: the RST discards them
+        how, _ = await read_until_closed(reader)
+        assert how == "reset"
+        assert ex.stats()["injected"]["rst"] == 1
+    finally:
+        await ex.close()
+
+
+@aio
+async def test_freeze_stops_everything_until_resume(creds, pub):
+    ex = make_exchange(pub, 50000, faults="freeze-after=400", ping_interval=0.05, rate=20000)
+    await ex.start()
+    try:
+        c = await connect(ex, creds)
+        c.send(sub_cmd(1, ["trade", "ticker"]))
+        await wait_until(lambda: ex.stats()["frozen"] == 1, 10, "the freeze")
+        await asyncio.sleep(0.1)
+        n, pings = len(c.texts), len(c.pings)
+        c.transport.send_ping(b"anyone?")
+        c.send({"id": 2, "cmd": "list_subscriptions"})
+        await asyncio.sleep(0.4)
+        assert (len(c.texts), len(c.pings), c.pongs) == (n, pings, [])    # nothing at all, pings too
+        assert n == 402 and not c.disconnected.is_set()
+        assert ex.resume() == 1
+        await wait_until(lambda: c.of_type("ok") and len(c.texts) > n + 200 and len(c.pings) > pings, 10,
+                         "frames, the held reply and pings after resume")
+        chk = StreamChecker()
+        for o in c.parsed():
+            chk.feed(o)
+        assert chk.gaps == [] and chk.duplicates == []             # nothing lost across the freeze
+    finally:
+        await ex.close()
+
+
+@aio
+async def test_gap_every_skips_book_seqs(creds, pub):
+    ex = make_exchange(pub, 20000, markets=4, faults="gap-every=10")
+    await ex.start()
+    try:
+        c = await connect(ex, creds)
+        c.send(sub_cmd(1, ["orderbook_delta"], ex.feed.markets))
+        await drained(ex, c)
+        chk = StreamChecker()
+        for o in c.parsed():
+            chk.feed(o)
+        deltas = c.of_type("orderbook_delta")
+        assert chk.gaps and all(seq == last + 2 for _, last, seq in chk.gaps)    # exactly one seq lost each
+        sent_and_lost = len(deltas) + len(chk.gaps)
+        assert len(chk.gaps) == sent_and_lost // 10 == ex.stats()["injected"]["gap"]
+        assert chk.duplicates == []
+    finally:
+        await ex.close()
+
+
+@aio
+async def test_duplicate_every_resends_with_the_same_seq(creds, pub):
+    ex = make_exchange(pub, 10000, markets=4, faults="duplicate-every=7")
+    await ex.start()
+    try:
+        c = await subscribed_all(ex, creds, book_markets=ex.feed.markets[:2])
+        await drained(ex, c)
+        chk = StreamChecker()
+        dup_frames = []
+        for i, o in enumerate(c.parsed()):
+            before = len(chk.duplicates)
+            chk.feed(o)
+            if len(chk.duplicates) > before:
+                dup_frames.append(i)
+        assert chk.gaps == [] and len(chk.duplicates) == ex.stats()["injected"]["duplicate"] > 0
+        assert all(c.texts[i] == c.texts[i - 1] for i in dup_frames)       # the very same frame again
+        assert not [o for o in c.parsed() if o["type"] == "ticker" and c.texts.count(json.dumps(o).encode()) > 1]
+    finally:
+        await ex.close()
+
+
+@aio
+async def test_malformed_binary_and_oversize_frames(creds, pub):
+    ex = make_exchange(pub, 3000, markets=3, faults="malformed-every=50,binary-every=100,oversize-after=1000")
+    await ex.start()
+    try:
+        c = await connect(ex, creds, max_frame_size=2 << 20)
+        c.send(sub_cmd(1, ["ticker", "trade"]))
+        await wait_until(lambda: ex.stats()["position"] >= 3000, 10, "the session")
+        data = ex.stats()["frames"]["ticker"] + ex.stats()["frames"]["trade"]
+        await wait_until(lambda: len(c.binary) == data // 100 and len(c.texts) >= data + 2 + data // 50, 10,
+                         "every frame")
+        bad = []
+        for t in c.texts:
+            try:
+                o = json.loads(t.decode("utf-8"))
+            except UnicodeDecodeError:
+                bad.append("utf8")
+                continue
+            except ValueError:
+                bad.append("json")
+                continue
+            if not isinstance(o["type"], str):
+                bad.append("type")
+        assert len(bad) == data // 50 and bad[:3] == ["json", "utf8", "type"]
+        assert all(json.loads(b)["type"] in ("ticker", "trade") for b in c.binary)
+        big = [t for t in c.texts if len(t) > 1 << 20]
+        assert len(big) == 1 and json.loads(big[0])["type"] == "oversize"
+        injected = ex.stats()["injected"]
+        assert (injected["malformed"], injected["binary"], injected["oversize"]) == (data // 50, data // 100, 1)
+    finally:
+        await ex.close()
+
+
+@aio
+async def test_error25_ends_that_subscription(creds, pub):
+    ex = make_exchange(pub, 20000, markets=3, faults="error25-after=200")
+    await ex.start()
+    try:
+        c = await connect(ex, creds)
+        c.send(sub_cmd(1, ["orderbook_delta"], ex.feed.markets))
+        await wait_until(lambda: c.of_type("error"), 10, "error 25")
+        err = c.of_type("error")[0]
+        assert err["msg"]["code"] == 25 and err["sid"] == 1 and err["seq"] == 203 and "id" not in err
+        await asyncio.sleep(0.2)
+        after = c.parsed()[c.parsed().index(err) + 1:]
+        assert after == []                                      # that subscription is over
+        c.send({"id": 2, "cmd": "list_subscriptions"})
+        await wait_until(lambda: c.of_type("ok"), what="list reply")
+        assert c.of_type("ok")[0]["msg"] == []
+    finally:
+        await ex.close()
+
+
+@aio
+async def test_fast_and_fault_paths_send_the_same_bytes(creds, pub):
+    """A fault spec that never fires forces the per-frame path: the stream must not change."""
+    streams = []
+    for faults in ("", "gap-every=1000000000"):
+        ex = make_exchange(pub, 12000, markets=5, era="current", faults=faults)
+        await ex.start()
+        try:
+            c = await connect(ex, creds)
+            c.send(sub_cmd(1, ["ticker", "trade", "market_lifecycle_v2", "orderbook_delta"], ex.feed.markets[:3]))
+            await drained(ex, c)
+            assert ex.conns[1].fast == (faults == "")
+            streams.append(c.texts)
+        finally:
+            await ex.close()
+    assert len(streams[0]) > 7000
+    assert streams[0] == streams[1]
+
+
+@aio
+async def test_control_port(creds, pub):
+    ex = make_exchange(pub, 200000, markets=3, control=("127.0.0.1", 0), rate=2000)
+    await ex.start()
+    try:
+        port = ex.control_port
+        c = await connect(ex, creds)
+        c.send(sub_cmd(1, ["orderbook_delta"], ex.feed.markets))
+        await wait_until(lambda: len(c.texts) > 20, what="data")
+        answers = await control(port, "faults gap-every=5", "bogus", "faults nope=1", "help")
+        assert answers[0] == "ok faults gap-every=5" and answers[1].startswith("error: unknown command")
+        assert answers[2].startswith("error: unknown fault 'nope'") and answers[3].startswith("commands:")
+        await wait_until(lambda: ex.stats()["injected"]["gap"] >= 3, what="gaps")
+        assert (await control(port, "clear"))[0] == "ok"
+        stats = json.loads((await control(port, "stats"))[0])
+        assert stats["faults"] == "" and stats["connections"] == 1 and stats["frames"]["orderbook_delta"] > 0
+        assert stats["conns"][0]["subscriptions"][0]["channel"] == "orderbook_delta"
+        assert (await control(port, "accept off"))[0] == "ok accept off"
+        with pytest.raises(OSError):
+            await connect(ex, creds)
+        assert (await control(port, "accept on"))[0] == "ok accept on"
+        c2 = await connect(ex, creds)
+        assert (await control(port, "drop"))[0] == "ok dropped 2"
+        await asyncio.wait_for(c.disconnected.wait(), 5)
+        await asyncio.wait_for(c2.disconnected.wait(), 5)
+        await wait_until(lambda: ex.stats()["connections"] == 0, what="no connections")
+    finally:
+        await ex.close()
