@@ -57,14 +57,15 @@ class Watchdog:
     """Declares a feed stale after ``stale_after`` seconds without any frame, and schedules our pings.
 
     Our own pings every ``ping_interval`` make the peer answer with a pong, and a pong counts as life:
-    a quiet market is not a frozen feed, a peer that answers nothing is.
+    a quiet market is not a frozen feed, a peer that answers nothing is. The interval is capped at a
+    third of ``stale_after`` so that a live peer's pongs always come in time.
     """
 
     def __init__(self, stale_after: float = 15.0, ping_interval: float = 5.0):
         if stale_after <= 0 or ping_interval <= 0:
             raise ValueError("stale_after and ping_interval must be positive")
         self.stale_after = stale_after
-        self.ping_interval = ping_interval
+        self.ping_interval = min(ping_interval, stale_after / 3)
         self.started_at = 0.0
         self.last_ping = 0.0
 

@@ -73,3 +73,8 @@ def test_watchdog_pings_every_interval():
     w.start(0.0)
     due = [t for t in (0.5, 1.0, 1.99, 2.0, 2.5, 3.99, 4.0, 6.5) if w.ping_due(t)]
     assert due == [2.0, 4.0, 6.5]
+
+
+def test_watchdog_pings_often_enough_for_stale_after():
+    w = Watchdog(stale_after=6.0, ping_interval=5.0)
+    assert w.ping_interval == 2.0

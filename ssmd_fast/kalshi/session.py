@@ -1,0 +1,375 @@
+"""One Kalshi WebSocket connection over picows, kept alive: connect, subscribe, feed, watch, reconnect.
+
+The session is the IO shell around the sans-IO ``KalshiProtocol``: it signs the handshake (fresh on
+every connect), runs the reconnect loop with the core's backoff, and wires the hot path:
+
+    BatchListener --batch--> on_batch: Sequencer.process -> control frames to the core
+                                       -> events, resync requests -> sink.submit(batch, conn)
+
+``on_batch`` is synchronous and never awaits; a sink copies what it needs (docs/design.md "Sinks").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from picows import WSCloseCode, WSHandshakeError, WSMsgType, ws_connect
+
+from ssmd_fast.events import StatusEvent
+from ssmd_fast.kalshi.protocol import Emit, KalshiProtocol, Log, Ping, Reconnect, Send
+from ssmd_fast.kalshi.shards import ConnectionPlan
+from ssmd_fast.kalshi.watchdog import Failure
+from ssmd_fast.listener import MAX_MESSAGE_SIZE, BatchListener
+from ssmd_fast.normalize import FrameBatch
+from ssmd_fast.sequencer import Sequencer
+
+log = logging.getLogger("ssmd_fast.kalshi.session")
+
+_REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
+                   errno.ENETUNREACH, errno.EPIPE}
+# listener counters folded into the session totals when a connection ends
+_LISTENER_COUNTERS = ("frames", "bytes", "batches", "binary_dropped", "pings", "pongs", "fragmented", "oversized")
+_SEQUENCER_COUNTERS = ("duplicates", "gaps", "suppressed", "resyncs")
+
+
+def classify_failure(exc: BaseException) -> tuple[Failure, int | None, str]:
+    """``(failure, http_status, description)`` of a failed connection attempt."""
+    if isinstance(exc, WSHandshakeError):
+        response = exc.response
+        if response is None:      # the peer went away during the handshake: as good as refused
+            return Failure.REFUSED, None, f"handshake failed: {exc}"
+        status = int(response.status)
+        if status in (401, 403):
+            return Failure.AUTH, status, f"HTTP {status}"
+        return Failure.OTHER, status, f"handshake rejected (HTTP {status})"
+    if isinstance(exc, ConnectionError) or (isinstance(exc, OSError) and exc.errno in _REFUSED_ERRNOS):
+        return Failure.REFUSED, None, f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, TimeoutError):
+        return Failure.OTHER, None, "connect/handshake timed out"
+    if isinstance(exc, ssl.SSLError):
+        return Failure.OTHER, None, f"TLS: {exc}"
+    return Failure.OTHER, None, f"{type(exc).__name__}: {exc}"
+
+
+def make_ssl_context(url: str, ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext | None:
+    """The TLS context for a ``wss://`` URL: system trust, plus ``ca_file`` for a private CA."""
+    if not url.startswith("wss://"):
+        return None
+    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class KalshiSession:
+    """One connection (shard ``plan.index``) with its subscriptions, reconnecting until ``close()``."""
+
+    def __init__(self, credentials, url: str, plan: ConnectionPlan, sinks: Sequence = (), *,
+                 stale_after: float = 15.0, ping_interval: float = 5.0, backoff_initial: float = 0.25,
+                 backoff_max: float = 30.0, handshake_timeout: float = 10.0, ca_file: str | None = None,
+                 tls_verify: bool = True, command_timeout: float = 10.0, resync_timeout: float = 10.0,
+                 healthy_after: float = 5.0, refused_retry_max: float = 0.75, rng=None,
+                 on_event: Callable[[StatusEvent], None] | None = None):
+        self.credentials = credentials
+        self.url = url
+        self.plan = plan
+        self.shard = str(plan.index)
+        self.sinks = list(sinks)
+        self.on_event = on_event
+        self.handshake_timeout = handshake_timeout
+        self.ssl_context = make_ssl_context(url, ca_file, tls_verify)
+        self.core = KalshiProtocol(plan.subscriptions, stale_after=stale_after, ping_interval=ping_interval,
+                                   backoff_initial=backoff_initial, backoff_max=backoff_max,
+                                   refused_retry_max=refused_retry_max, command_timeout=command_timeout,
+                                   resync_timeout=resync_timeout, healthy_after=healthy_after, rng=rng)
+        self.sequencer = Sequencer()
+        self.batch = FrameBatch()
+        self.conn: str | None = None
+        self.transport = None
+        self.listener = None
+        self.tick_interval = min(0.5, ping_interval / 2, stale_after / 4)
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._subscribed = asyncio.Event()
+        self._unsubscribed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._disconnect_reason: str | None = None
+        self._totals: dict[str, int] = dict.fromkeys(_LISTENER_COUNTERS + _SEQUENCER_COUNTERS, 0)
+        self._counts_base = _merge_counts([])  # counts() of the batches handed away by swap_batch()
+        self._next_delay = 0.0
+        self.events_emitted = 0
+        self.sink_errors = 0
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> asyncio.Task:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run(), name=f"kalshi-session-{self.shard}")
+        return self._task
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with backoff; returns once ``close()`` was called."""
+        while not self._closing:
+            try:
+                transport, _ = await asyncio.wait_for(
+                    ws_connect(self._make_listener, self.url, ssl_context=self.ssl_context,
+                               extra_headers=self.credentials.websocket_headers(),
+                               websocket_handshake_timeout=self.handshake_timeout,
+                               enable_auto_pong=False, max_frame_size=MAX_MESSAGE_SIZE,
+                               logger_name=f"kalshi.{self.shard}"),
+                    self.handshake_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failure, status, detail = classify_failure(exc)
+                self.last_error = detail
+                delay, actions = self.core.on_connect_failed(failure, detail, time.monotonic(), status)
+                self._apply(actions)
+                await self._sleep(delay)
+                continue
+            if self._closing:       # close() was called while the handshake was in flight
+                transport.disconnect()
+                break
+            await self._serve(transport)
+            if self._closing:
+                break
+            await self._sleep(self._next_delay)
+
+    def _make_listener(self) -> BatchListener:
+        """Called by picows once the handshake succeeded: a new connection, a new id."""
+        self._fold()
+        self.conn = secrets.token_hex(6)
+        self.sequencer.reset(self.conn)
+        self.listener = BatchListener(self.batch, self.on_batch)
+        return self.listener
+
+    async def _serve(self, transport) -> None:
+        self.transport = transport
+        self._disconnect_reason = None
+        self._unsubscribed.clear()
+        self._apply(self.core.on_connected(self.conn, time.monotonic()))
+        self._connected.set()
+        ticker = asyncio.get_running_loop().create_task(self._tick_loop(transport))
+        failure = Failure.OTHER
+        try:
+            await transport.wait_disconnected()
+        except Exception as exc:      # picows refused a frame, or on_batch raised
+            self._disconnect_reason = self._disconnect_reason or f"{type(exc).__name__}: {exc}"
+        finally:
+            ticker.cancel()
+        reason = self._disconnect_reason or (self.listener.close_reason if self.listener else "") \
+            or "connection closed by peer"
+        self._connected.clear()
+        self._subscribed.clear()
+        delay, actions = self.core.on_disconnected(reason, time.monotonic(), failure)
+        self._next_delay = delay
+        self._apply(actions)
+        self.transport = None
+
+    async def _tick_loop(self, transport) -> None:
+        while not transport.is_disconnected:
+            await asyncio.sleep(self.tick_interval)
+            if transport.is_disconnected:
+                break
+            lst = self.listener
+            self._apply(self.core.on_tick(time.monotonic(), lst.last_frame_at if lst is not None else 0.0))
+
+    async def _sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds, or less when ``close()`` is called."""
+        self._wake.clear()
+        if self._closing:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except TimeoutError:
+            pass
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def wait_subscribed(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._subscribed.wait(), timeout)
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Unsubscribe, close the socket and stop reconnecting; returns within about ``timeout``."""
+        self._closing = True
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        transport = self.transport
+        if transport is not None and not transport.is_disconnected:
+            self._apply(self.core.close_commands(time.monotonic()))
+            if not self.core.unsubscribed_all:
+                try:    # replies in flight still reach the sinks; do not wait long for them
+                    await asyncio.wait_for(self._unsubscribed.wait(), min(1.0, timeout / 2))
+                except TimeoutError:
+                    pass
+            self._disconnect_reason = "closed by ssmd-fast"
+            transport.send_close(WSCloseCode.OK)
+            transport.disconnect()
+            try:
+                await asyncio.wait_for(transport.wait_disconnected(), max(0.05, deadline - time.monotonic()))
+            except TimeoutError:
+                transport.disconnect(graceful=False)
+            except Exception:
+                pass
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(task, max(0.05, deadline - time.monotonic()))
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        self._fold()
+
+    # ------------------------------------------------------------------ the hot path
+
+    def on_batch(self, batch) -> None:
+        """One socket read: sequence, hand control frames to the core, then to the sinks (never awaits)."""
+        seq = self.sequencer
+        if seq.process(batch):      # something to take: events, snapshot requests, resynced sids
+            events, requests, resynced = seq.take()
+            for ev in events:
+                self._emit(ev)
+            if requests or resynced:
+                now = time.monotonic()
+                for sid in resynced:
+                    self.core.resync_done(sid)
+                for sid, markets in requests:
+                    self._apply(self.core.request_snapshot(sid, markets, now))
+        if seq.controls:
+            now = time.monotonic()
+            core = self.core
+            for i in seq.controls:
+                self._apply(core.on_control(batch.type_name(i), batch.control(i), now))
+            if core.subscribed and not self._subscribed.is_set():
+                self._subscribed.set()
+            if core.unsubscribed_all:
+                self._unsubscribed.set()
+        conn = self.conn
+        for sink in self.sinks:
+            try:
+                sink.submit(batch, conn)
+            except Exception:      # one broken sink must not take the feed down for the others
+                self.sink_errors += 1
+                log.exception("[shard %s] sink %r failed on a batch", self.shard, sink)
+
+    def swap_batch(self):
+        """Hand the listener's current batch away (the caller owns it) and give it a fresh one."""
+        batch = self.batch
+        self._counts_base = _merge_counts([self._counts_base, batch.counts()])
+        self.batch = FrameBatch()
+        if self.listener is not None:
+            self.listener.batch = self.batch
+        return batch
+
+    # ------------------------------------------------------------------ actions
+
+    def _apply(self, actions: Iterable) -> None:
+        for a in actions:
+            if isinstance(a, Send):
+                if self.transport is not None and not self.transport.is_disconnected:
+                    self.transport.send(WSMsgType.TEXT, a.text.encode("utf-8"))
+            elif isinstance(a, Ping):
+                if self.transport is not None and not self.transport.is_disconnected:
+                    self.transport.send_ping(b"ssmd")
+            elif isinstance(a, Emit):
+                self._emit(StatusEvent(a.kind, self.conn or "", time.time_ns(), market=a.market, sid=a.sid,
+                                       last_seq=a.last_seq, received_seq=a.received_seq, detail=a.detail))
+            elif isinstance(a, Log):
+                log.log(a.level, "[shard %s conn %s] %s", self.shard, self.conn, a.message)
+            elif isinstance(a, Reconnect):
+                self._disconnect_reason = a.reason
+                if self.transport is not None and not self.transport.is_disconnected:
+                    self.transport.send_close(WSCloseCode.GOING_AWAY)
+                    self.transport.disconnect(graceful=False)
+
+    def _emit(self, event: StatusEvent) -> None:
+        self.events_emitted += 1
+        for sink in self.sinks:
+            try:
+                sink.submit_event(event)
+            except Exception:
+                self.sink_errors += 1
+                log.exception("[shard %s] sink %r failed on an event", self.shard, sink)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    # ------------------------------------------------------------------ stats
+
+    def _fold(self) -> None:
+        """Add the finished connection's counters to the totals (listener and sequencer are per connection)."""
+        lst, seq = self.listener, self.sequencer
+        if lst is not None:
+            for name in _LISTENER_COUNTERS:
+                self._totals[name] += getattr(lst, name)
+            self.listener = None
+        for name in _SEQUENCER_COUNTERS:
+            self._totals[name] += getattr(seq, name)
+        seq.reset(self.conn or "")
+
+    def stats(self) -> dict:
+        lst, seq, core = self.listener, self.sequencer, self.core
+        out: dict = {name: self._totals[name] + (getattr(lst, name) if lst is not None else 0)
+                     for name in _LISTENER_COUNTERS}
+        for name in _SEQUENCER_COUNTERS:
+            out[name] = self._totals[name] + getattr(seq, name)
+        counts = _merge_counts([self._counts_base, self.batch.counts()])
+        now = time.monotonic()
+        last = lst.last_frame_at if lst is not None and core.connected else 0.0
+        out.update({
+            "shard": self.shard,
+            "conn": self.conn,
+            "connected": core.connected,
+            "subscribed": core.subscribed,
+            "last_frame_age": (now - last) if last else None,
+            "records": counts["records"],
+            "control": counts["control"],
+            "other": counts["other"],
+            "invalid": counts["invalid"],
+            "reconnects": core.reconnects,
+            "auth_failures": core.auth_failures,
+            "stale": core.stale_count,
+            "renewals": core.renewals,
+            "events": self.events_emitted,
+            "sink_errors": self.sink_errors,
+            "last_error": self.last_error,
+        })
+        return out
+
+    def metric_samples(self) -> list:
+        """Samples for ``MetricsCollector.add_source`` (families of ssmd_fast.metrics)."""
+        from ssmd_fast.metrics import Sample
+
+        st = self.stats()
+        shard = {"shard": self.shard}
+        out = [Sample(name, float(st[key]), shard) for name, key in (
+            ("frames", "frames"), ("bytes", "bytes"), ("binary_frames", "binary_dropped"),
+            ("duplicates", "duplicates"), ("gaps", "gaps"), ("suppressed", "suppressed"),
+            ("resyncs", "resyncs"), ("reconnects", "reconnects"), ("stale", "stale"),
+            ("auth_failures", "auth_failures"), ("connected", "connected"), ("subscribed", "subscribed"))]
+        if st["last_frame_age"] is not None:
+            out.append(Sample("last_frame_age_seconds", st["last_frame_age"], shard))
+        for family, key, label in (("records", "records", "type"), ("control", "control", "type"),
+                                   ("other", "other", "type"), ("invalid", "invalid", "reason")):
+            out += [Sample(family, float(n), {"shard": self.shard, label: name}) for name, n in st[key].items()]
+        return out
+
+
+def _merge_counts(parts: list[dict]) -> dict:
+    out: dict = {"frames": 0, "bytes": 0, "records": {}, "control": {}, "other": {}, "invalid": {}}
+    for c in parts:
+        out["frames"] += c["frames"]
+        out["bytes"] += c["bytes"]
+        for key in ("records", "control", "other", "invalid"):
+            d = out[key]
+            for name, n in c[key].items():
+                d[name] = d.get(name, 0) + n
+    return out
