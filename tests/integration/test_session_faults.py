@@ -1,0 +1,348 @@
+"""KalshiSession against the local exchange's faults: drop, freeze, gaps, duplicates, error 25,
+error 26, oversize, malformed and binary frames. Every wait is bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+
+import pytest
+from exchange_helpers import make_exchange, wait_until
+from test_session import RecordingSink, book_order_ok, running, session_for
+
+from ssmd_fast.kalshi.auth import KalshiCredentials, generate_key_pair
+from ssmd_fast.kalshi.session import KalshiSession
+from ssmd_fast.kalshi.shards import BOOK_CHANNEL, SubscriptionSpec
+from ssmd_fast.normalize import F_DROP, F_DUPLICATE, F_GAP, F_SUPPRESSED
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(scope="module")
+def keys():
+    private, public = generate_key_pair()
+    return KalshiCredentials("test-key", private), public
+
+
+def conns_of(sink: RecordingSink) -> list[str]:
+    return list(dict.fromkeys(f[0] for f in sink.frames))
+
+
+def test_drop_reconnects_within_1s_of_accepting_again(keys):
+    creds, public = keys
+
+    async def main():
+        ex = make_exchange(public, 60_000, markets=6, rate=3000)
+        await ex.start()
+        sink = RecordingSink()
+        books = ex.feed.markets[:3]
+        s = session_for(ex, creds, books, [sink], backoff_initial=0.25, backoff_max=30.0)
+        try:
+            await running(ex, s)
+            await asyncio.sleep(0.3)
+            first_conn = s.conn
+            await ex.set_accepting(False)
+            assert ex.drop_all() == 1
+            await asyncio.sleep(2.5)                   # refused meanwhile: the backoff grows, capped low
+            refused_stats = s.stats()
+            t_accept = time.monotonic()
+            await ex.set_accepting(True)
+            await wait_until(lambda: s.core.subscribed and s.conn != first_conn, 5, "the new subscription")
+            took = time.monotonic() - t_accept
+            await wait_until(lambda: sum(1 for f in sink.of_type("book_snapshot") if f[0] == s.conn) >= 3, 3,
+                             "fresh snapshots")
+            await asyncio.sleep(0.2)
+        finally:
+            await s.close()
+            await ex.close()
+        print(f"capture resumed {took * 1000:.0f} ms after the exchange accepted again")
+        assert took < 1.0, f"resumed {took:.2f}s after the exchange accepted again"
+        assert not refused_stats["connected"] and refused_stats["last_error"]
+        assert ex.handshakes["101"] == 2
+        c1, c2 = conns_of(sink)
+        assert c1 == first_conn and c2 != c1
+        # the new connection starts over: new subscriptions, a fresh snapshot per book, nothing flagged
+        new = [f for f in sink.frames if f[0] == c2]
+        assert [f[1] for f in new[:4]] == ["subscribed"] * 4
+        assert sorted(f[5] for f in new if f[1] == "book_snapshot")[:3] == sorted(books)
+        book_order_ok(new)
+        assert all(f[4] == 0 for f in sink.frames)
+        kinds = sink.kinds()
+        assert kinds[:3] == ["connect", "disconnect", "connect"]
+        assert sink.events[1].conn == c1 and sink.events[2].conn == c2
+        assert s.stats()["reconnects"] == 1
+
+    asyncio.run(main())
+
+
+def test_freeze_declared_stale_within_stale_after_plus_1s_then_reconnect(keys):
+    creds, public = keys
+
+    async def main():
+        ex = make_exchange(public, 60_000, rate=2000, ping_interval=0.3)
+        await ex.start()
+        sink = RecordingSink()
+        s = session_for(ex, creds, ex.feed.markets[:2], [sink], stale_after=1.0, ping_interval=0.25)
+        try:
+            await running(ex, s)
+            ex.set_faults("freeze-after=100")
+            await wait_until(lambda: ex.stats()["frozen"] == 1, 5, "the freeze")
+            ex.clear_faults()                          # the next connection is served normally
+            frozen_at = time.monotonic()
+            await wait_until(lambda: "stale" in sink.kinds(), 3, "the stale event")
+            stale_after_s = time.monotonic() - frozen_at
+            first = s.conn
+            await wait_until(lambda: s.core.subscribed and s.conn != first, 5, "the reconnect")
+        finally:
+            await s.close()
+            await ex.close()
+        print(f"stale declared {stale_after_s * 1000:.0f} ms after the freeze (stale_after 1 s)")
+        assert stale_after_s <= 1.0 + 1.0
+        stale = next(e for e in sink.events if e.kind == "stale")
+        assert "stale_after 1s" in stale.detail
+        assert sink.kinds()[:4] == ["connect", "stale", "disconnect", "connect"]
+        assert ex.handshakes["101"] == 2 and s.stats()["stale"] == 1
+
+    asyncio.run(main())
+
+
+def test_injected_gap_detected_snapshot_requested_deltas_suppressed_until_it(keys):
+    creds, public = keys
+
+    async def main():
+        ex = make_exchange(public, 60_000, markets=6, rate=4000)
+        await ex.start()
+        sink = RecordingSink()
+        books = ex.feed.markets[:3]
+        s = session_for(ex, creds, books, [sink])
+        try:
+            await running(ex, s)
+            await asyncio.sleep(0.2)
+            ex.set_faults("gap-every=40")
+            await wait_until(lambda: s.stats()["resyncs"] >= 6, 10, "two resyncs")
+            ex.clear_faults()
+            await asyncio.sleep(0.3)
+            stats = s.stats()
+        finally:
+            await s.close()
+            await ex.close()
+        gaps = [e for e in sink.events if e.kind == "gap"]
+        assert gaps and stats["gaps"] >= 2
+        g = gaps[0]
+        assert g.received_seq == g.last_seq + 2 and g.sid is not None
+        assert all(m in g.detail for m in books)
+        # after each gap: deltas of a book are flagged until its fresh snapshot (a get_snapshot reply)
+        state: dict[str, str] = {}
+        suppressed = 0
+        for _conn, typ, sid, _seq, flags, market in sink.frames:
+            if sid != g.sid or typ not in ("book_snapshot", "book_delta"):
+                continue
+            if flags & F_GAP:
+                state = dict.fromkeys(books, "invalid")
+            if typ == "book_snapshot":
+                state[market] = "valid"
+                assert not flags & F_DROP
+            elif state.get(market) == "invalid":
+                assert flags & F_SUPPRESSED
+                suppressed += 1
+            else:
+                assert not flags & F_DROP
+        assert suppressed == stats["suppressed"] > 0
+        resyncs = [e for e in sink.events if e.kind == "resync"]
+        assert len(resyncs) == stats["resyncs"] and {e.market for e in resyncs} == set(books)
+        assert stats["reconnects"] == 0 and s.core.renewals == 0       # get_snapshot sufficed
+        # a gap event precedes the resyncs it caused
+        kinds = sink.kinds()
+        assert kinds.index("gap") < kinds.index("resync")
+
+    asyncio.run(main())
+
+
+def test_duplicates_are_dropped_and_counted(keys):
+    creds, public = keys
+
+    async def main():
+        ex = make_exchange(public, 60_000, rate=4000)
+        await ex.start()
+        sink = RecordingSink()
+        s = session_for(ex, creds, ex.feed.markets[:2], [sink])
+        try:
+            await running(ex, s)
+            ex.set_faults("duplicate-every=25")
+            await wait_until(lambda: s.stats()["duplicates"] >= 20, 10, "duplicates")
+            ex.clear_faults()
+            stats = s.stats()
+            injected = ex.injected["duplicate"]
+        finally:
+            await s.close()
+            await ex.close()
+        assert stats["duplicates"] >= 20 and stats["gaps"] == 0 and not any(e.kind == "gap" for e in sink.events)
+        assert injected >= stats["duplicates"]
+        # what the sinks publish (not F_DROP) has strictly increasing seqs per sid
+        last: dict[int, int] = defaultdict(int)
+        for _conn, typ, sid, seq, flags, _m in sink.frames:
+            if seq is None or typ in ("ok", "unsubscribed", "subscribed", "error"):
+                continue
+            if flags & F_DUPLICATE:
+                assert seq <= last[sid]
+                continue
+            assert seq == last[sid] + 1
+            last[sid] = seq
+
+    asyncio.run(main())
+
+
+def test_error_25_ends_the_subscription_and_it_is_renewed(keys):
+    creds, public = keys
+
+    async def main():
+        ex = make_exchange(public, 60_000, rate=3000)
+        await ex.start()
+        sink = RecordingSink()
+        s = session_for(ex, creds, ex.feed.markets[:2], [sink])
+        try:
+            await running(ex, s)
+            sids_before = {sub.channel: sub.sid for sub in s.core.table.subs}
+            ex.set_faults("error25-after=200")
+            await wait_until(lambda: "subscription" in sink.kinds() and s.core.subscribed, 5, "the renewal")
+            ex.clear_faults()
+            sids_after = {sub.channel: sub.sid for sub in s.core.table.subs}
+            await asyncio.sleep(0.3)
+        finally:
+            await s.close()
+            await ex.close()
+        ev = next(e for e in sink.events if e.kind == "subscription")
+        assert "error 25" in ev.detail and ev.sid in sids_before.values()
+        changed = [ch for ch in sids_before if sids_before[ch] != sids_after[ch]]
+        assert len(changed) == 1 and sids_after[changed[0]] > max(sids_before.values())
+        assert s.stats()["reconnects"] == 0
+        errors = [f for f in sink.frames if f[1] == "error"]
+        assert errors and errors[0][2] == ev.sid
+
+    asyncio.run(main())
+
+
+def test_error_26_splits_the_markets(keys):
+    creds, public = keys
+
+    async def main():
+        ex = make_exchange(public, 20_000, markets=10, rate=2000, max_markets=2)
+        await ex.start()
+        sink = RecordingSink()
+        books = tuple(ex.feed.markets[:7])
+        s = session_for(ex, creds, books, [sink])
+        try:
+            await running(ex, s, timeout=5)
+            await wait_until(lambda: len(sink.of_type("book_snapshot")) >= 7, 5, "snapshots")
+            subs = [(sub.channel, sub.markets, sub.sid) for sub in s.core.table.subs]
+        finally:
+            await s.close()
+            await ex.close()
+        book_subs = [(m, sid) for ch, m, sid in subs if ch == BOOK_CHANNEL]
+        assert all(len(m) <= 2 for m, _ in book_subs)
+        assert sorted(x for m, _ in book_subs for x in m) == sorted(books)
+        assert len({sid for _, sid in book_subs}) == len(book_subs) >= 4
+        assert sorted({f[5] for f in sink.of_type("book_snapshot")}) == sorted(books)
+        assert any(e.kind == "subscription" and "error 26" in e.detail for e in sink.events)
+        assert s.core.table.specs == [sp for sp in s.core.table.specs if sp.channel != BOOK_CHANNEL
+                                      or len(sp.markets) <= 2]
+
+    asyncio.run(main())
+
+
+def test_get_snapshot_refused_falls_back_to_resubscribe(keys):
+    """A get_snapshot the exchange refuses (unknown market) -> unsubscribe + subscribe (new sid)."""
+    creds, public = keys
+
+    async def main():
+        ex = make_exchange(public, 60_000, markets=6, rate=3000)
+        await ex.start()
+        sink = RecordingSink()
+        books = ex.feed.markets[:2]
+        s = session_for(ex, creds, books, [sink])
+        try:
+            await running(ex, s)
+            old = next(sub for sub in s.core.table.subs if sub.channel == BOOK_CHANNEL)
+            old_sid = old.sid
+            # the core believes one more market is on the sid: the exchange answers error 11
+            s.core.table.update_markets(old, (*books, "NOT-A-MARKET"))
+            s._apply(s.core.request_snapshot(old_sid, books, time.monotonic()))
+            await wait_until(lambda: old.sid not in (None, old_sid) and s.core.subscribed, 5, "the renewal")
+        finally:
+            await s.close()
+            await ex.close()
+        assert any(e.kind == "subscription" and "get_snapshot failed" in e.detail for e in sink.events)
+        assert [f for f in sink.frames if f[1] == "unsubscribed" and f[2] == old_sid]
+        assert s.core.renewals == 1
+
+    asyncio.run(main())
+
+
+def test_oversize_frame_closes_and_reconnects(keys):
+    creds, public = keys
+
+    async def main():
+        ex = make_exchange(public, 60_000, rate=3000)
+        await ex.start()
+        sink = RecordingSink()
+        s = session_for(ex, creds, (), [sink])
+        try:
+            await running(ex, s)
+            first = s.conn
+            ex.set_faults("oversize-after=50")
+            await wait_until(lambda: s.conn != first and s.core.subscribed, 5, "the reconnect")
+            ex.clear_faults()
+        finally:
+            await s.close()
+            await ex.close()
+        disc = next(e for e in sink.events if e.kind == "disconnect")
+        assert "1048576" in disc.detail or "size" in disc.detail
+
+    asyncio.run(main())
+
+
+def test_malformed_and_binary_frames_are_counted_not_fatal(keys):
+    creds, public = keys
+
+    async def main():
+        ex = make_exchange(public, 60_000, rate=3000)
+        await ex.start()
+        s = session_for(ex, creds, ex.feed.markets[:1])
+        try:
+            await running(ex, s)
+            ex.set_faults("malformed-every=30,binary-every=40")
+            await wait_until(lambda: sum(s.stats()["invalid"].values()) >= 6 and s.stats()["binary_dropped"] >= 3,
+                             10, "invalid and binary frames")
+            ex.clear_faults()
+            stats = s.stats()
+        finally:
+            await s.close()
+            await ex.close()
+        assert set(stats["invalid"]) >= {"json", "utf8"} and stats["reconnects"] == 0 and stats["gaps"] == 0
+
+    asyncio.run(main())
+
+
+def test_spec_split_survives_a_reconnect(keys):
+    """The plan after an error 26 split is what the next connection subscribes."""
+    creds, public = keys
+
+    async def main():
+        ex = make_exchange(public, 60_000, markets=6, rate=2000, max_markets=2)
+        await ex.start()
+        s = session_for(ex, creds, ex.feed.markets[:4])
+        try:
+            await running(ex, s)
+            specs = list(s.core.table.specs)
+            ex.drop_all()
+            first = s.conn
+            await wait_until(lambda: s.conn != first and s.core.subscribed, 5, "the reconnect")
+        finally:
+            await s.close()
+            await ex.close()
+        assert s.core.splits == 1 and s.core.table.specs == specs
+        assert SubscriptionSpec(BOOK_CHANNEL, tuple(ex.feed.markets[:2])) in specs
+        assert isinstance(s, KalshiSession)
+
+    asyncio.run(main())
