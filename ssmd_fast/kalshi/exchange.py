@@ -202,6 +202,11 @@ class Exchange:
             self._record.write(b"\n".join(payloads))
             self._record.write(b"\n")
 
+    def record_raw(self, lines: bytes) -> None:
+        """Payloads already followed by newlines."""
+        if self._record is not None:
+            self._record.write(lines)
+
     async def _ping_loop(self) -> None:
         while True:
             await asyncio.sleep(self.ping_interval)

@@ -1,10 +1,9 @@
 """One client connection of the local exchange: Kalshi's commands, per-sid seq, and the pump that
 streams the feed from the connection's cursor.
 
-Speed: frames are stamped per subscription with C-level passes over a chunk (``map``/``compress``
-over prebuilt per-key envelope formats and per-sid seq iterators), framed with a precomputed
-WebSocket header table and written to the socket in one ``write`` per batch, honouring
-pause_writing/resume_writing. Faults switch to a per-frame loop (they act on single frames).
+Speed: a batch of events is stamped (sid, seq) and framed by one ``exchange_render.render`` call
+and written to the socket in one ``write``, honouring pause_writing/resume_writing. Faults, and
+keys routed to several subscriptions, take a per-frame loop (they act on single frames).
 """
 
 from __future__ import annotations
@@ -14,31 +13,19 @@ import json
 import logging
 import socket
 import struct
-from collections import Counter
-from itertools import compress, repeat
-from operator import getitem
 
 from picows import WSListener, WSMsgType
 
 from ssmd_fast.kalshi.exchange_faults import FaultCounters, malformed_payload, oversize_payload
 from ssmd_fast.kalshi.exchange_feed import CHUNK, Chunk
+from ssmd_fast.kalshi.exchange_render import render, ws_header
 from ssmd_fast.kalshi.generator import CH_BOOK, CH_LIFECYCLE, CH_TICKER, CH_TRADE
 
 log = logging.getLogger("ssmd_fast.exchange")
 
-# Server frames are unmasked: FIN + opcode, then the length (7 bits, or 126 + 16 bits, or 127 + 64 bits).
-HDR = [bytes((0x81, n)) for n in range(126)] + [b"\x81\x7e" + n.to_bytes(2, "big") for n in range(126, 65536)]
-
-
 def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x80 | opcode, n))
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
-    return head + payload
+    """An unmasked final server frame."""
+    return ws_header(len(payload), opcode) + payload
 
 
 ERRORS = {
@@ -55,37 +42,6 @@ QUIET_CHANNELS = ("fill", "market_positions", "user_orders", "order_group_update
 SEQ_PART = b',"seq":%d'
 MSG_PART = b',"msg":'
 SEQ_MSG = b',"seq":%d,"msg":'
-# ',"seq":N,"msg":' for N < len(_SEQ_TABLE), shared by every sid; grown on demand up to a cap
-_SEQ_TABLE: list[bytes] = [b""]
-_SEQ_TABLE_CAP = 1 << 20
-
-
-def seq_pieces(lo: int, hi: int) -> list[bytes]:
-    """The envelope pieces ``,"seq":N,"msg":`` for N in [lo, hi)."""
-    if hi <= _SEQ_TABLE_CAP:
-        if hi > len(_SEQ_TABLE):
-            top = min(_SEQ_TABLE_CAP, max(hi, len(_SEQ_TABLE) + 65536))
-            _SEQ_TABLE.extend(map(SEQ_MSG.__mod__, range(len(_SEQ_TABLE), top)))
-        return _SEQ_TABLE[lo:hi]
-    return list(map(SEQ_MSG.__mod__, range(lo, hi)))
-
-
-class _HeadPre(dict):
-    """blen -> ``}`` + WebSocket header + envelope prefix, for frames whose body is blen bytes long
-    (the ``}`` closes the previous frame). One per (route key, seq digit count)."""
-
-    __slots__ = ("pre", "extra")
-
-    def __init__(self, pre: bytes, seq_len: int):
-        super().__init__()
-        self.pre = pre
-        self.extra = len(pre) + seq_len + 1
-
-    def __missing__(self, blen: int) -> bytes:
-        v = self[blen] = b"}" + ws_frame(b"x" * (self.extra + blen))[:-(self.extra + blen)] + self.pre
-        return v
-
-
 class CommandError(Exception):
     def __init__(self, code: int, sid: int | None = None):
         super().__init__(code)
@@ -156,10 +112,11 @@ class Connection(WSListener):
         self.faults = FaultCounters()
         self.held: list[bytes] = []
         self.frames = 0
-        # per route key id: the subscription (one target), its envelope prefix / every target
-        self.sub_tab: list[Subscription | None] = []
+        # per route key id: every target subscription; with one target, its envelope prefix and the
+        # index of its seq counter in ``slots`` (-1: no seq) for the batch renderer
+        self.slots: list[Subscription] = []
         self.pre_tab: list[bytes | None] = []
-        self.headpre: dict[tuple[int, int], _HeadPre] = {}
+        self.slot_tab: list[int] = []
         self.targets: list[list[Subscription]] = []
         self.fast = True
 
@@ -357,10 +314,11 @@ class Connection(WSListener):
         info = self.ex.feed.keys.info
         subs = [(s, None if s.markets is None else set(s.markets)) for s in self.subs.values()]
         self.targets = [[s for s, mset in subs if s.matches(ch, m, mset)] for _, ch, m in info]
-        self.sub_tab = [t[0] if len(t) == 1 else None for t in self.targets]
+        self.slots = [s for s, _ in subs if s.sequenced]
+        slot_of = {s.sid: i for i, s in enumerate(self.slots)}
         self.pre_tab = [t[0].pre(typ) if len(t) == 1 else None
                         for t, (typ, _, _) in zip(self.targets, info, strict=True)]
-        self.headpre.clear()
+        self.slot_tab = [slot_of.get(t[0].sid, -1) if len(t) == 1 else -1 for t in self.targets]
         self.update_mode()
         if self.subs and (self.pump_task is None or self.pump_task.done()) and not self.closed:
             self.pump_task = asyncio.get_running_loop().create_task(self._pump())
@@ -404,63 +362,25 @@ class Connection(WSListener):
             self.abort()
 
     def _send_fast(self, chunk: Chunk, a: int, b: int) -> None:
-        """C-level passes over the chunk: select routed events, take seq pieces per sid, look up
-        ``}``+header+prefix by body length, and join header/prefix, seq piece and body per frame."""
-        ids = chunk.ids[a:b]
+        """One call stamps and frames the whole batch (compiled, or C-level passes in the twin)."""
         self.cursor = chunk.start + b
-        sub_tab = self.sub_tab
-        sel = list(map(sub_tab.__getitem__, ids))
-        kids = list(compress(ids, sel))
-        if not kids:
+        slots = self.slots
+        seqs = [s.seq for s in slots]
+        counts = [0] * len(self.pre_tab)
+        frames, payloads, n = render(chunk.ids, chunk.bodies, chunk.blens, a, b, self.pre_tab, self.slot_tab,
+                                     seqs, counts, self.ex.recording)
+        if not n:
             return
-        counts = Counter(kids)
-        per_sub: dict[Subscription, int] = {}
-        for kid, n in counts.items():
-            sub = sub_tab[kid]
-            per_sub[sub] = per_sub.get(sub, 0) + n
-        its, digits, same_width = {}, {}, True
-        for sub, n in per_sub.items():
-            if sub.sequenced:
-                lo = sub.seq + 1
-                its[sub] = iter(seq_pieces(lo, lo + n))
-                digits[sub] = len(str(lo))
-                same_width = same_width and len(str(lo + n - 1)) == digits[sub]
-                sub.seq += n
-            else:
-                its[sub] = repeat(MSG_PART)
-        it_tab = [its.get(sub) for sub in sub_tab]
-        seqs = list(map(next, map(it_tab.__getitem__, kids)))
-        bodies = compress(chunk.bodies[a:b], sel)
-        n = len(kids)
-        if same_width:
-            hp_tab = [None if sub is None else self._headpre(kid, sub, digits.get(sub, 0))
-                      for kid, sub in enumerate(sub_tab)]
-            parts = [None] * (3 * n + 1)
-            parts[0:3 * n:3] = map(getitem, map(hp_tab.__getitem__, kids), compress(chunk.blens[a:b], sel))
-            parts[0] = parts[0][1:]
-            parts[1::3] = seqs
-            parts[2:3 * n:3] = bodies
-            parts[-1] = b"}"
-            self.write(b"".join(parts))
-        else:           # a seq crosses a power of ten in this batch: plain formatting, rare
-            payloads = list(map(b"%s%s%s}".__mod__, zip(map(self.pre_tab.__getitem__, kids), seqs, bodies,
-                                                         strict=True)))
-            self.write(b"".join(ws_frame(p) for p in payloads))
+        for sub, seq in zip(slots, seqs, strict=True):
+            sub.seq = seq
+        self.write(frames)
         self.frames += n
         info = self.ex.feed.keys.info
-        for kid, k in counts.items():
-            self.ex.count(info[kid][0], k)
-        if self.ex.recording:
-            pres = map(self.pre_tab.__getitem__, kids)
-            self.ex.record(list(map(b"%s%s%s}".__mod__, zip(pres, seqs, compress(chunk.bodies[a:b], sel),
-                                                             strict=True))))
-
-    def _headpre(self, kid: int, sub: Subscription, digits: int) -> _HeadPre:
-        hp = self.headpre.get((kid, digits))
-        if hp is None:
-            seq_len = len(SEQ_MSG % (10 ** (digits - 1))) if sub.sequenced else len(MSG_PART)
-            hp = self.headpre[(kid, digits)] = _HeadPre(self.pre_tab[kid], seq_len)
-        return hp
+        for kid, k in enumerate(counts):
+            if k:
+                self.ex.count(info[kid][0], k)
+        if payloads:
+            self.ex.record_raw(payloads)
 
     def _send_slow(self, chunk: Chunk, a: int, b: int) -> None:
         """Per-frame path: several subscriptions per key, or faults to apply."""
