@@ -234,10 +234,8 @@ cdef int _invalid_parsed(FrameBatch b, FrameEntry* e, int reason) except -1:
 
 
 cdef FrameEntry* _entry(FrameBatch b, Py_ssize_t i) except NULL:
-    if i < 0:
-        i += b.count
     if i < 0 or i >= b.count:
-        raise IndexError("FrameBatch index out of range")
+        raise IndexError(f"frame index {i} out of range 0..{b.count - 1}")
     return &b.entries[i]
 
 
@@ -357,6 +355,8 @@ cdef class FrameBatch:
         cdef int r
         if type(frame) is bytes:
             return self.add_ptr(PyBytes_AS_STRING(frame), len(<bytes>frame))
+        if type(frame) is memoryview and not (<memoryview>frame).c_contiguous:
+            frame = frame.tobytes()
         PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE)
         try:
             r = self.add_ptr(<const char*>view.buf, view.len)
@@ -373,8 +373,11 @@ cdef class FrameBatch:
         finally:
             PyBuffer_Release(&view)
 
-    def set_recv_ts(self, int64_t ns):
+    def set_recv_ts(self, ns):
         """Records added from now on carry "recv_ts": ns; 0 omits it."""
+        ns = int(ns)
+        if not 0 <= ns <= 9223372036854775807:
+            raise ValueError(f"recv_ts out of range: {ns}")
         self.recv_ts = ns
 
     def __getattr__(self, name):
