@@ -3,6 +3,8 @@
 cimport cython
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
+from ssmd_fast._normalize cimport FrameBatch, FrameEntry
+
 
 cdef struct OutMsg:
     uint64_t pos          # absolute position of the frame in the log (buf[0] is at `base`)
@@ -58,6 +60,8 @@ cdef class PublishRing:
     cdef int _grow_entries(self) except -1
     cdef uint64_t _frame(self, const char* subj, Py_ssize_t subj_len, const char* mid, Py_ssize_t mid_len,
                          const char* payload, Py_ssize_t pay_len, uint8_t origin) except? 0
+    cdef Py_ssize_t _id_stem(self, char* mid, FrameEntry* e, FrameBatch b, bint has_tid, bytes conn_text,
+                             uint64_t counter) except -1
     cdef bint ack_c(self, uint64_t pseq, bint duplicate) noexcept
     cdef void _advance(self) noexcept
     cdef OutMsg* _at(self, uint64_t pseq) noexcept

@@ -10,10 +10,11 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.pyport cimport PY_SSIZE_T_MAX
 
 from ssmd_fast._normalize cimport F_DROP, K_TRADE, OUT_OTHER, OUT_RECORD, FrameBatch, FrameEntry
 
-from ssmd_fast.sinks._framing_py import parse_ack_error
+from ssmd_fast.sinks._framing_py import control_event, parse_ack_error
 from ssmd_fast.sinks import subjects as _subjects
 from ssmd_fast.sinks.subjects import SubjectEncoder, id_text
 
@@ -29,7 +30,7 @@ cdef enum:
     S_RETIRED = 3
     O_LIVE = 0
     O_SPILL = 1
-    COMPACT_MIN = 1 << 20
+    BIG_BUFFER = 64 << 20
     MAX_TOKEN = 1024
     MAX_ID_TEXT = 256
 
@@ -119,41 +120,24 @@ cdef Py_ssize_t put_id_text(char* out, const unsigned char* v, Py_ssize_t n) exc
     return w
 
 
-cdef inline const char* raw_word(uint8_t kind, Py_ssize_t* n) noexcept:
-    if kind == 0:
-        n[0] = 5
-        return b"trade"
-    if kind == 1:
-        n[0] = 6
-        return b"ticker"
-    if kind == 2 or kind == 3:
-        n[0] = 9
-        return b"orderbook"
-    if kind == 4:
-        n[0] = 9
-        return b"lifecycle"
-    n[0] = 15
-    return b"event_lifecycle"
+# subject words per record kind (subjects.RAW_WORDS / NORM_WORDS)
+cdef const char* RAW_W[6]
+cdef Py_ssize_t RAW_L[6]
+cdef const char* NORM_W[6]
+cdef Py_ssize_t NORM_L[6]
+RAW_W[:] = [b"trade", b"ticker", b"orderbook", b"orderbook", b"lifecycle", b"event_lifecycle"]
+RAW_L[:] = [5, 6, 9, 9, 9, 15]
+NORM_W[:] = [b"trade", b"ticker", b"book_snapshot", b"book_delta", b"market_lifecycle", b"event_lifecycle"]
+NORM_L[:] = [5, 6, 13, 10, 16, 15]
 
 
-cdef inline const char* norm_word(uint8_t kind, Py_ssize_t* n) noexcept:
-    if kind == 0:
-        n[0] = 5
-        return b"trade"
-    if kind == 1:
-        n[0] = 6
-        return b"ticker"
-    if kind == 2:
-        n[0] = 13
-        return b"book_snapshot"
-    if kind == 3:
-        n[0] = 10
-        return b"book_delta"
-    if kind == 4:
-        n[0] = 16
-        return b"market_lifecycle"
-    n[0] = 15
-    return b"event_lifecycle"
+cdef inline Py_ssize_t _subject(char* subj, Py_ssize_t pl, const char* cat, const char* word,
+                                Py_ssize_t word_len, const unsigned char* key, Py_ssize_t key_len) noexcept:
+    """``{prefix}{cat}{word}.{token}`` into ``subj`` (whose first ``pl`` bytes hold the prefix)."""
+    cdef Py_ssize_t w = pl + put(subj + pl, cat, 6)
+    w += put(subj + w, word, word_len)
+    subj[w] = b'.'
+    return w + 1 + put_token(subj + w + 1, key, key_len)
 
 
 cdef class PublishRing:
@@ -200,7 +184,10 @@ cdef class PublishRing:
             return 0
         dead = <Py_ssize_t>(self.ents[self.head & self.cap_mask].pos - self.base) if self.head < self.tail \
             else self.buf_len
-        if dead > 0:  # drop the acked prefix before growing
+        # compact (move the live frames to the front) only when that frees 3x what it moves, or the
+        # buffer is already large; else grow: a live byte is moved at most ~1/3 time per byte framed
+        if dead > 0 and (dead >= 3 * (self.buf_len - dead)
+                         or (self.buf_cap >= BIG_BUFFER and dead * 2 >= self.buf_len)):
             memmove(self.buf, self.buf + dead, self.buf_len - dead)
             self.buf_len -= dead
             self.base += dead
@@ -297,101 +284,71 @@ cdef class PublishRing:
 
     def add_batch(self, batch, conn):
         cdef FrameBatch b = <FrameBatch?>batch
-        cdef bytes conn_text = id_text(conn.encode("ascii", "replace") if isinstance(conn, str) else bytes(conn))
-        cdef const char* ct = PyBytes_AS_STRING(conn_text)
-        cdef Py_ssize_t ct_len = PyBytes_GET_SIZE(conn_text)
-        cdef const char* feed = PyBytes_AS_STRING(self.feed_b)
-        cdef Py_ssize_t feed_len = PyBytes_GET_SIZE(self.feed_b)
-        cdef const char* prefix = PyBytes_AS_STRING(self.prefix_b)
-        cdef Py_ssize_t prefix_len = PyBytes_GET_SIZE(self.prefix_b)
-        cdef uint64_t counter = self._counters.get(conn, 0)
-        cdef Py_ssize_t i, n = 0, word_len, tok_len, sw, iw, stem
-        cdef const char* word
+        cdef tuple state = self._counters.get(conn)
+        if state is None:  # a new connection: its id text is encoded once
+            state = (0, id_text(conn.encode("ascii", "replace") if isinstance(conn, str) else bytes(conn)))
+        cdef uint64_t counter = state[0]
+        cdef bytes conn_text = state[1]
+        cdef Py_ssize_t i, n = 0, stem, pl = PyBytes_GET_SIZE(self.prefix_b)
         cdef FrameEntry* e
         cdef bint has_tid, want_raw = self.raw, want_norm = self.normalized
+        cdef const unsigned char* key
         cdef char* subj = self.scratch_subj
         cdef char* mid = self.scratch_id
-        if ct_len > 300:
+        if PyBytes_GET_SIZE(conn_text) > 300:
             raise ValueError("connection id too long")
+        memcpy(subj, PyBytes_AS_STRING(self.prefix_b), pl)  # every subject starts with "{prefix}."
         for i in range(b.count):
             e = &b.entries[i]
             if e.flags & F_DROP:
                 continue
+            key = <const unsigned char*>b.keys.data + e.key_off
             if e.outcome == OUT_RECORD:
                 if e.kind > 5 or not (want_raw or want_norm):
                     continue
                 has_tid = e.kind == K_TRADE and e.tid_len > 0
                 if not has_tid and e.seq == 0:
                     counter += 1
-                # the id stem, shared by both forms; the form suffix is appended per message
-                iw = put(mid, feed, feed_len)
-                if has_tid:
-                    iw += put(mid + iw, b":trade:", 7)
-                    iw += put_id_text(mid + iw, <const unsigned char*>b.keys.data + e.tid_off, e.tid_len)
-                else:
-                    mid[iw] = b':'
-                    iw += 1
-                    iw += put(mid + iw, ct, ct_len)
-                    mid[iw] = b':'
-                    iw += 1
-                    if e.seq != 0:
-                        iw += put_u64(mid + iw, <uint64_t>e.sid)
-                        mid[iw] = b':'
-                        iw += 1
-                        iw += put_u64(mid + iw, <uint64_t>e.seq)
-                    else:
-                        mid[iw] = b'n'
-                        iw += 1
-                        iw += put_u64(mid + iw, counter)
-                stem = iw
-                # the subject stem "{prefix}." and the token, shared by both forms
-                sw = put(subj, prefix, prefix_len)
+                stem = self._id_stem(mid, e, b, has_tid, conn_text, counter)  # shared by both forms
                 if want_raw:
-                    word = raw_word(e.kind, &word_len)
-                    iw = stem + put(mid + stem, b":raw", 4)
-                    sw = prefix_len + put(subj + prefix_len, b".json.", 6)
-                    sw += put(subj + sw, word, word_len)
-                    subj[sw] = b'.'
-                    sw += 1
-                    sw += put_token(subj + sw, <const unsigned char*>b.keys.data + e.key_off, e.key_len)
-                    if self._frame(subj, sw, mid, iw, b.raw.data + e.raw_off, e.raw_len, O_LIVE):
+                    if self._frame(subj, _subject(subj, pl, b".json.", RAW_W[e.kind], RAW_L[e.kind],
+                                                  key, e.key_len),
+                                   mid, stem + put(mid + stem, b":raw", 4), b.raw.data + e.raw_off, e.raw_len, O_LIVE):
                         n += 1
                 if want_norm:
-                    word = norm_word(e.kind, &word_len)
-                    iw = stem + put(mid + stem, b":norm", 5)
-                    sw = prefix_len + put(subj + prefix_len, b".norm.", 6)
-                    sw += put(subj + sw, word, word_len)
-                    subj[sw] = b'.'
-                    sw += 1
-                    sw += put_token(subj + sw, <const unsigned char*>b.keys.data + e.key_off, e.key_len)
-                    if self._frame(subj, sw, mid, iw, b.out.data + e.rec_off, e.rec_len, O_LIVE):
+                    if self._frame(subj, _subject(subj, pl, b".norm.", NORM_W[e.kind], NORM_L[e.kind],
+                                                  key, e.key_len),
+                                   mid, stem + put(mid + stem, b":norm", 5), b.out.data + e.rec_off, e.rec_len,
+                                   O_LIVE):
                         n += 1
             elif e.outcome == OUT_OTHER and want_raw:
                 if e.seq == 0:
                     counter += 1
-                iw = put(mid, feed, feed_len)
-                mid[iw] = b':'
-                iw += 1
-                iw += put(mid + iw, ct, ct_len)
-                mid[iw] = b':'
-                iw += 1
-                if e.seq != 0:
-                    iw += put_u64(mid + iw, <uint64_t>e.sid)
-                    mid[iw] = b':'
-                    iw += 1
-                    iw += put_u64(mid + iw, <uint64_t>e.seq)
-                else:
-                    mid[iw] = b'n'
-                    iw += 1
-                    iw += put_u64(mid + iw, counter)
-                iw += put(mid + iw, b":raw", 4)
-                sw = put(subj, prefix, prefix_len)
-                sw += put(subj + sw, b".json.other.", 12)
-                sw += put_token(subj + sw, <const unsigned char*>b.keys.data + e.key_off, e.key_len)
-                if self._frame(subj, sw, mid, iw, b.raw.data + e.raw_off, e.raw_len, O_LIVE):
+                stem = self._id_stem(mid, e, b, False, conn_text, counter)
+                if self._frame(subj, _subject(subj, pl, b".json.", b"other", 5, key, e.key_len),
+                               mid, stem + put(mid + stem, b":raw", 4), b.raw.data + e.raw_off, e.raw_len, O_LIVE):
                     n += 1
-        self._counters[conn] = counter
+        self._counters[conn] = (counter, conn_text)
         return n
+
+    cdef Py_ssize_t _id_stem(self, char* mid, FrameEntry* e, FrameBatch b, bint has_tid, bytes conn_text,
+                             uint64_t counter) except -1:
+        """``{feed}:trade:{trade_id}``, ``{feed}:{conn}:{sid}:{seq}`` or ``{feed}:{conn}:n{counter}``."""
+        cdef Py_ssize_t w = put(mid, PyBytes_AS_STRING(self.feed_b), PyBytes_GET_SIZE(self.feed_b))
+        if has_tid:
+            w += put(mid + w, b":trade:", 7)
+            return w + put_id_text(mid + w, <const unsigned char*>b.keys.data + e.tid_off, e.tid_len)
+        mid[w] = b':'
+        w += 1
+        w += put(mid + w, PyBytes_AS_STRING(conn_text), PyBytes_GET_SIZE(conn_text))
+        mid[w] = b':'
+        w += 1
+        if e.seq != 0:
+            w += put_u64(mid + w, <uint64_t>e.sid)
+            mid[w] = b':'
+            return w + 1 + put_u64(mid + w + 1, <uint64_t>e.seq)
+        mid[w] = b'n'
+        return w + 1 + put_u64(mid + w + 1, counter)
 
     def add_message(self, subject, msg_id, payload, int origin=ORIGIN_LIVE):
         cdef bytes s = bytes(subject), m = bytes(msg_id), p = bytes(payload)
@@ -419,16 +376,24 @@ cdef class PublishRing:
     cdef OutMsg* _at(self, uint64_t pseq) noexcept:
         return &self.ents[pseq & self.cap_mask]
 
-    def take(self, Py_ssize_t window, double now):
+    def take(self, Py_ssize_t window, double now, Py_ssize_t max_bytes=PY_SSIZE_T_MAX):
         cdef uint64_t first = self.send_next, end = self.tail, p
         cdef OutMsg* a
         cdef OutMsg* z
         cdef OutMsg* e
         cdef bytes data
+        cdef Py_ssize_t size = 0
         if self.head + <uint64_t>window < end:
             end = self.head + <uint64_t>window
         if end <= first:
             return None
+        p = first
+        while p < end:  # at least one frame; then up to max_bytes
+            size += self._at(p).len
+            if size > max_bytes and p > first:
+                end = p
+                break
+            p += 1
         a = self._at(first)
         z = self._at(end - 1)
         data = PyBytes_FromStringAndSize(self.buf + (a.pos - self.base), <Py_ssize_t>(z.pos + z.len - a.pos))
@@ -524,7 +489,6 @@ cdef class PublishRing:
 
     cdef void _advance(self) noexcept:
         cdef OutMsg* e
-        cdef Py_ssize_t dead
         while self.head < self.tail:
             e = self._at(self.head)
             if e.state < S_ACKED:
@@ -534,15 +498,9 @@ cdef class PublishRing:
             self.head += 1
         if self.send_next < self.head:
             self.send_next = self.head
-        if self.head == self.tail:
+        if self.head == self.tail:  # all acked: start over at the front, nothing to move
             self.base += <uint64_t>self.buf_len
             self.buf_len = 0
-        else:
-            dead = <Py_ssize_t>(self._at(self.head).pos - self.base)
-            if dead >= COMPACT_MIN and dead * 2 >= self.buf_len:
-                memmove(self.buf, self.buf + dead, self.buf_len - dead)
-                self.buf_len -= dead
-                self.base += <uint64_t>dead
 
     cdef tuple _message(self, OutMsg* e):
         cdef const char* o = self.buf + (e.pos - self.base)
@@ -678,6 +636,7 @@ cdef class AckParser:
         cdef const char* tok[7]
         cdef Py_ssize_t tlen[7]
         cdef bint is_msg, is_hmsg, bad
+        cdef tuple ev
         while pos < n:
             # the next "\r\n" at or after pos
             k = pos
@@ -736,21 +695,11 @@ cdef class AckParser:
                 self._on_msg(tok[1], tlen[1], p + body, hsize, p + body + hsize, size - hsize)
                 pos = body + size + 2
                 continue
-            if line_len >= 4 and memcmp(line, b"PING", 4) == 0:
-                self.events.append(("ping",))
-            elif line_len >= 4 and memcmp(line, b"PONG", 4) == 0:
-                self.events.append(("pong",))
-            elif line_len >= 4 and memcmp(line, b"INFO", 4) == 0:
-                self.events.append(("info", PyBytes_FromStringAndSize(line + 5, max(line_len - 5, 0)).strip()))
-            elif line_len >= 4 and memcmp(line, b"-ERR", 4) == 0:
-                self.events.append(("err", PyBytes_FromStringAndSize(line + 4, line_len - 4).strip()
-                                    .strip(b"'").decode("utf-8", "replace")))
-            elif line_len >= 3 and memcmp(line, b"+OK", 3) == 0:
-                pass
-            else:
-                self.protocol_errors += 1
-                self.events.append(("err", "unexpected protocol line: " +
-                                    PyBytes_FromStringAndSize(line, min(line_len, 80)).decode("utf-8", "replace")))
+            if not (line_len >= 3 and memcmp(line, b"+OK", 3) == 0):  # control lines are rare: Python
+                ev = control_event(PyBytes_FromStringAndSize(line, line_len))
+                if ev[0] == "err" and ev[1].startswith("unexpected"):
+                    self.protocol_errors += 1
+                self.events.append(ev)
             pos = eol + 2
         return pos
 
@@ -759,6 +708,7 @@ cdef class AckParser:
         cdef Py_ssize_t plen = PyBytes_GET_SIZE(self.prefix_b), k
         cdef uint64_t pseq = 0
         cdef bint dup
+        cdef int kind
         if subj_len > plen and subj_len - plen <= 19 and memcmp(subj, PyBytes_AS_STRING(self.prefix_b), plen) == 0:
             for k in range(plen, subj_len):
                 if subj[k] < b'0' or subj[k] > b'9':
@@ -773,15 +723,16 @@ cdef class AckParser:
             self.no_responders += 1
             self.events.append(("no_responders", pseq))
             return 0
-        if _find(payload, pay_len, b'"error":', 8):
+        kind = _ack_kind(payload, pay_len)
+        if kind == ACK_ERROR:
             self.errors += 1
             self.events.append(("ack_error", pseq) + parse_ack_error(PyBytes_FromStringAndSize(payload, pay_len)))
             return 0
-        if not _find(payload, pay_len, b'"seq":', 6):
+        if kind == ACK_NONE:
             self.events.append(("msg", PyBytes_FromStringAndSize(subj, subj_len),
                                 PyBytes_FromStringAndSize(payload, pay_len)))
             return 0
-        dup = _dup_true(payload, pay_len)
+        dup = kind == ACK_DUP
         self.acks += 1
         if dup:
             self.duplicates += 1
@@ -802,31 +753,39 @@ cdef inline Py_ssize_t _num(const char* s, Py_ssize_t n) noexcept:
     return v
 
 
-cdef bint _dup_true(const char* p, Py_ssize_t n) noexcept:
-    """'"duplicate":' then optional blanks then 'true' (nats-server writes '"duplicate": true')."""
+cdef enum:
+    ACK_NONE = 0
+    ACK_OK = 1
+    ACK_DUP = 2
+    ACK_ERROR = 3
+
+
+cdef int _ack_kind(const char* p, Py_ssize_t n) noexcept:
+    """One pass over the keys of a JetStream reply: ``"error":`` anywhere -> ACK_ERROR; else ``"seq":``
+    -> ACK_OK, or ACK_DUP with ``"duplicate":`` + blanks + ``true`` (nats-server writes a space)."""
     cdef const char* end = p + n
     cdef const char* q = p
+    cdef bint seq = False, dup = False
     while q < end:
         q = <const char*>memchr(q, b'"', end - q)
-        if q == NULL or end - q < 16:
-            return False
-        if memcmp(q, b'"duplicate":', 12) == 0:
-            q += 12
+        if q == NULL:
+            break
+        q += 1
+        if end - q >= 7 and q[0] == b'e' and memcmp(q, b'error":', 7) == 0:
+            return ACK_ERROR
+        if end - q >= 5 and q[0] == b's' and memcmp(q, b'seq":', 5) == 0:
+            seq = True
+            q += 5
+        elif end - q >= 11 and q[0] == b'd' and memcmp(q, b'duplicate":', 11) == 0:
+            q += 11
             while q < end and (q[0] == b' ' or q[0] == b'\t'):
                 q += 1
-            return end - q >= 4 and memcmp(q, b"true", 4) == 0
-        q += 1
-    return False
-
-
-cdef inline bint _find(const char* hay, Py_ssize_t n, const char* needle, Py_ssize_t m) noexcept:
-    cdef const char* p = hay
-    cdef const char* end = hay + n - m
-    while p <= end:
-        p = <const char*>memchr(p, needle[0], end - p + 1)
-        if p == NULL:
-            return False
-        if memcmp(p, needle, m) == 0:
-            return True
-        p += 1
-    return False
+            dup = end - q >= 4 and memcmp(q, b"true", 4) == 0
+        else:  # skip to the closing quote of this string (keys and values hold no escaped quotes here)
+            q = <const char*>memchr(q, b'"', end - q)
+            if q == NULL:
+                break
+            q += 1
+    if not seq:
+        return ACK_NONE
+    return ACK_DUP if dup else ACK_OK

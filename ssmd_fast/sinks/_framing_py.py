@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import deque
 
 from ssmd_fast.sinks.subjects import K_TRADE, SubjectEncoder
@@ -152,12 +153,19 @@ class PublishRing:
     def retained_bytes(self) -> int:
         return len(self._buf)
 
-    def take(self, window: int, now: float) -> bytes | None:
-        """The queued frames that fit in ``window`` unacked messages, as one buffer, marked sent."""
+    def take(self, window: int, now: float, max_bytes: int = sys.maxsize) -> bytes | None:
+        """The queued frames that fit in ``window`` unacked messages and ``max_bytes`` (at least one
+        frame), as one buffer, marked sent."""
         end = min(self.tail, self.head + window)
         first = self.send_next
         if end <= first:
             return None
+        size = 0
+        for p in range(first, end):
+            size += self._entries[p - self.head][1]
+            if size > max_bytes and p > first:
+                end = p
+                break
         data = self._slice(first, end - 1)
         for p in range(first, end):
             e = self._entries[p - self.head]
@@ -314,6 +322,20 @@ class PublishRing:
 
 # ---------------------------------------------------------------------- the ack parser
 
+def control_event(line: bytes) -> tuple:
+    """The event of a protocol line other than MSG/HMSG/+OK (both implementations use this)."""
+    op = line[:4]
+    if op == b"PING":
+        return ("ping",)
+    if op == b"PONG":
+        return ("pong",)
+    if op == b"INFO":
+        return ("info", line[5:].strip())
+    if op == b"-ERR":
+        return ("err", line[4:].strip().strip(b"'").decode("utf-8", "replace"))
+    return ("err", "unexpected protocol line: " + line[:80].decode("utf-8", "replace"))
+
+
 def parse_ack_error(payload: bytes) -> tuple[int, int, str]:
     """(code, err_code, description) of a JetStream error reply (rare: plain json)."""
     try:
@@ -391,19 +413,11 @@ class AckParser:
                 self._on_msg(parts[1], body[:hsize], body[hsize:])
                 pos = eol + 2 + size + 2
                 continue
-            if op == b"PING":
-                self.events.append(("ping",))
-            elif op == b"PONG":
-                self.events.append(("pong",))
-            elif op == b"INFO":
-                self.events.append(("info", line[5:].strip()))
-            elif op == b"-ERR":
-                self.events.append(("err", line[4:].strip().strip(b"'").decode("utf-8", "replace")))
-            elif op.startswith(b"+OK"):
-                pass
-            else:
-                self.protocol_errors += 1
-                self.events.append(("err", "unexpected protocol line: " + line[:80].decode("utf-8", "replace")))
+            if not op.startswith(b"+OK"):
+                ev = control_event(line)
+                if ev[0] == "err" and ev[1].startswith("unexpected"):
+                    self.protocol_errors += 1
+                self.events.append(ev)
             pos = eol + 2
         del buf[:pos]
         return len(self.events)

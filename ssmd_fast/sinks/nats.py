@@ -50,6 +50,7 @@ MEMORY, SPILL = "memory", "spill"
 BACKOFF_INITIAL, BACKOFF_MAX, AUTH_BACKOFF = 0.05, 1.0, 5.0
 CLOSE_GRACE = 1.0            # close(): how long to wait for a reconnect before spilling
 PING_INTERVAL = 2.0          # data connection keepalive (x2 unanswered = stale)
+WRITE_CHUNK = 256 * 1024     # bytes per socket write
 REPLAY_CHUNK = 4096          # spill records loaded into the ring at a time
 RETRYABLE_ERR_CODES = {10008}  # "JetStream system temporarily unavailable"
 FULL_DESCRIPTIONS = ("maximum messages", "maximum bytes", "maximum messages per subject")
@@ -264,12 +265,16 @@ class JetStreamPublisher:
     # ------------------------------------------------------------------ sending
 
     def _pump(self) -> None:
-        """Write the queued frames that fit in the window (one write), unless resends are pending."""
+        """Write the queued frames that fit in the window, in writes of at most WRITE_CHUNK bytes while
+        the transport takes them (a huge write is copied and sent piecemeal), unless resends are pending."""
         conn = self.conn
-        if conn is None or not conn.writable or self.ring.resends_pending:
+        if conn is None or self.ring.resends_pending:
             return
-        data = self.ring.take(self.cfg.window, self.clock())
-        if data is not None:
+        ring, window, now = self.ring, self.cfg.window, self.clock()
+        while conn.writable:
+            data = ring.take(window, now, WRITE_CHUNK)
+            if data is None:
+                break
             conn.write(data)
 
     def _on_read(self) -> None:

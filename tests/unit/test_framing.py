@@ -189,6 +189,16 @@ def test_window_bounds_the_unacked_messages(impl):
     assert ring.acked_count == 2 and ring.inflight == 4
 
 
+def test_take_bounds_the_bytes_of_one_write_but_always_moves(impl):
+    _, fr = impl
+    ring = _ring(fr, 10)
+    one = len(parse_hpub(ring.take(1, 0.0)) and ring.resend_all(0.0))  # the size of one frame
+    got = parse_hpub(ring.take(100, 0.0, max_bytes=3 * one))
+    assert [s for s, *_ in got] == [b"s.1", b"s.2", b"s.3"]
+    assert len(parse_hpub(ring.take(100, 0.0, max_bytes=1))) == 1  # a frame larger than the bound still goes
+    assert len(parse_hpub(ring.take(100, 0.0))) == 5
+
+
 def test_acks_retire_in_order_and_free_the_buffer(impl):
     _, fr = impl
     ring = _ring(fr, 5)

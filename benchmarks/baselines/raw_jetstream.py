@@ -1,0 +1,90 @@
+"""Raw pipelined JetStream publishing with acks: nats-server's own ceiling on this machine.
+
+It only replays pre-built ``HPUB`` frames (reply subject ``{inbox}.{n}``, ``Nats-Msg-Id`` header) over
+one socket, keeps at most ``window`` messages unacked, and counts acks by counting ``MSG`` lines: no
+framing, no ack bookkeeping, no retries. Whatever a real publisher adds shows as the gap to this one.
+Reused by the end-to-end benchmark (``run_raw(url, frames, window)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+__all__ = ["build_frames", "run_raw"]
+
+
+def build_frames(messages, inbox: bytes) -> list[bytes]:
+    """One HPUB frame per (subject, msg_id, payload), reply ``{inbox}.{n}`` (n from 1)."""
+    out = []
+    for n, (subject, msg_id, payload) in enumerate(messages, 1):
+        hdr = b"NATS/1.0\r\nNats-Msg-Id: " + msg_id + b"\r\n\r\n"
+        out.append(b"HPUB %s %s.%d %d %d\r\n%s%s\r\n" % (subject, inbox, n, len(hdr), len(hdr) + len(payload),
+                                                        hdr, payload))
+    return out
+
+
+class _Raw(asyncio.Protocol):
+    def __init__(self, chunks: list[bytes], sizes: list[int], window: int, done: asyncio.Future):
+        self.chunks, self.sizes, self.window, self.done = chunks, sizes, window, done
+        self.total = sum(sizes)
+        self.next = 0          # next chunk to write
+        self.sent = 0
+        self.acked = 0
+        self.errors = 0
+        self.tail = b""
+        self.transport = None
+        self.ready: asyncio.Future | None = None
+        self.buf = b""
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.ready is not None and not self.ready.done():
+            self.buf += data
+            if b"PONG\r\n" in self.buf:
+                self.ready.set_result(None)
+            return
+        # 3 carried bytes cannot hold a whole "MSG ", so a split one is counted exactly once
+        self.acked += (self.tail + data).count(b"MSG ")
+        self.errors += data.count(b'"error"')
+        self.tail = data[-3:]
+        if self.acked >= self.total and not self.done.done():
+            self.done.set_result(None)
+            return
+        self.pump()
+
+    def pump(self) -> None:
+        while self.next < len(self.chunks) and self.sent - self.acked + self.sizes[self.next] <= self.window:
+            self.transport.write(self.chunks[self.next])
+            self.sent += self.sizes[self.next]
+            self.next += 1
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+
+async def run_raw(host: str, port: int, frames: list[bytes], inbox: bytes, *, window: int = 4096,
+                  chunk: int = 256) -> dict:
+    """Publish every frame, wait for every ack; wall time and this process's CPU time."""
+    loop = asyncio.get_running_loop()
+    chunks = [b"".join(frames[k:k + chunk]) for k in range(0, len(frames), chunk)]
+    sizes = [min(chunk, len(frames) - k) for k in range(0, len(frames), chunk)]
+    done = loop.create_future()
+    proto = _Raw(chunks, sizes, max(window, chunk), done)
+    proto.ready = loop.create_future()
+    transport, _ = await loop.create_connection(lambda: proto, host, port)
+    connect = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True, "protocol": 1}
+    transport.write(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+    await asyncio.wait_for(proto.ready, 5)
+    transport.write(b"SUB %s.* 1\r\nPING\r\n" % inbox)
+    await asyncio.sleep(0.05)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    proto.pump()
+    await asyncio.wait_for(done, 300)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    transport.close()
+    return {"messages": len(frames), "wall_s": wall, "cpu_s": cpu, "errors": proto.errors}
