@@ -182,11 +182,11 @@ class Exchange:
     def delay_until(self, pos: int) -> float:
         return max(0.001, self.t0 + pos / self.rate - time.monotonic())
 
-    def advanced(self, conn: Connection) -> None:
-        old = self.high
-        if conn.cursor > old:
+    def advanced(self, conn: Connection, before: int) -> None:
+        """``conn`` moved its cursor from ``before``: drop the chunks every connection has passed."""
+        if conn.cursor > self.high:
             self.high = conn.cursor
-        if conn.cursor // CHUNK != old // CHUNK:
+        if conn.cursor // CHUNK != before // CHUNK:
             cursors = [c.cursor for c in self.conns.values() if c.cursor is not None and not c.closed]
             self.feed.trim(min(cursors + [self.high]))
 

@@ -346,14 +346,15 @@ class Connection(WSListener):
                     else:
                         await asyncio.sleep(ex.delay_until(self.cursor + 1))
                     continue
-                chunk = feed.chunk(self.cursor // CHUNK)
-                a = self.cursor - chunk.start
+                before = self.cursor
+                chunk = feed.chunk(before // CHUNK)
+                a = before - chunk.start
                 b = min(len(chunk), limit - chunk.start, a + ex.batch)
                 if self.fast:
                     self._send_fast(chunk, a, b)
                 else:
                     self._send_slow(chunk, a, b)
-                ex.advanced(self)
+                ex.advanced(self, before)
                 await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise

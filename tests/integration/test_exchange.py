@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from exchange_helpers import (
@@ -24,6 +25,7 @@ from exchange_helpers import (
     wait_until,
 )
 
+from ssmd_fast.commands.keygen import write_key_pair
 from ssmd_fast.kalshi.auth import KalshiCredentials, generate_key_pair
 from ssmd_fast.kalshi.exchange import Exchange
 from ssmd_fast.kalshi.exchange_faults import FaultSpec
@@ -31,6 +33,7 @@ from ssmd_fast.kalshi.exchange_feed import ReplayFeed
 from ssmd_fast.kalshi.generator import generate_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+DATA = Path(__file__).parent.parent / "data" / "kalshi"
 
 
 def aio(fn):
@@ -316,6 +319,26 @@ async def test_client_close_is_answered(creds, pub):
         await ex.close()
 
 
+@aio
+async def test_flow_control_pauses_for_a_slow_reader(creds, pub):
+    ex = make_exchange(pub, 300000, markets=4)
+    await ex.start()
+    try:
+        reader, _ = await raw_client(ex.port, creds.websocket_headers(), sub_cmd(1, ["ticker", "trade"]))
+        await wait_until(lambda: 1 in ex.conns and ex.conns[1].paused, 10, "pause_writing")
+        conn = ex.conns[1]
+        parked = conn.cursor
+        await asyncio.sleep(0.3)
+        assert conn.cursor == parked < 300000                  # nothing is rendered while paused
+        assert conn.raw.get_write_buffer_size() < 8 << 20       # the high-water mark plus one batch
+        got = 0
+        while ex.stats()["position"] < 300000 or got < ex.bytes_sent:
+            got += len(await asyncio.wait_for(reader.read(1 << 20), 10))
+        assert got == ex.bytes_sent and not conn.paused
+    finally:
+        await ex.close()
+
+
 # --------------------------------------------------------------------------- replay, record, CLI
 
 
@@ -353,6 +376,36 @@ async def test_replay_restamps_sids_and_seqs(creds, pub, tmp_path):
 
 
 @aio
+async def test_replay_of_every_fixture_file(creds, pub, tmp_path):
+    """All of tests/data/kalshi: controls and unknown/private types skipped, the rest re-stamped."""
+    data = sorted(DATA.glob("*.jsonl"))
+    path = tmp_path / "all.jsonl"
+    path.write_bytes(b"".join(p.read_bytes() for p in data))
+    lines = [json.loads(raw) for raw in path.read_bytes().splitlines() if raw.strip()]
+    served = [o for o in lines if o["type"] in ("ticker", "trade", "orderbook_snapshot", "orderbook_delta",
+                                                "market_lifecycle_v2", "event_lifecycle", "event_fee_update")]
+    feed = ReplayFeed(path)
+    assert feed.total == len(served) and sum(feed.skipped.values()) == len(lines) - len(served)
+    assert feed.skipped["error"] > 20 and "fill" in feed.skipped and "ticker_v2" in feed.skipped
+    ex = Exchange(feed, pub, port=0)
+    await ex.start()
+    try:
+        c = await connect(ex, creds)
+        books = sorted({o["msg"]["market_ticker"] for o in served if o["type"].startswith("orderbook")})
+        c.send(sub_cmd(1, ["orderbook_delta"], books))
+        c.send(sub_cmd(2, ["ticker", "trade", "market_lifecycle_v2"]))
+        await drained(ex, c)
+        got = c.parsed()
+        by_type = {t: sum(1 for o in got if o["type"] == t) for t in ("ticker", "trade", "orderbook_delta")}
+        assert by_type == {t: sum(1 for o in served if o["type"] == t) for t in by_type}
+        for sid in {o.get("sid") for o in got if "seq" in o and o["type"] != "error"}:
+            seqs = [o["seq"] for o in got if o.get("sid") == sid and o["type"] not in ("ok", "error")]
+            assert seqs == list(range(1, len(seqs) + 1)), sid              # the recording's gaps are gone
+    finally:
+        await ex.close()
+
+
+@aio
 async def test_record_file_holds_every_data_frame_sent(creds, pub, tmp_path):
     rec = tmp_path / "sent.jsonl"
     ex = make_exchange(pub, 5000, markets=4, record=rec)
@@ -366,11 +419,12 @@ async def test_record_file_holds_every_data_frame_sent(creds, pub, tmp_path):
     assert rec.read_bytes() == b"".join(t + b"\n" for t in data)
 
 
-def test_cli_serves_and_reports_on_sigterm(creds, pub, tmp_path):
-    (tmp_path / "pub.pem").write_bytes(pub)
+def test_cli_serves_and_reports_on_sigterm(tmp_path):
+    private_path, public_path = write_key_pair(tmp_path / "keys")         # the keygen command's writer
+    creds = KalshiCredentials("local", private_path.read_bytes())
     proc = subprocess.Popen(
         [sys.executable, "-m", "ssmd_fast", "exchange", "--listen", "127.0.0.1:0", "--public-key",
-         str(tmp_path / "pub.pem"), "--generate", "3000", "--markets", "3", "--control", "127.0.0.1:0"],
+         str(public_path), "--generate", "3000", "--markets", "3", "--control", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
