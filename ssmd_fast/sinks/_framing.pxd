@@ -88,3 +88,5 @@ cdef class AckParser:
     cdef Py_ssize_t _parse(self, const char* p, Py_ssize_t n) except -1
     cdef int _on_msg(self, const char* subj, Py_ssize_t subj_len, const char* hdr, Py_ssize_t hdr_len,
                      const char* payload, Py_ssize_t pay_len) except -1
+    cdef int _on_ack(self, uint64_t pseq, const char* subj, Py_ssize_t subj_len, const char* payload,
+                     Py_ssize_t pay_len) except -1

@@ -637,7 +637,36 @@ cdef class AckParser:
         cdef Py_ssize_t tlen[7]
         cdef bint is_msg, is_hmsg, bad
         cdef tuple ev
+        cdef const char* pre = PyBytes_AS_STRING(self.prefix_b)
+        cdef Py_ssize_t plen = PyBytes_GET_SIZE(self.prefix_b), d0, subj_end
+        cdef uint64_t pseq
         while pos < n:
+            # fast path, the shape of every ack: "MSG {inbox}.{pseq} {sid} {size}\r\n{payload}\r\n";
+            # anything else (or a line cut by the read) takes the general path below
+            if n - pos > 4 + plen and memcmp(p + pos, b"MSG ", 4) == 0 and memcmp(p + pos + 4, pre, plen) == 0:
+                k = d0 = pos + 4 + plen
+                pseq = 0
+                while k < n and k - d0 < 19 and b'0' <= p[k] <= b'9':
+                    pseq = pseq * 10 + <uint64_t>(p[k] - 48)
+                    k += 1
+                subj_end = k
+                if pseq and k < n and p[k] == b' ':
+                    k += 1
+                    while k < n and b'0' <= p[k] <= b'9':
+                        k += 1
+                    if k < n and p[k] == b' ':
+                        k = d0 = k + 1
+                        size = 0
+                        while k < n and k - d0 < 12 and b'0' <= p[k] <= b'9':
+                            size = size * 10 + (p[k] - 48)
+                            k += 1
+                        if k > d0 and k + 1 < n and p[k] == b'\r' and p[k + 1] == b'\n':
+                            body = k + 2
+                            if body + size + 2 > n:
+                                break
+                            self._on_ack(pseq, p + pos + 4, subj_end - pos - 4, p + body, size)
+                            pos = body + size + 2
+                            continue
             # the next "\r\n" at or after pos
             k = pos
             cr = NULL
@@ -707,8 +736,6 @@ cdef class AckParser:
                      const char* payload, Py_ssize_t pay_len) except -1:
         cdef Py_ssize_t plen = PyBytes_GET_SIZE(self.prefix_b), k
         cdef uint64_t pseq = 0
-        cdef bint dup
-        cdef int kind
         if subj_len > plen and subj_len - plen <= 19 and memcmp(subj, PyBytes_AS_STRING(self.prefix_b), plen) == 0:
             for k in range(plen, subj_len):
                 if subj[k] < b'0' or subj[k] > b'9':
@@ -723,7 +750,12 @@ cdef class AckParser:
             self.no_responders += 1
             self.events.append(("no_responders", pseq))
             return 0
-        kind = _ack_kind(payload, pay_len)
+        return self._on_ack(pseq, subj, subj_len, payload, pay_len)
+
+    cdef int _on_ack(self, uint64_t pseq, const char* subj, Py_ssize_t subj_len, const char* payload,
+                     Py_ssize_t pay_len) except -1:
+        cdef int kind = _ack_kind(payload, pay_len)
+        cdef bint dup
         if kind == ACK_ERROR:
             self.errors += 1
             self.events.append(("ack_error", pseq) + parse_ack_error(PyBytes_FromStringAndSize(payload, pay_len)))
