@@ -9,6 +9,8 @@ record was acked or spilled. A second signal exits at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import signal
@@ -191,7 +193,10 @@ class Runner:
         interval = self.cfg.runner.stats_interval
         while True:
             await asyncio.sleep(interval)
-            log.info("%s", self.stats_line())
+            try:
+                log.info("%s", self.stats_line())
+            except Exception:   # a broken stats line must not end the stats loop silently
+                log.exception("stats line failed")
 
     async def _feed_guard(self) -> None:
         """Stop the WebSocket feed on purpose when the publisher cannot hold more (spill cap), restart
@@ -238,7 +243,7 @@ class Runner:
             parts += [f"published {p['published']:,}", f"acked {p['acked']:,}", f"spilled {p['spilled']:,}",
                       f"oldest unacked {age}"]
         if self.file_sink is not None:
-            parts.append(f"stored {self.file_sink.stats()['records']:,}")
+            parts.append(f"stored {sum(self.file_sink.stats()['records'].values()):,}")
         parts += [f"invalid {t['invalid']:,}", f"gaps {t['gaps']:,}", f"reconnects {t['reconnects']:,}"]
         return "stats: " + ", ".join(parts)
 
@@ -297,7 +302,7 @@ def publisher_samples(pub) -> list[Sample]:
     return out
 
 
-def run_service(cfg: EnvironmentConfig, loop: str = "uvloop") -> int:
+def run_service(cfg: EnvironmentConfig, loop: str = "uvloop", report_json: str | None = None) -> int:
     if cfg.status != "active":
         log.error("%s has status %s: refusing to run it (set status: active)", cfg.source or cfg.name, cfg.status)
         return EXIT_LOSS
@@ -312,5 +317,8 @@ def run_service(cfg: EnvironmentConfig, loop: str = "uvloop") -> int:
         report = uvloop.run(main())
     else:
         report = asyncio.run(main())
+    if report_json:     # the demo and the tests read the final counters from here
+        with open(report_json, "w", encoding="utf-8") as f:
+            json.dump(dataclasses.asdict(report), f, indent=1)
     sys.stdout.flush()
     return report.exit_code

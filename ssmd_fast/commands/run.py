@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="log level (default info)")
     p.add_argument("--log-format", default="text", choices=("text", "json"), help="log line format (default text)")
+    p.add_argument("--report-json", metavar="FILE", help="write the final run report (counters, exit code) as JSON")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -26,4 +27,4 @@ def main(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level, args.log_format)
     cfg = load_environment(args.env)
-    return run_service(cfg, loop=args.loop)
+    return run_service(cfg, loop=args.loop, report_json=args.report_json)
