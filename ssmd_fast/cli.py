@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "normalize": ("normalize", "normalize raw Kalshi JSONL frames into schema-v1 records (stdout)"),
     "tail": ("tail", "print the messages of a JetStream stream as they arrive (ordered consumer)"),
     "exchange": ("exchange", "run the local Kalshi exchange (generated or replayed sessions, faults on demand)"),
+    "demo": ("demo", "run the whole pipeline locally (exchange, nats-server, connector) and check every frame"),
 }
 
 

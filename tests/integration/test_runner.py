@@ -1,0 +1,142 @@
+"""``ssmd-fast run`` end to end, as a real process, against the local exchange and a real nats-server,
+driven by the demo's machinery (ssmd_fast.demo): SIGTERM in the middle of the stream, then the stream
+and the files are compared with every frame the exchange sent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ssmd_fast.demo import ConnectorProcess, Pipeline, write_environment
+from ssmd_fast.natsserver import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_sigterm_mid_stream_every_sent_frame_reaches_the_stream_and_the_files(tmp_path):
+    # 20,000 events/s (40,000 messages/s into JetStream) for 20 s: the exchange is still sending at SIGTERM
+    with Pipeline(tmp_path, messages=400_000, rate=20_000, markets=12, stats_interval=0.5) as pipe:
+        pipe.start()
+        conn, ex = pipe.connector, pipe.exchange
+        assert pipe.connections == 3          # 12 books, 4 per subscription: sharding is exercised
+
+        first = wait_for(lambda: conn.get("/ready"), 30, "the metrics port")
+        assert first[0] in (200, 503)         # 503 until every shard is subscribed and fresh
+        assert "shards" in json.loads(first[1])
+
+        def streaming():
+            m = conn.metrics()
+            return m if m and m["ssmd_fast_subscribed"] == 3 and m["ssmd_fast_acked_total"] > 80_000 else None
+
+        m = wait_for(streaming, 30, "3 subscribed shards and 80,000 acked messages")
+        assert m["ssmd_fast_frames_total"] > 0 and m["ssmd_fast_records_total"] > 0
+        status, body = conn.get("/ready")
+        assert status == 200, body
+        status, body = conn.get("/health")
+        assert status == 200 and json.loads(body)["ok"] is True
+        status, body = conn.get("/metrics")
+        assert status == 200 and b"ssmd_fast_acked_total" in body
+
+        gone = conn.stop(signal.SIGTERM, timeout=30)
+        st = ex.stats()
+        assert st["position"] < st["events"], "the exchange should still have been sending at SIGTERM"
+        ex.stop()
+        messages = pipe.read_stream(timeout=120)
+        v = pipe.verify(messages)
+
+    print(f"\nsent {v.sent:,} frames; stream {v.stream_messages:,} messages; files raw {v.file_raw:,} + "
+          f"normalized {v.file_normalized:,}; shutdown {gone.report['shutdown_seconds']:.3f} s inside, "
+          f"{gone.stop_seconds:.3f} s to exit; connector CPU {gone.cpu_seconds:.2f} s")
+    assert gone.code == 0, conn.log_text()[-3000:]
+    assert v.problems == []
+    assert v.sent > 20_000
+    assert v.stream_raw == v.stream_normalized == v.file_raw == v.file_normalized == v.sent
+    assert v.stream_lost == v.stream_duplicated == v.file_lost == v.file_duplicated == 0
+    assert v.stream_events >= 6 and v.file_controls == 12     # connect + disconnect, subscribed + unsubscribed per shard
+    rep = gone.report
+    assert rep["exit_code"] == 0 and rep["lost"] == 0 and rep["file_lost"] == 0 and rep["spilled"] == 0
+    assert rep["acked"] == rep["published"] == v.stream_messages
+    assert rep["records"] == v.sent and rep["invalid"] == 0 and rep["gaps"] == 0
+    assert rep["shutdown_seconds"] < 1.0        # unsubscribe, last batches, last acks, files closed
+    log = conn.log_text()
+    assert "stats: frames/s" in log and "every record acked or spilled" in log
+
+
+def _bad_key_run(tmp_path, content: bytes, mode: int) -> tuple[ConnectorProcess, str]:
+    key = tmp_path / "kalshi_private.pem"
+    key.write_bytes(content)
+    os.chmod(key, mode)
+    env_file = tmp_path / "environment.yaml"
+    write_environment(env_file, name="badkey", exchange_url=f"ws://127.0.0.1:{free_port()}/trade-api/ws/v2",
+                      nats_url=f"nats://127.0.0.1:{free_port()}", storage=tmp_path / "files",
+                      markets=["KXBTCD-26FEB1410-T68499.99", "KXETHD-26FEB1410-T1879.99"], max_per_subscription=1,
+                      metrics_port=free_port())
+    environ = {**os.environ, "KALSHI_API_KEY": "demo", "KALSHI_PRIVATE_KEY_FILE": str(key)}
+    environ.pop("KALSHI_PRIVATE_KEY", None)
+    conn = ConnectorProcess(env_file, tmp_path / "connector.log", tmp_path / "report.json", free_port(), environ)
+    conn.start()
+    gone = conn.wait(timeout=30)
+    return conn, gone
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", ["not-pem", "readable-by-others"])
+def test_bad_credentials_file_fails_at_start_with_a_clear_message(tmp_path, key_pair, case):
+    private, _ = key_pair
+    content, mode, expected = {
+        "not-pem": (b"this is not a key\n", 0o600, "the private key is not PEM text"),
+        "readable-by-others": (private, 0o644, "accessible by group or others (mode 0644); run: chmod 600"),
+    }[case]
+    conn, gone = _bad_key_run(tmp_path, content, mode)
+    out = conn.log_text()
+    assert gone.code == 1, out
+    assert out.startswith("ssmd-fast run: error: "), out
+    assert expected in out
+    assert "Traceback" not in out
+    assert private.decode().splitlines()[1] not in out          # no key material
+    assert gone.report is None                                  # it never got to run
+    assert not (tmp_path / "files").exists()                    # nothing was opened
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_demo_command_checks_the_whole_pipeline(tmp_path):
+    summary_path = tmp_path / "summary.json"
+    data = tmp_path / "data"
+    proc = subprocess.run([sys.executable, "-m", "ssmd_fast", "demo", "--messages", "20000", "--markets", "6",
+                           "--data-dir", str(data), "--summary-json", str(summary_path), "--timeout", "60"],
+                          capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads(summary_path.read_text())
+    assert s["ok"] is True and s["problems"] == []
+    assert s["lost"] == s["duplicated"] == s["mismatched"] == s["duplicate_ids"] == 0
+    assert s["connections"] == 3 and s["frames_sent"] > 10_000
+    assert s["stream_raw"] == s["stream_normalized"] == s["file_raw"] == s["file_normalized"] == s["frames_sent"]
+    assert s["records"] == s["frames_sent"] and s["connector_exit_code"] == 0
+    for row in ("frames sent by the exchange", "lost", "duplicated", "msgs/s", "connector CPU/msg"):
+        assert row in proc.stdout
+    assert f"data directory: {data.resolve()}" in proc.stdout
+    assert (data / "keys" / "kalshi_private.pem").stat().st_mode & 0o777 == 0o600
+    # a second run into the same directory is refused before anything starts
+    again = subprocess.run([sys.executable, "-m", "ssmd_fast", "demo", "--data-dir", str(data)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "is not empty" in again.stderr
