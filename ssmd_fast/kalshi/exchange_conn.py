@@ -23,6 +23,7 @@ from ssmd_fast.kalshi.generator import CH_BOOK, CH_LIFECYCLE, CH_TICKER, CH_TRAD
 
 log = logging.getLogger("ssmd_fast.exchange")
 
+
 def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     """An unmasked final server frame."""
     return ws_header(len(payload), opcode) + payload
@@ -42,6 +43,8 @@ QUIET_CHANNELS = ("fill", "market_positions", "user_orders", "order_group_update
 SEQ_PART = b',"seq":%d'
 MSG_PART = b',"msg":'
 SEQ_MSG = b',"seq":%d,"msg":'
+
+
 class CommandError(Exception):
     def __init__(self, code: int, sid: int | None = None):
         super().__init__(code)
