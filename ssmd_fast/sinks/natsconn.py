@@ -157,6 +157,7 @@ class DataConnection(asyncio.Protocol):
         self.close_reason = ""
         self.bytes_out = 0
         self.writes = 0
+        self.reads = 0
         self._running = False
         self._hs_buf = bytearray()
         self._hs_waiter: asyncio.Future | None = None
@@ -171,6 +172,7 @@ class DataConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._running:
+            self.reads += 1
             if self.parser.feed(data):
                 self._dispatch()
             if self.on_read is not None:
