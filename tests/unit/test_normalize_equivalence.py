@@ -74,7 +74,7 @@ def assert_same(frames, *, recv_ts: int = 0, flag_every: int = 0, batches=None) 
     for i, frame in enumerate(frames):
         a, p = _entry(cb, i), _entry(pb, i)
         if a != p:
-            diff = {name: (x, y) for name, x, y in zip(FIELDS, a, p) if x != y}
+            diff = {name: (x, y) for name, x, y in zip(FIELDS, a, p, strict=True) if x != y}
             pytest.fail(f"frame {i} differs: {frame[:400]!r}\n  compiled vs twin: {diff}")
     assert cb.counts() == pb.counts()
     assert cb.records_jsonl() == pb.records_jsonl()
@@ -183,7 +183,7 @@ def test_huge_and_odd_numbers_in_every_numeric_field():
                   "volume", "dollar_volume", "delta", "delta_fp", "price_dollars", "settlement_value",
                   "open_ts", "strike_date", "yes_bid_size_fp")
     for num in NUMBERS:
-        for wire, f in SHORT.items():
+        for f in SHORT.values():
             for env in (f'"sid":{num},"seq":2', f'"sid":1,"seq":{num}', f'"sid":1,"seq":2,"id":{num}'):
                 out.append(f.replace(b'"sid":1,"seq":2', env.encode(), 1))
             for name in msg_fields:
@@ -212,7 +212,7 @@ def test_duplicate_keys_everywhere():
         b'{"type":"ok","\\u00e9":1,"\xc3\xa9":2}', b'{"type":"ok","\\ud83d\\ude00":1,"\xf0\x9f\x98\x80":2}',
         b'{"type":"ok","":1,"":2}', b'{"type":"ok","a":1,"a":2,"b":[1,}',
     ]
-    for wire, f in SHORT.items():  # repeat each named member of each short frame
+    for f in SHORT.values():  # repeat each named member of each short frame
         body = f[f.index(b'"msg":{') + 7:-2]
         for member in body.split(b',"'):
             member = member if member.startswith(b'"') else b'"' + member
