@@ -506,11 +506,22 @@ class JetStreamPublisher:
         if self.conn is not None:
             self._after_acks()
             self._pump()
-        if self.spill is not None and self.spill.pending_records:
+        if self.spill is not None and (self.spill.pending_records or self.feed_stop_requested):
             try:
                 self.spill.flush()
             except StorageError as exc:
                 self._fail(f"spill flush failed: {exc}")
+        if self.feed_stop_requested:
+            self._maybe_resume_feed()
+
+    def _maybe_resume_feed(self) -> None:
+        """Clear ``feed_stop_requested`` once the spill takes writes again and is at most half full
+        (the runner then restarts the feed with fresh subscriptions)."""
+        sp = self.spill
+        if sp is not None and sp.error is None and sp.pending_bytes <= sp.max_bytes // 2:
+            self.feed_stop_requested = False
+            log.warning("NATS publisher: the spill holds %d of %d bytes again: the feed may restart",
+                        sp.pending_bytes, sp.max_bytes)
 
     # ------------------------------------------------------------------ reporting
 

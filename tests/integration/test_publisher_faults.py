@@ -167,19 +167,27 @@ def test_past_the_spill_cap_the_feed_is_stopped_on_purpose_and_nothing_is_droppe
     from ssmd_fast.natsserver import free_port
 
     bl = batches(session(2000), size=20)
-    async def main():
-        cfg = make_cfg(f"nats://127.0.0.1:{free_port()}", str(tmp_path), memory_queue_bytes=16 * 1024,
-                       spill=SpillConfig(path=str(tmp_path), max_bytes=128 * 1024))
-        events = []
-        pub = JetStreamPublisher(cfg, on_event=events.append)
-        await pub.start()
-        await feed(pub, bl, 0.0)
-        s = pub.stats()
-        assert s["feed_stop_requested"] and [e.kind for e in events] == ["spill", "feed_stopped"]
-        assert s["spilled"] > 0 and s["lost"] > 0 and "spill file is full" in " ".join(s["lost_reasons"])
-        rep = await pub.close(1)
-        assert rep.lost == s["lost"] and "full" in rep.detail
-        assert rep.stats["spilled"] + rep.lost == rep.stats["published"]  # every message accounted for
-        print(f"\n[spill cap] published {rep.stats['published']}, spilled {rep.stats['spilled']}, "
-              f"reported lost {rep.lost} ({rep.detail})")
-    uvloop.run(main())
+    srv = NatsServer(port=free_port())  # not started yet: NATS is away
+    try:
+        async def main():
+            cfg = make_cfg(srv.url, str(tmp_path), memory_queue_bytes=16 * 1024,
+                           spill=SpillConfig(path=str(tmp_path), max_bytes=128 * 1024))
+            events = []
+            pub = JetStreamPublisher(cfg, on_event=events.append)
+            await pub.start()
+            await feed(pub, bl, 0.0)
+            s = pub.stats()
+            assert s["feed_stop_requested"] and [e.kind for e in events] == ["spill", "feed_stopped"]
+            assert s["spilled"] > 0 and s["lost"] > 0 and "spill file is full" in " ".join(s["lost_reasons"])
+            assert s["spilled"] + s["lost"] == s["published"]  # every message accounted for
+            await asyncio.get_running_loop().run_in_executor(None, srv.start)
+            await wait_for(lambda: not pub.feed_stop_requested and pub.store == "memory", 20, "feed may restart")
+            rep = await pub.close(5)
+            assert rep.lost == s["lost"] and "full" in rep.detail
+            stored = await read_stream(srv.url, STREAM, timeout=20)
+            assert len(stored) == len({m.msg_id for m in stored}) == s["spilled"]
+            print(f"\n[spill cap] published {s['published']}, spilled {s['spilled']}, reported lost {rep.lost} "
+                  f"({rep.detail}); after NATS came back: {len(stored)} stored, feed allowed again")
+        uvloop.run(main())
+    finally:
+        srv.close()
