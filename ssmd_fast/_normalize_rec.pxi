@@ -66,6 +66,41 @@ cdef inline void put_null(Rec* r) noexcept:
     _lit(r, b"null", 4)
 
 
+cdef inline int put_dec_short(Rec* r, const uint8_t* s, int n, bint neg, int q) noexcept nogil:
+    """A decimal string's content after any '-' (1 to 16 bytes): one classification of the 16 bytes
+    gives the '.', the leading and trailing zeros; the canonical text is then a slice of the input."""
+    cdef int lz, tz, dot, ni, nf, a, b
+    cdef char* w
+    dot = ssmd_dec16(s, n, &lz, &tz)
+    if dot < 0:
+        return R_RANGE
+    ni = dot - lz if lz < dot else 0                # integer digits without leading zeros
+    nf = n - dot - 1 - tz if dot < n and tz < n - dot - 1 else 0   # fraction without trailing zeros
+    if ni == 0 and nf == 0:
+        if q == Q_POS:
+            return R_RANGE
+        neg = False
+    elif neg and q != Q_ANY:
+        return R_RANGE
+    if q == Q_PRICE and (ni > 1 or (ni == 1 and (s[lz] != 49 or nf > 0))):
+        return R_RANGE
+    w = r.w
+    if neg:
+        w[0] = 45
+        w += 1
+    if ni == 0:
+        w[0] = 48
+        w += 1
+        a = dot                                     # "0" then ".ddd" when there is a fraction
+    else:
+        a = lz
+    b = dot + 1 + nf if nf else dot
+    if b > a:
+        w = ssmd_copy(w, s + a, b - a)
+    r.w = w
+    return R_NONE
+
+
 cdef inline int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q) noexcept nogil:
     """A decimal string without escapes, content [s, e): checked and written in one pass."""
     cdef const uint8_t* ip
@@ -75,6 +110,8 @@ cdef inline int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q)
     cdef char* w
     if neg:
         s += 1
+    if 0 < e - s <= 16:
+        return put_dec_short(r, s, <int>(e - s), neg, q)
     ip = s
     s = ssmd_digits_end(s)          # stops at the closing quote at the latest
     ni = s - ip

@@ -100,6 +100,32 @@ cdef extern from *:
         memcpy(d, "0000000000000000", 16);
         return d + n;
     }
+    /* A decimal string's content s[0..n) with 1 <= n <= 16 (padded buffer): returns -1 unless it is
+       [0-9]+ or [0-9]+.[0-9]+; else the position of the '.' (n when none), and in *lz, *tz the counts of
+       leading and trailing '0' characters of the whole content. */
+    static inline int ssmd_dec16(const uint8_t* s, int n, int* lz, int* tz) {
+    #if defined(__SSE2__)
+        __m128i x = _mm_loadu_si128((const __m128i*)s);
+        unsigned valid = (1u << n) - 1, nd, dot, inv;
+        nd = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x30)),
+                                                      _mm_cmpgt_epi8(x, _mm_set1_epi8(0x39)))) & valid;
+        dot = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(0x2E))) & valid;
+        inv = ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(0x30))) & valid;
+    #else
+        unsigned valid = (1u << n) - 1, nd = 0, dot = 0, inv = 0;
+        int i;
+        for (i = 0; i < n; i++) {
+            nd |= (unsigned)(s[i] < 0x30 || s[i] > 0x39) << i;
+            dot |= (unsigned)(s[i] == 0x2E) << i;
+            inv |= (unsigned)(s[i] != 0x30) << i;
+        }
+    #endif
+        if (nd != dot || (dot & (dot - 1)) || (dot & 1) || (dot >> (n - 1)))
+            return -1;
+        *lz = inv ? __builtin_ctz(inv) : n;
+        *tz = inv ? n - 1 - (31 - __builtin_clz(inv)) : n;
+        return dot ? __builtin_ctz(dot) : n;
+    }
     /* The first byte at or after p that is not an ASCII digit (8 bytes per step). */
     static inline const uint8_t* ssmd_digits_end(const uint8_t* p) {
         for (;;) {
@@ -132,6 +158,7 @@ cdef extern from *:
     const uint8_t* ssmd_digits_end(const uint8_t* p) noexcept nogil
     char* ssmd_copy(char* d, const void* src, size_t n) noexcept nogil
     char* ssmd_zeros(char* d, size_t n) noexcept nogil
+    int ssmd_dec16(const uint8_t* s, int n, int* lz, int* tz) noexcept nogil
     uint64_t ssmd_key_hash(const uint8_t* s, size_t n, uint64_t seed) noexcept nogil
     uint64_t ssmd_low_mask(size_t n) noexcept nogil
     char* ssmd_write_u64(char* w, uint64_t v) noexcept nogil
