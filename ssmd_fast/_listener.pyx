@@ -89,7 +89,8 @@ cdef class BatchListener(WSListener):
     cdef int _open_read(self) except -1:
         cdef timespec ts
         clock_gettime(CLOCK_REALTIME, &ts)
-        self.batch.set_recv_ts(<int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec)
+        # the struct field the record builders read (set_recv_ts() is the Python-level door to it)
+        self.batch.recv_ts = <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
         clock_gettime(CLOCK_MONOTONIC, &ts)
         self.last_frame_at = ts.tv_sec + ts.tv_nsec * 1e-9
         self._in_read = True
