@@ -303,6 +303,15 @@ cdef char* write_i128(char* w, i128 v) noexcept nogil:
     return w + 48 - i
 
 
+cdef inline char* write_frac9(char* w, uint32_t f) noexcept nogil:
+    """f (< 10^9) as exactly 9 digits."""
+    cdef int i
+    for i in range(8, -1, -1):
+        w[i] = <char>(48 + f % 10)
+        f //= 10
+    return w + 9
+
+
 cdef inline char* write_scaled(char* w, int64_t v, int zeros) noexcept nogil:
     """v * 10^zeros exactly: the digits of v followed by the zeros (0 stays 0)."""
     if v == 0:

@@ -182,9 +182,36 @@ cdef inline void put_cents(Rec* r, Span* sp) noexcept:
         r.w = write_cents(r.w, v)
 
 
+cdef inline bint _plain_int(Span* sp) noexcept nogil:
+    """A JSON integer literal of at most 18 characters: it fits int64 and, JSON having no leading
+    zeros, it already is its canonical text (but for -0)."""
+    return sp.kind == J_NUMBER and sp.esc == 0 and sp.end - sp.start <= 18
+
+
+cdef inline int put_plain_int(Rec* r, Span* sp, int q, int zeros) noexcept nogil:
+    """A plain integer literal written as itself (times 10^zeros), after the sign rule q."""
+    cdef const uint8_t* s = r.p + sp.start
+    cdef Py_ssize_t n = sp.end - sp.start
+    cdef bint neg = s[0] == 45
+    if s[neg] == 48:                    # 0 or -0
+        if q == Q_POS:
+            return R_RANGE
+        r.w[0] = 48
+        r.w += 1
+        return R_NONE
+    if neg and q != Q_ANY:
+        return R_RANGE
+    r.w = ssmd_zeros(ssmd_copy(r.w, s, n), zeros)
+    return R_NONE
+
+
 cdef inline void put_int(Rec* r, Span* sp, int q) noexcept:
     cdef int64_t v
-    cdef int code = span_int(r.p, sp, &v, r.buf)
+    cdef int code
+    if _plain_int(sp):
+        _fail(r, put_plain_int(r, sp, q, 0))
+        return
+    code = span_int(r.p, sp, &v, r.buf)
     if code == 0 and ((q == Q_POS and v <= 0) or (q == Q_NONNEG and v < 0)):
         code = R_RANGE
     if code:
@@ -225,6 +252,9 @@ cdef inline void put_time(Rec* r, Span* sp, int zeros) noexcept:
     if sp == NULL:
         put_null(r)
         return
+    if _plain_int(sp):
+        put_plain_int(r, sp, Q_ANY, zeros)
+        return
     code = span_int(r.p, sp, &v, r.buf)
     if code:
         _fail(r, code)
@@ -244,6 +274,10 @@ cdef void put_time_rfc(Rec* r, Span* sp) noexcept:
     code = rfc3339_ns(s, n, &ns)
     if code:
         _fail(r, code)
+    elif ns >= 1000000000:
+        # seconds, then the 9 digits of the fraction (exact for times from 1970-01-01T00:00:01)
+        r.w = write_u64(r.w, <uint64_t>(ns // 1000000000))
+        r.w = write_frac9(r.w, <uint32_t>(ns % 1000000000))
     else:
         r.w = write_i128(r.w, ns)
 
@@ -315,6 +349,9 @@ cdef inline void put_envelope(FrameBatch b, Rec* r) noexcept:
             sp = fld(b, S_SEQ)
         if sp == NULL:
             put_null(r)
+            continue
+        if _plain_int(sp):
+            _fail(r, put_plain_int(r, sp, Q_POS, 0))
             continue
         code = span_int(r.p, sp, &v, r.buf)
         if code == 0 and v < 1:

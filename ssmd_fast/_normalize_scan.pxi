@@ -624,7 +624,6 @@ cdef const uint8_t* _scan_key_slow(FrameBatch b, const uint8_t* p, const uint8_t
                 err[0] = R_DUPLICATE_KEY
                 return q
             b.spans[ps].gen = b.gen
-            b.spans[ps].kind = J_NONE
             if ps < S_COUNT_OF_SLOTS:
                 slot[0] = ps
             return q
@@ -648,8 +647,7 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
     cdef int depth = 0, err = 0, fail = 0, esc
     cdef uint32_t slot = NO_SLOT, pe, ps, ln
     cdef uint32_t gen = b.gen
-    cdef uint32_t prev1 = P_START_TOP, prev2 = P_START_MSG, row = 0
-    cdef uint32_t* prev
+    cdef uint32_t prev = P_START_TOP, prev1 = P_START_TOP, row = 0     # prev: the current level's
     cdef bint in_msg = False        # the innermost open container is the msg object
     cdef bint goto_key = False
     cdef uint8_t c, kind
@@ -689,7 +687,8 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                         sp.esc = 0
                         if slot == S_MSG and c == 123:
                             in_msg = True
-                            prev2 = P_START_MSG
+                            prev1 = prev        # back to it when msg closes
+                            prev = P_START_MSG
                     if c == 123:
                         op.key_base = <uint32_t>b.nkeys
                         op.large = 0
@@ -705,6 +704,8 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                     op = &b.opens[depth]
                     if op.slot != NO_SLOT:
                         spans[op.slot].end = <uint32_t>(s + 1 - p)
+                if depth == 2 and in_msg:
+                    prev = prev1
                 depth -= 1
                 in_msg = depth == 2 and err == 0 and b.opens[2].slot == S_MSG
                 s += 1
@@ -722,12 +723,14 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             else:
                 fail = R_JSON
                 break
+            esc = 0                 # for numbers: 1 when there is a fraction or an exponent
             if q[0] == 46:
                 q += 1
                 if <uint8_t>(q[0] - 48) >= 10:
                     fail = R_JSON
                     break
                 q = ssmd_digits_end(q + 1)
+                esc = 1
             if q[0] | 0x20 == 101:
                 q += 1
                 if q[0] == 43 or q[0] == 45:
@@ -736,11 +739,13 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                     fail = R_JSON
                     break
                 q = ssmd_digits_end(q + 1)
+                esc = 1
             if slot != NO_SLOT:
                 sp = &spans[slot]
                 sp.start = <uint32_t>(s - p)
                 sp.end = <uint32_t>(q - p)
                 sp.kind = J_NUMBER
+                sp.esc = esc
             s = q
         else:
             if c == 116 and memcmp(s, b"true", 4) == 0:
@@ -786,6 +791,8 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                         b.nkeys = op.key_base
                     if op.slot != NO_SLOT:
                         spans[op.slot].end = <uint32_t>(s + 1 - p)
+                if depth == 2 and in_msg:
+                    prev = prev1
                 depth -= 1
                 in_msg = depth == 2 and err == 0 and b.opens[2].slot == S_MSG
                 s += 1
@@ -799,26 +806,19 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             fail = R_JSON
             break
         slot = NO_SLOT
-        prev = NULL
-        if err == 0:
-            if depth == 1:
-                prev = &prev1
-            elif in_msg:
-                prev = &prev2
-        if prev != NULL:
-            pe = _pred[row + prev[0]]
+        if err == 0 and (depth == 1 or in_msg):
+            pe = _pred[row + prev]
             ln = pe >> 8
             ps = pe & 0xFF
             if s[1 + ln] == 34 and ps != NO_SLOT and _is_name(s + 1, ln, ps) and spans[ps].gen != gen:
                 # the predicted name, unescaped and not seen before in this frame
                 q = s + 1 + ln
-                prev[0] = ps
+                prev = ps
                 spans[ps].gen = gen
-                spans[ps].kind = J_NONE
                 if ps < S_COUNT_OF_SLOTS:
                     slot = ps
             else:
-                q = _scan_key_slow(b, p, s, depth, prev, row, &slot, &err, &fail)
+                q = _scan_key_slow(b, p, s, depth, &prev, row, &slot, &err, &fail)
         else:
             q = _scan_key_slow(b, p, s, depth, NULL, row, &slot, &err, &fail)
         if q == NULL:
