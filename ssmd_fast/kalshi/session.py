@@ -139,7 +139,15 @@ class KalshiSession:
             if self._closing:       # close() was called while the handshake was in flight
                 transport.disconnect()
                 break
-            await self._serve(transport)
+            try:
+                await self._serve(transport)
+            except asyncio.CancelledError:
+                transport.disconnect(graceful=False)
+                raise
+            except Exception:      # a bug must cost a reconnect, not the feed
+                log.exception("[shard %s] session failure; reconnecting", self.shard)
+                transport.disconnect(graceful=False)
+                self._next_delay = self.core.backoff.next_delay()
             if self._closing:
                 break
             await self._sleep(self._next_delay)
