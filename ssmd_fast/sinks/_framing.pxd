@@ -1,7 +1,7 @@
 # HPUB framing into a ring of in-flight messages, and the ack parser (API: _framing_py.py docstrings).
 
 cimport cython
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 from ssmd_fast._normalize cimport FrameBatch, FrameEntry
 
@@ -19,6 +19,7 @@ cdef struct OutMsg:
     uint8_t origin        # ORIGIN_LIVE, ORIGIN_SPILL
     double first_sent
     double sent_at
+    int64_t recv_ns       # the batch's receive time (ns since the epoch; 0 = none): ack latency
 
 
 @cython.final
@@ -55,6 +56,10 @@ cdef class PublishRing:
     cdef readonly uint64_t duplicates
     cdef readonly uint64_t rejected
     cdef readonly uint64_t oversized
+    cdef int64_t _recv_ns              # recv_ts of the batch being framed (0 outside add_batch)
+    cdef public int64_t now_ns         # when the bytes being parsed were read (set by AckParser.feed)
+    cdef uint64_t lat_counts[128]      # frame receive -> ack, LATENCY_BUCKETS log-linear buckets
+    cdef readonly uint64_t latency_sum_ns
 
     cdef int _reserve(self, Py_ssize_t n) except -1
     cdef int _grow_entries(self) except -1
@@ -63,6 +68,7 @@ cdef class PublishRing:
     cdef Py_ssize_t _id_stem(self, char* mid, FrameEntry* e, FrameBatch b, bint has_tid, bytes conn_text,
                              uint64_t counter) except -1
     cdef bint ack_c(self, uint64_t pseq, bint duplicate) noexcept
+    cdef void _latency(self, int64_t recv_ns) noexcept
     cdef void _advance(self) noexcept
     cdef OutMsg* _at(self, uint64_t pseq) noexcept
     cdef tuple _message(self, OutMsg* e)

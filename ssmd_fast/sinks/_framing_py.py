@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from collections import deque
 
 from ssmd_fast.sinks.subjects import K_TRADE, SubjectEncoder
@@ -34,6 +35,26 @@ ORIGIN_LIVE, ORIGIN_SPILL = 0, 1
 _HDR_HEAD = b"NATS/1.0\r\nNats-Msg-Id: "
 _FORM_RAW, _FORM_NORM = b"raw", b"norm"
 _COMPACT_MIN = 1 << 20  # compact the buffer only when it frees at least this much
+LATENCY_BUCKETS = 128   # frame receive -> ack histogram (latency_bucket)
+
+
+def latency_bucket(ns: int) -> int:
+    """The histogram bucket of a latency in ns: 0 below 1024 ns, then 4 linear sub-buckets per power of
+    two (at most 25% wide), the last one open-ended."""
+    if ns < 1024:
+        return 0
+    e = ns.bit_length() - 1
+    return min(LATENCY_BUCKETS - 1, 1 + (e - 10) * 4 + ((ns >> (e - 2)) & 3))
+
+
+def latency_upper_ns(i: int) -> float:
+    """The exclusive upper bound of bucket ``i`` in ns (``inf`` for the last)."""
+    if i >= LATENCY_BUCKETS - 1:
+        return float("inf")
+    if i == 0:
+        return 1024.0
+    e, sub = 10 + (i - 1) // 4, (i - 1) % 4
+    return float((5 + sub) << (e - 2))
 
 
 class PublishRing:
@@ -50,7 +71,7 @@ class PublishRing:
         self._buf = bytearray()
         self._base = 0                  # absolute position of _buf[0]
         self._entries: deque[list] = deque()  # [pos, len, subj_off, subj_len, id_off, id_len, pay_off,
-        #                                         pay_len, state, origin, attempts, first_sent, sent_at]
+        #                                  pay_len, state, origin, attempts, first_sent, sent_at, recv_ns]
         self.head = 1                   # oldest pseq still held
         self.tail = 1                   # next pseq to assign
         self.send_next = 1              # first queued (never sent) pseq
@@ -61,6 +82,10 @@ class PublishRing:
         self.resends_pending = 0        # resent messages not yet acked (new sends wait for them)
         self.framed = self.sent = self.resent = self.acked_count = self.duplicates = 0
         self.rejected = self.oversized = 0
+        self._recv_ns = 0               # recv_ts of the batch being framed
+        self.now_ns = 0                 # when the bytes being parsed were read (set by AckParser.feed)
+        self._lat_counts = [0] * LATENCY_BUCKETS
+        self.latency_sum_ns = 0
 
     # ------------------------------------------------------------------ framing
 
@@ -70,6 +95,7 @@ class PublishRing:
         n = 0
         conn_b = conn.encode("ascii", "replace") if isinstance(conn, str) else bytes(conn)
         counter = self._counters.get(conn, 0)
+        self._recv_ns = batch.recv_ts
         for i in range(len(batch)):
             if batch.flags(i) & _F_DROP:
                 continue
@@ -100,6 +126,7 @@ class PublishRing:
 
     def add_message(self, subject: bytes, msg_id: bytes, payload: bytes, origin: int = ORIGIN_LIVE) -> int:
         """Frame one message (an event, a spill record); its pseq, or 0 when it is over max_payload."""
+        self._recv_ns = 0  # no receive time to measure its latency from
         return self._frame(bytes(subject), bytes(msg_id), bytes(payload), origin)
 
     def _frame(self, subject: bytes, msg_id: bytes, payload: bytes, origin: int) -> int:
@@ -118,7 +145,7 @@ class PublishRing:
         self._buf += line + _HDR_HEAD + msg_id + b"\r\n\r\n" + payload + b"\r\n"
         frame_len = len(line) + total + 2
         self._entries.append([pos, frame_len, 5, len(subject), len(line) + len(_HDR_HEAD), len(msg_id),
-                              len(line) + hdr_len, len(payload), QUEUED, origin, 0, 0.0, 0.0])
+                              len(line) + hdr_len, len(payload), QUEUED, origin, 0, 0.0, 0.0, self._recv_ns])
         self.tail += 1
         self.queued_bytes += frame_len
         self.framed += 1
@@ -227,9 +254,18 @@ class PublishRing:
             self.duplicates += 1
         if e[10] > 1:
             self.resends_pending -= 1
+        if e[13] > 0 and self.now_ns > 0:
+            d = max(0, self.now_ns - e[13])
+            self._lat_counts[latency_bucket(d)] += 1
+            self.latency_sum_ns += d
         if pseq == self.head:
             self._advance()
         return True
+
+    def latency_counts(self) -> list[int]:
+        """Acks per ``latency_bucket`` of (ack read time ``now_ns`` - the batch's ``recv_ts``), for the
+        messages framed from a batch with a receive time."""
+        return list(self._lat_counts)
 
     def reject(self, pseq: int) -> tuple[bytes, bytes, bytes, int] | None:
         """Retire an unacked message the server refused; its (subject, id, payload, origin)."""
@@ -379,8 +415,10 @@ class AckParser:
         """A new connection: drop any partial protocol line of the old one."""
         self._pending.clear()
 
-    def feed(self, data: bytes) -> int:
-        """Parse ``data``; the number of events waiting in ``events``."""
+    def feed(self, data: bytes, now_ns: int = 0) -> int:
+        """Parse ``data`` (read at ``now_ns``, ns since the epoch; 0 = now); the number of events waiting
+        in ``events``."""
+        self.ring.now_ns = now_ns if now_ns > 0 else time.time_ns()
         buf = self._pending
         buf += data
         pos = 0

@@ -38,7 +38,8 @@ from collections.abc import Callable
 from ssmd_fast.config import TransportConfig
 from ssmd_fast.errors import PublishError, StorageError
 from ssmd_fast.events import StatusEvent
-from ssmd_fast.sinks import framing, natsconn
+from ssmd_fast.metrics import HistogramSample
+from ssmd_fast.sinks import _framing_py, framing, natsconn
 from ssmd_fast.sinks.file import SinkReport
 from ssmd_fast.sinks.natsconn import AuthFailed, ConnectError, Endpoint
 from ssmd_fast.sinks.spill import SpillFile, SpillFull
@@ -54,6 +55,7 @@ WRITE_CHUNK = 256 * 1024     # bytes per socket write
 REPLAY_CHUNK = 4096          # spill records loaded into the ring at a time
 RETRYABLE_ERR_CODES = {10008}  # "JetStream system temporarily unavailable"
 FULL_DESCRIPTIONS = ("maximum messages", "maximum bytes", "maximum messages per subject")
+LATENCY_LE_MIN_NS, LATENCY_LE_MAX_NS = 1 << 14, 1 << 34  # ack latency buckets exposed: 16 us .. 17 s
 
 
 def valid_subject(subject: bytes) -> bool:
@@ -261,6 +263,19 @@ class JetStreamPublisher:
             "watchdog_reconnects": self.counters["watchdog_reconnects"],
             "feed_stop_requested": self.feed_stop_requested, "error": self.error,
         }
+
+    def latency_histogram(self) -> HistogramSample:
+        """``ack_latency_seconds``: batch receive -> JetStream ack, from the ring's C-level buckets, exposed
+        at every power of two from 16 us to 17 s (the ring's buckets are 4x finer)."""
+        counts = self.ring.latency_counts()
+        buckets, cum = [], 0
+        for i, c in enumerate(counts[:-1]):
+            cum += c
+            upper = _framing_py.latency_upper_ns(i)
+            if i % 4 == 0 and LATENCY_LE_MIN_NS <= upper <= LATENCY_LE_MAX_NS:  # bounds 2^k ns
+                buckets.append((upper / 1e9, cum))
+        buckets.append((float("inf"), cum + counts[-1]))
+        return HistogramSample("ack_latency_seconds", buckets, self.ring.latency_sum_ns / 1e9)
 
     # ------------------------------------------------------------------ sending
 

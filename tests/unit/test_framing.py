@@ -382,3 +382,43 @@ def test_ack_json_shapes_from_the_server_are_understood():
     from ssmd_fast.sinks._framing_py import parse_ack_error
     assert parse_ack_error(body) == (400, 10060, 'bad "x"')
     assert parse_ack_error(b'{"error":') == (0, 0, '{"error":')
+
+
+def test_ack_latency_histogram_from_the_batch_receive_time(impl):
+    """recv_ts of the batch -> the ack's read time, bucketed alike in both implementations; messages
+    without a receive time (events, spill replays, offline batches) are not counted."""
+    from ssmd_fast.sinks._framing_py import LATENCY_BUCKETS, latency_bucket, latency_upper_ns
+
+    norm_mod, fr = impl
+    recv = 1_700_000_000_000_000_000
+    batch = make_batch(norm_mod, [line for line in corpus_lines() if b'"type":"trade"' in line][:3])
+    batch.set_recv_ts(recv)
+    ring = fr.PublishRing(PREFIX, INBOX, normalized=False)
+    n = ring.add_batch(batch, CONN)
+    assert n == 3
+    ring.add_message(b"s.event", b"id-e", b"{}")                 # no receive time
+    offline = make_batch(norm_mod, [line for line in corpus_lines() if b'"type":"trade"' in line][:1])
+    assert ring.add_batch(offline, CONN) == 1                   # recv_ts 0: not counted either
+    ring.take(100, 0.0)
+    parser = fr.AckParser(ring, INBOX)
+    parser.feed(_acks([1]), now_ns=recv + 500)                  # 500 ns: bucket 0
+    parser.feed(_acks([2, 4]), now_ns=recv + 3_000_000)        # 3 ms
+    parser.feed(_acks([5]), now_ns=recv + 9_000_000)
+    parser.feed(_acks([3]), now_ns=recv - 5)                    # a clock step back counts as 0
+    counts = ring.latency_counts()
+    assert len(counts) == LATENCY_BUCKETS and sum(counts) == 3 and ring.acked_count == 5
+    assert counts[0] == 2 and counts[latency_bucket(3_000_000)] == 1
+    assert ring.latency_sum_ns == 3_000_500
+    assert latency_upper_ns(latency_bucket(3_000_000) - 1) <= 3_000_000 < latency_upper_ns(latency_bucket(3_000_000))
+
+
+def test_latency_buckets_are_contiguous_and_narrow():
+    from ssmd_fast.sinks._framing_py import LATENCY_BUCKETS, latency_bucket, latency_upper_ns
+
+    lower = 0.0
+    for i in range(LATENCY_BUCKETS - 1):
+        upper = latency_upper_ns(i)
+        assert latency_bucket(int(lower)) == i and latency_bucket(int(upper) - 1) == i
+        assert i < 2 or upper / lower <= 1.25
+        lower = upper
+    assert latency_bucket(1 << 62) == LATENCY_BUCKETS - 1 and latency_upper_ns(LATENCY_BUCKETS - 1) == float("inf")
