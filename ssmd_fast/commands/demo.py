@@ -24,8 +24,9 @@ from ssmd_fast.errors import SsmdError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--messages", type=int, default=200_000, metavar="N",
                    help="events in the generated session (default 200000)")
-    p.add_argument("--rate", type=float, default=0.0, metavar="R",
-                   help="events per second (default 0 = as fast as the connector reads)")
+    p.add_argument("--rate", type=float, default=25_000.0, metavar="R",
+                   help="events per second (default 25000, which this pipeline sustains on 2 cores; 0 = as fast "
+                        "as the connector reads: NATS falls behind and the publisher spills to disk)")
     p.add_argument("--markets", type=int, default=20, metavar="M",
                    help="markets, all with order books, split over 3 connections (default 20)")
     p.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON")
