@@ -242,7 +242,17 @@ class KalshiSession:
     def on_batch(self, batch) -> None:
         """One socket read: sequence, hand control frames to the core, then to the sinks (never awaits)."""
         seq = self.sequencer
-        if seq.process(batch):      # something to take: events, snapshot requests, resynced sids
+        pending = seq.process(batch)        # non-zero: events, snapshot requests or resynced sids to take
+        if seq.controls:                    # first: a resync request needs the sid a `subscribed` just bound
+            now = time.monotonic()
+            core = self.core
+            for i in seq.controls:
+                self._apply(core.on_control(batch.type_name(i), batch.control(i), now))
+            if core.subscribed and not self._subscribed.is_set():
+                self._subscribed.set()
+            if core.unsubscribed_all:
+                self._unsubscribed.set()
+        if pending:
             events, requests, resynced = seq.take()
             for ev in events:
                 self._emit(ev)
@@ -252,15 +262,6 @@ class KalshiSession:
                     self.core.resync_done(sid)
                 for sid, markets in requests:
                     self._apply(self.core.request_snapshot(sid, markets, now))
-        if seq.controls:
-            now = time.monotonic()
-            core = self.core
-            for i in seq.controls:
-                self._apply(core.on_control(batch.type_name(i), batch.control(i), now))
-            if core.subscribed and not self._subscribed.is_set():
-                self._subscribed.set()
-            if core.unsubscribed_all:
-                self._unsubscribed.set()
         conn = self.conn
         for sink in self.sinks:
             try:

@@ -1,0 +1,79 @@
+"""The session's wiring of sequencer, protocol core and sinks, fed batches directly (no socket)."""
+
+from __future__ import annotations
+
+import json
+
+from ssmd_fast.kalshi.auth import KalshiCredentials, generate_key_pair
+from ssmd_fast.kalshi.session import KalshiSession, classify_failure
+from ssmd_fast.kalshi.shards import plan_connections
+from ssmd_fast.kalshi.watchdog import Failure
+from ssmd_fast.normalize import F_GAP, F_SUPPRESSED, FrameBatch
+
+
+def snap(sid, seq, market):
+    return (f'{{"type":"orderbook_snapshot","sid":{sid},"seq":{seq},"msg":{{"market_ticker":"{market}",'
+            f'"market_id":"x","yes_dollars_fp":[["0.5000","10.00"]]}}}}').encode()
+
+
+def delta(sid, seq, market):
+    return (f'{{"type":"orderbook_delta","sid":{sid},"seq":{seq},"msg":{{"market_ticker":"{market}",'
+            f'"market_id":"x","price_dollars":"0.5000","delta_fp":"-1.00","side":"yes","ts_ms":1}}}}').encode()
+
+
+class Sink:
+    def __init__(self):
+        self.flags, self.events = [], []
+
+    def submit(self, batch, conn):
+        self.flags += [batch.flags(i) for i in range(len(batch))]
+
+    def submit_event(self, event):
+        self.events.append(event)
+
+
+def make_session(sink):
+    creds = KalshiCredentials("k", generate_key_pair()[0])
+    plan = plan_connections([], orderbook_markets=["A", "B"])[0]
+    s = KalshiSession(creds, "ws://127.0.0.1:1/trade-api/ws/v2", plan, [sink])
+    s.conn = "0123456789ab"
+    s.sequencer.reset(s.conn)
+    s.core.on_connected(s.conn, 0.0)     # the subscribe command (id 1) is in flight
+    return s
+
+
+def feed(s, *frames):
+    batch = FrameBatch()
+    for f in frames:
+        batch.add(f)
+    s.on_batch(batch)
+
+
+def test_gap_in_the_read_that_brings_subscribed_still_requests_a_snapshot():
+    sink = Sink()
+    s = make_session(sink)
+    subscribed = json.dumps({"id": 1, "type": "subscribed", "msg": {"channel": "orderbook_delta", "sid": 5}})
+    feed(s, subscribed.encode(), snap(5, 1, "A"), snap(5, 2, "B"), delta(5, 4, "A"))
+    assert sink.flags == [0, 0, 0, F_GAP | F_SUPPRESSED]
+    assert [e.kind for e in sink.events] == ["gap"]
+    (cmd,) = [c for c in s.core.commands.pending.values() if c.kind == "get_snapshot"]
+    assert json.loads(cmd.text)["params"] == {"sids": [5], "market_tickers": ["A", "B"], "action": "get_snapshot"}
+    assert 5 in s.core.resyncs
+    # the reply's snapshots make the books valid; the core forgets the resync
+    feed(s, snap(5, 5, "A"), snap(5, 6, "B"), delta(5, 7, "A"))
+    assert sink.flags[-3:] == [0, 0, 0]
+    assert s.core.resyncs == {} and [e.kind for e in sink.events] == ["gap", "resync", "resync"]
+    assert s.stats()["gaps"] == 1 and s.stats()["resyncs"] == 2 and s.stats()["suppressed"] == 1
+
+
+def test_failures_are_classified():
+    from picows import WSHandshakeError, WSUpgradeResponse
+
+    assert classify_failure(ConnectionRefusedError(111, "refused"))[0] is Failure.REFUSED
+    assert classify_failure(TimeoutError())[0] is Failure.OTHER
+    for status in (401, 403):
+        resp = WSUpgradeResponse.create_error_response(status, b"no")
+        assert classify_failure(WSHandshakeError("rejected", response=resp))[:2] == (Failure.AUTH, status)
+    resp = WSUpgradeResponse.create_error_response(503, b"busy")
+    assert classify_failure(WSHandshakeError("rejected", response=resp))[:2] == (Failure.OTHER, 503)
+    assert classify_failure(WSHandshakeError("closed during the handshake"))[0] is Failure.REFUSED
