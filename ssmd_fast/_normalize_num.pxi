@@ -356,7 +356,7 @@ cdef inline int _d2(const uint8_t* s) noexcept nogil:
     return (s[0] - 48) * 10 + (s[1] - 48)
 
 
-cdef int rfc3339_ns(const uint8_t* s, Py_ssize_t n, i128* out) noexcept nogil:
+cdef int rfc3339_ns(const uint8_t* s, Py_ssize_t n, i128* out, int64_t* secs_out=NULL) noexcept nogil:
     """YYYY-MM-DD"T"hh:mm:ss[.f{1,9}](Z|+hh:mm|-hh:mm), T and Z in either case; R_RANGE if not."""
     cdef int y1, y2, mo, d, hh, mi, ss, oh, om, dim, k
     cdef int64_t frac = 0, secs, off = 0
@@ -412,6 +412,8 @@ cdef int rfc3339_ns(const uint8_t* s, Py_ssize_t n, i128* out) noexcept nogil:
         return R_RANGE
     secs = _days_from_civil(y1, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - off
     out[0] = <i128>secs * 1000000000 + frac
+    if secs_out != NULL:
+        secs_out[0] = secs
     return R_NONE
 
 

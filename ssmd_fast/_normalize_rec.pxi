@@ -156,7 +156,7 @@ cdef inline int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q)
     return R_NONE
 
 
-cdef inline void put_dec(Rec* r, Span* sp, int q) noexcept:
+cdef inline void put_dec(Rec* r, Span* sp, int q) noexcept nogil:
     cdef Dec d
     cdef int code
     if sp.kind == J_STRING and not sp.esc:
@@ -270,14 +270,21 @@ cdef void put_time_rfc(Rec* r, Span* sp) noexcept:
     if sp.kind != J_STRING:
         _fail(r, R_TYPE)
         return
+    cdef int64_t secs
+    cdef Py_ssize_t k
     s = span_text(r.p, sp, r.buf, &n)
-    code = rfc3339_ns(s, n, &ns)
+    code = rfc3339_ns(s, n, &ns, &secs)
     if code:
         _fail(r, code)
-    elif ns >= 1000000000:
-        # seconds, then the 9 digits of the fraction (exact for times from 1970-01-01T00:00:01)
-        r.w = write_u64(r.w, <uint64_t>(ns // 1000000000))
-        r.w = write_frac9(r.w, <uint32_t>(ns % 1000000000))
+    elif secs >= 1:
+        # the seconds, then the fraction's digits as received, padded to 9 (exact from 1970 on)
+        r.w = write_u64(r.w, <uint64_t>secs)
+        k = 0
+        if s[19] == 46:
+            while _is_digit(s[20 + k]):
+                k += 1
+            r.w = ssmd_copy(r.w, s + 20, k)
+        r.w = ssmd_zeros(r.w, 9 - k)
     else:
         r.w = write_i128(r.w, ns)
 

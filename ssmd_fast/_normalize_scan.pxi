@@ -126,6 +126,34 @@ cdef extern from *:
         *tz = inv ? n - 1 - (31 - __builtin_clz(inv)) : n;
         return dot ? __builtin_ctz(dot) : n;
     }
+    /* ssmd_str_stop, also telling (*quote) whether the byte found is the closing '"', from the masks
+       already computed (no reload of the byte on the common path). */
+    static inline const uint8_t* ssmd_str_stop_q(const uint8_t* p, int* quote) {
+    #if defined(__SSE2__)
+        const __m128i q = _mm_set1_epi8(0x22), b = _mm_set1_epi8(0x5C), c = _mm_set1_epi8(0x20);
+        for (;;) {
+            __m128i x = _mm_loadu_si128((const __m128i*)p);
+            unsigned mq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, q));
+            unsigned m = mq | (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, b), _mm_cmplt_epi8(x, c)));
+            if (m) { *quote = (mq & m & (0u - m)) != 0; return p + __builtin_ctz(m); }
+            p += 16;
+        }
+    #else
+        const uint8_t* r = ssmd_str_stop(p);
+        *quote = *r == 0x22;
+        return r;
+    #endif
+    }
+    /* The first byte at or after p that is not an ASCII digit, and (*stop) its value. */
+    static inline const uint8_t* ssmd_digits_end_b(const uint8_t* p, uint8_t* stop) {
+        for (;;) {
+            uint64_t w = ssmd_load64(p);
+            uint64_t m = ((w & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
+                       | (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL);
+            if (m) { int k = __builtin_ctzll(m) >> 3; *stop = (uint8_t)(w >> (k * 8)); return p + k; }
+            p += 8;
+        }
+    }
     /* The first byte at or after p that is not an ASCII digit (8 bytes per step). */
     static inline const uint8_t* ssmd_digits_end(const uint8_t* p) {
         for (;;) {
@@ -156,6 +184,8 @@ cdef extern from *:
     uint64_t ssmd_load64(const void* p) noexcept nogil
     const uint8_t* ssmd_str_stop(const uint8_t* p) noexcept nogil
     const uint8_t* ssmd_digits_end(const uint8_t* p) noexcept nogil
+    const uint8_t* ssmd_digits_end_b(const uint8_t* p, uint8_t* stop) noexcept nogil
+    const uint8_t* ssmd_str_stop_q(const uint8_t* p, int* quote) noexcept nogil
     char* ssmd_copy(char* d, const void* src, size_t n) noexcept nogil
     char* ssmd_zeros(char* d, size_t n) noexcept nogil
     int ssmd_dec16(const uint8_t* s, int n, int* lz, int* tz) noexcept nogil
@@ -296,9 +326,13 @@ cdef uint32_t _slot_len[128]
 cdef uint64_t _slot_w0[128]
 cdef uint64_t _slot_w1[128]
 cdef uint64_t _slot_wl[128]
+# Per slot: the member prefix '"name":' (length + 3 <= 32 bytes) as words, for the predicted-key test.
+cdef uint32_t _mem_len[128]
+cdef uint64_t _mem_w[128][4]
+cdef uint64_t _mem_m[128][4]     # the mask of each word (the prefix's bytes)
 # Key prediction: _pred[row * 128 + previous slot] = the slot that followed it last time. Wire key
 # order is fixed per frame type, so most keys are recognized by comparing 1-3 words with one name.
-cdef uint16_t _pred[P_ROWS * 128]        # slot | name length << 8 (one load, no dependent one)
+cdef uint16_t _pred[P_ROWS * 128]        # slot | member prefix length << 8 (one load)
 
 # Value of an ASCII hex digit, 0xFF for any other byte.
 cdef uint8_t _HEX[256]
@@ -329,6 +363,7 @@ cdef void _init_scan_tables(uint64_t seed):
     assert len(names) == S_COUNT_OF_SLOTS
     names += [(n, S_COUNT_OF_SLOTS + s, 2) for s, n in enumerate(_IGNORED_NAMES)]
     assert len(names) <= N_SLOTS_MAX and max(len(n) for n, _, _ in names) <= 24
+    cdef bytes member
     _n_slots = len(names)
     offsets = []
     store = bytearray()
@@ -339,7 +374,7 @@ cdef void _init_scan_tables(uint64_t seed):
     _name_store = bytes(store)
     base = <const uint8_t*>_name_store
     for i in range(P_ROWS * 128):
-        _pred[i] = NO_SLOT | (1 << 8)
+        _pred[i] = NO_SLOT
     for (n, slot, level), off in zip(names, offsets):
         o = off
         nl = len(n)
@@ -347,6 +382,11 @@ cdef void _init_scan_tables(uint64_t seed):
         _slot_w0[slot] = ssmd_load64(base + o) & ssmd_low_mask(nl)
         _slot_w1[slot] = ssmd_load64(base + o + 8) & ssmd_low_mask(nl - 8 if nl > 8 else 0)
         _slot_wl[slot] = ssmd_load64(base + o + nl - 8) if nl >= 8 else 0
+        member = b'"' + n + b'":' + bytes(40)
+        _mem_len[slot] = nl + 3
+        for k in range(4):
+            _mem_m[slot][k] = ssmd_low_mask(max(0, min(8, nl + 3 - 8 * k)))
+            _mem_w[slot][k] = ssmd_load64(<const uint8_t*>member + 8 * k) & _mem_m[slot][k]
         h = ssmd_key_hash(base + o, nl, seed)
         k = h & 255
         while _name_len[k] != 0:
@@ -355,6 +395,18 @@ cdef void _init_scan_tables(uint64_t seed):
         _name_slot[k] = slot
         _name_level[k] = level
         _name_len[k] = nl
+
+
+cdef inline bint _is_member(const uint8_t* s, uint32_t n, uint32_t slot) noexcept nogil:
+    """The n bytes at s (padded buffer) are the member prefix '"name":' of slot (n = its length)."""
+    cdef uint64_t* w = _mem_w[slot]
+    cdef uint64_t* m = _mem_m[slot]
+    if n <= 8:
+        return (ssmd_load64(s) & m[0]) == w[0]
+    if n <= 16:
+        return ((ssmd_load64(s) ^ w[0]) | ((ssmd_load64(s + 8) & m[1]) ^ w[1])) == 0
+    return ((ssmd_load64(s) ^ w[0]) | (ssmd_load64(s + 8) ^ w[1]) | ((ssmd_load64(s + 16) & m[2]) ^ w[2])
+            | ((ssmd_load64(s + 24) & m[3]) ^ w[3])) == 0
 
 
 cdef inline bint _is_name(const uint8_t* s, uint32_t n, uint32_t slot) noexcept nogil:
@@ -438,12 +490,12 @@ cdef bint _utf8_valid(const uint8_t* s, Py_ssize_t n) noexcept nogil:
 cdef inline const uint8_t* _scan_string(const uint8_t* s, int* esc, int* fail) noexcept nogil:
     """s: first byte after the opening quote. Returns the closing quote, or NULL with *fail set."""
     cdef uint8_t c
-    cdef int k
+    cdef int k, quote
     while True:
-        s = ssmd_str_stop(s)
-        c = s[0]
-        if c == 34:
+        s = ssmd_str_stop_q(s, &quote)
+        if quote:
             return s
+        c = s[0]
         if c == 92:
             esc[0] = 1
             c = s[1]
@@ -616,7 +668,7 @@ cdef const uint8_t* _scan_key_slow(FrameBatch b, const uint8_t* p, const uint8_t
     h = ssmd_key_hash(ks, kn, _hash_seed)
     if prev != NULL:
         ps = _lookup_name(h, ks, kn, 1 if depth == 1 else 2)
-        _pred[row + prev[0]] = <uint16_t>(ps | ((_slot_len[ps] if ps != NO_SLOT else 1) << 8))
+        _pred[row + prev[0]] = <uint16_t>(ps | ((_mem_len[ps] if ps != NO_SLOT else 0) << 8))
         if ps != NO_SLOT:
             prev[0] = ps
             # a named key is a duplicate when its slot was already seen in this frame
@@ -650,7 +702,7 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
     cdef uint32_t prev = P_START_TOP, prev1 = P_START_TOP, row = 0     # prev: the current level's
     cdef bint in_msg = False        # the innermost open container is the msg object
     cdef bint goto_key = False
-    cdef uint8_t c, kind
+    cdef uint8_t c, kind, stop
     cdef Span* sp
     cdef Span* spans = b.spans
     cdef Open* op
@@ -718,20 +770,21 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             q = s + 1 if c == 45 else s
             if q[0] == 48:
                 q += 1
+                stop = q[0]
             elif <uint8_t>(q[0] - 49) < 9:
-                q = ssmd_digits_end(q + 1)
+                q = ssmd_digits_end_b(q + 1, &stop)
             else:
                 fail = R_JSON
                 break
             esc = 0                 # for numbers: 1 when there is a fraction or an exponent
-            if q[0] == 46:
+            if stop == 46:
                 q += 1
                 if <uint8_t>(q[0] - 48) >= 10:
                     fail = R_JSON
                     break
-                q = ssmd_digits_end(q + 1)
+                q = ssmd_digits_end_b(q + 1, &stop)
                 esc = 1
-            if q[0] | 0x20 == 101:
+            if stop | 0x20 == 101:
                 q += 1
                 if q[0] == 43 or q[0] == 45:
                     q += 1
@@ -768,6 +821,16 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             s = q
         # ---- after a value: separators and closers, up to the next value or key
         if not goto_key:
+            # the common case first: ',' then the predicted '"name":' in the top-level object or msg
+            if s[0] == 44 and err == 0 and ((depth == 1 and ctype[1] == 123) or in_msg):
+                pe = _pred[row + prev]
+                ps = pe & 0xFF
+                if ps != NO_SLOT and _is_member(s + 1, pe >> 8, ps) and spans[ps].gen != gen:
+                    prev = ps
+                    spans[ps].gen = gen
+                    slot = ps if ps < S_COUNT_OF_SLOTS else NO_SLOT
+                    s = skip_ws(s + 1 + (pe >> 8))
+                    continue
             while True:
                 s = skip_ws(s)
                 if depth == 0:
@@ -802,24 +865,26 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                 continue
         # ---- a key at s, then ':'
         goto_key = False
-        if s[0] != 34:
-            fail = R_JSON
-            break
         slot = NO_SLOT
         if err == 0 and (depth == 1 or in_msg):
             pe = _pred[row + prev]
-            ln = pe >> 8
             ps = pe & 0xFF
-            if s[1 + ln] == 34 and ps != NO_SLOT and _is_name(s + 1, ln, ps) and spans[ps].gen != gen:
-                # the predicted name, unescaped and not seen before in this frame
-                q = s + 1 + ln
+            if ps != NO_SLOT and _is_member(s, pe >> 8, ps) and spans[ps].gen != gen:
+                # '"name":' of the predicted name, not seen before in this frame
                 prev = ps
                 spans[ps].gen = gen
                 if ps < S_COUNT_OF_SLOTS:
                     slot = ps
-            else:
-                q = _scan_key_slow(b, p, s, depth, &prev, row, &slot, &err, &fail)
+                s = skip_ws(s + (pe >> 8))
+                continue
+            if s[0] != 34:
+                fail = R_JSON
+                break
+            q = _scan_key_slow(b, p, s, depth, &prev, row, &slot, &err, &fail)
         else:
+            if s[0] != 34:
+                fail = R_JSON
+                break
             q = _scan_key_slow(b, p, s, depth, NULL, row, &slot, &err, &fail)
         if q == NULL:
             break

@@ -233,6 +233,8 @@ def test_utf8_bom_size_and_shapes():
         b'{"type":"ok"}\n', b'\r\n{"type":"ok"}\r\n', b'{"type":"ok"}\x00', b"NaN", b'{"type":"ok","x":NaN}',
         b'{"type":"ok","x":-Infinity}', b'{"type":"ok","x":01}', b'{"type":"ok","x":.5}', b'{"type":"ok","x":1.}',
         b'{"type":"ok","x":+1}', b"{'type':'ok'}", b'{"type":"ok"}//', b'{"type":"ok","x":"\t"}',
+        b'["x","type":"ok"]', b'[1,"type":"ok"]', b'[{"type":"ok"},"sid":1]',  # key-like bytes in arrays
+        frame("trade", '"yes":[1,"market_ticker":"KX"]'), frame("trade", '"x":[1],"market_ticker":"KX"'),
         big, big[:-2] + b'  "}', big + b" ", big + b"  ", big + b"   ", big[:-2] + b'x"}', b"[" * 1_048_577,
     ]
     assert_same(out)
