@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
-PYX    := $(shell find ssmd_fast -name '*.pyx' -o -name '*.pxd')
+PYX    := $(shell find ssmd_fast -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi')
 
 .DEFAULT_GOAL := help
 .PHONY: help install build test test-compiled test-python test-faults lint bench bench-long demo clean
