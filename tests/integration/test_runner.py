@@ -140,3 +140,41 @@ def test_demo_command_checks_the_whole_pipeline(tmp_path):
     again = subprocess.run([sys.executable, "-m", "ssmd_fast", "demo", "--data-dir", str(data)],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "is not empty" in again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigterm_under_overload_spills_and_the_next_run_replays_every_message(tmp_path):
+    # full speed: the connector reads far faster than JetStream acks, so SIGTERM finds messages unacked
+    with Pipeline(tmp_path, messages=400_000, rate=0, markets=12, stats_interval=1.0) as pipe:
+        pipe.start()
+        first = pipe.connector
+        wait_for(lambda: (m := first.metrics()) and m["ssmd_fast_subscribed"] == 3, 30, "3 subscribed shards")
+        time.sleep(0.5)
+        gone = first.stop(signal.SIGTERM, timeout=60)
+        assert gone.code == 0, first.log_text()[-3000:]
+        assert gone.report["spilled"] > 0 and gone.report["lost"] == 0
+        assert gone.report["acked"] + gone.report["spilled"] >= gone.report["published"]
+
+        # the same environment again: the spill is replayed with its original ids (the exchange's
+        # session is over by now, so the new connections only bring snapshots)
+        second = ConnectorProcess(pipe.env_file, tmp_path / "connector2.log", tmp_path / "report2.json",
+                                  pipe.cfg.metrics.host_port[1], first.environ).start()
+
+        def replayed():
+            m = second.metrics()
+            return m and m["ssmd_fast_subscribed"] == 3 and m["ssmd_fast_replayed_total"] > 0 and \
+                m.get("ssmd_fast_spill_pending_bytes", 0) == 0 and m["ssmd_fast_unacked"] == 0 and \
+                m["ssmd_fast_queue_bytes"] == 0
+
+        wait_for(replayed, 180, "the spill replayed and acked")
+        again = second.stop(signal.SIGTERM, timeout=60)
+        pipe.exchange.stop()
+        v = pipe.verify(pipe.read_stream(timeout=120))
+
+    print(f"\nrun 1: {gone.report['published']:,} published, {gone.report['acked']:,} acked, "
+          f"{gone.report['spilled']:,} spilled; shutdown {gone.report['shutdown_seconds']:.3f} s inside, "
+          f"{gone.stop_seconds:.3f} s to exit; run 2 acked {again.report['acked']:,}; stream {v.stream_messages:,}")
+    assert again.code == 0 and again.report["lost"] == 0
+    assert v.problems == []
+    assert v.stream_raw == v.stream_normalized == v.file_raw == v.sent > 0
