@@ -15,6 +15,8 @@ import os
 
 from ssmd_fast.errors import InvalidFrame
 
+include "_normalize_simd.pxi"
+include "_normalize_keys.pxi"
 include "_normalize_scan.pxi"
 include "_normalize_num.pxi"
 include "_normalize_rec.pxi"

@@ -1,0 +1,191 @@
+# Byte-parallel helpers of _normalize.pyx (included there): SSE2 on x86-64, 64-bit SWAR otherwise.
+# All of them may read up to 15 bytes past what they report: every buffer they see is padded.
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    static inline uint64_t ssmd_load64(const void* p) {
+        uint64_t w; memcpy(&w, p, 8);
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap64(w);
+    #endif
+        return w;
+    }
+    /* First byte at or after p that is '"', '\\\\', below 0x20 or above 0x7F (8 bytes per step; the
+       lowest flagged byte is exact: borrows only run upwards from a byte that is itself flagged). */
+    /* The low n bytes of a loaded word (n <= 8). */
+    static inline uint64_t ssmd_low_mask(size_t n) {
+        return n >= 8 ? ~(uint64_t)0 : ((((uint64_t)1) << (n * 8)) - 1);
+    }
+    static const char ssmd_pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    static const uint64_t ssmd_p10[20] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL,
+        1000000ULL, 10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL,
+        1000000000000ULL, 10000000000000ULL, 100000000000000ULL, 1000000000000000ULL,
+        10000000000000000ULL, 100000000000000000ULL, 1000000000000000000ULL,
+        10000000000000000000ULL};
+    /* Decimal digits of v written at w (digit count first, then pairs from the end: no copy). */
+    static inline char* ssmd_write_u64(char* w, uint64_t v) {
+        int t, n;
+        char* e;
+        if (v < 10) { *w = (char)('0' + v); return w + 1; }
+        t = ((64 - __builtin_clzll(v)) * 1233) >> 12;
+        n = t + (v >= ssmd_p10[t]);
+        e = w + n;
+        while (v >= 100) { e -= 2; memcpy(e, ssmd_pairs + (v % 100) * 2, 2); v /= 100; }
+        if (v >= 10) { e -= 2; memcpy(e, ssmd_pairs + v * 2, 2); } else { *--e = (char)('0' + v); }
+        return w + n;
+    }
+    /* Any byte of the n (<= 8) low bytes of w outside 0x21..0x7E or equal to '*' or '>'. */
+    static inline int ssmd_ticker_bad8(uint64_t w, size_t n) {
+        const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+        uint64_t m = ssmd_low_mask(n), a, b;
+        w = (w & m) | (0x4141414141414141ULL & ~m);        /* pad with 'A' */
+        a = w ^ (ones * 0x2A);
+        b = w ^ (ones * 0x3E);
+        return (((w - ones * 0x21) & ~w) | (w + ones) | w | ((a - ones) & ~a) | ((b - ones) & ~b)) & high ? 1 : 0;
+    }
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    /* First byte at or after p that is '"', '\\', below 0x20 or above 0x7F (16 bytes per step: the
+       signed compare with 0x20 catches both the control bytes and the non-ASCII ones). */
+    static inline const uint8_t* ssmd_str_stop(const uint8_t* p) {
+        const __m128i q = _mm_set1_epi8(0x22), b = _mm_set1_epi8(0x5C), c = _mm_set1_epi8(0x20);
+        for (;;) {
+            __m128i x = _mm_loadu_si128((const __m128i*)p);
+            int m = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)),
+                                                   _mm_cmplt_epi8(x, c)));
+            if (m) return p + __builtin_ctz((unsigned)m);
+            p += 16;
+        }
+    }
+    #else
+    /* The same, 8 bytes per step (the lowest flagged byte is exact: borrows only run upwards from a
+       byte that is itself flagged). */
+    static inline const uint8_t* ssmd_str_stop(const uint8_t* p) {
+        const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+        for (;;) {
+            uint64_t w = ssmd_load64(p);
+            uint64_t q = w ^ (ones * 0x22), b = w ^ (ones * 0x5C);
+            uint64_t m = (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & high;
+            if (m) return p + (__builtin_ctzll(m) >> 3);
+            p += 8;
+        }
+    }
+    #endif
+    /* Copy n bytes in 16-byte blocks: reads and writes up to 15 bytes past n. Only for buffers with
+       that much slack (every frame copy and output buffer here has it); short copies stay inline. */
+    static inline char* ssmd_copy(char* d, const void* src, size_t n) {
+        const char* s = (const char*)src;
+        char* e = d + n;
+        for (;;) {
+    #if defined(__SSE2__)
+            _mm_storeu_si128((__m128i*)d, _mm_loadu_si128((const __m128i*)s));
+    #else
+            uint64_t a, b; memcpy(&a, s, 8); memcpy(&b, s + 8, 8); memcpy(d, &a, 8); memcpy(d + 8, &b, 8);
+    #endif
+            if (n <= 16) return e;
+            d += 16; s += 16; n -= 16;
+        }
+    }
+    /* n (<= 16) ASCII zeros, written as 16. */
+    static inline char* ssmd_zeros(char* d, size_t n) {
+        memcpy(d, "0000000000000000", 16);
+        return d + n;
+    }
+    /* A decimal string's content s[0..n) with 1 <= n <= 16 (padded buffer): returns -1 unless it is
+       [0-9]+ or [0-9]+.[0-9]+; else the position of the '.' (n when none), and in *lz, *tz the counts of
+       leading and trailing '0' characters of the whole content. */
+    static inline int ssmd_dec16(const uint8_t* s, int n, int* lz, int* tz) {
+    #if defined(__SSE2__)
+        __m128i x = _mm_loadu_si128((const __m128i*)s);
+        unsigned valid = (1u << n) - 1, nd, dot, inv;
+        nd = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x30)),
+                                                      _mm_cmpgt_epi8(x, _mm_set1_epi8(0x39)))) & valid;
+        dot = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(0x2E))) & valid;
+        inv = ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(0x30))) & valid;
+    #else
+        unsigned valid = (1u << n) - 1, nd = 0, dot = 0, inv = 0;
+        int i;
+        for (i = 0; i < n; i++) {
+            nd |= (unsigned)(s[i] < 0x30 || s[i] > 0x39) << i;
+            dot |= (unsigned)(s[i] == 0x2E) << i;
+            inv |= (unsigned)(s[i] != 0x30) << i;
+        }
+    #endif
+        if (nd != dot || (dot & (dot - 1)) || (dot & 1) || (dot >> (n - 1)))
+            return -1;
+        *lz = inv ? __builtin_ctz(inv) : n;
+        *tz = inv ? n - 1 - (31 - __builtin_clz(inv)) : n;
+        return dot ? __builtin_ctz(dot) : n;
+    }
+    /* ssmd_str_stop, also telling (*quote) whether the byte found is the closing '"', from the masks
+       already computed (no reload of the byte on the common path). */
+    static inline const uint8_t* ssmd_str_stop_q(const uint8_t* p, int* quote) {
+    #if defined(__SSE2__)
+        const __m128i q = _mm_set1_epi8(0x22), b = _mm_set1_epi8(0x5C), c = _mm_set1_epi8(0x20);
+        for (;;) {
+            __m128i x = _mm_loadu_si128((const __m128i*)p);
+            unsigned mq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, q));
+            unsigned m = mq | (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, b), _mm_cmplt_epi8(x, c)));
+            if (m) { *quote = (mq & m & (0u - m)) != 0; return p + __builtin_ctz(m); }
+            p += 16;
+        }
+    #else
+        const uint8_t* r = ssmd_str_stop(p);
+        *quote = *r == 0x22;
+        return r;
+    #endif
+    }
+    /* The first byte at or after p that is not an ASCII digit, and (*stop) its value. */
+    static inline const uint8_t* ssmd_digits_end_b(const uint8_t* p, uint8_t* stop) {
+        for (;;) {
+            uint64_t w = ssmd_load64(p);
+            uint64_t m = ((w & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
+                       | (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL);
+            if (m) { int k = __builtin_ctzll(m) >> 3; *stop = (uint8_t)(w >> (k * 8)); return p + k; }
+            p += 8;
+        }
+    }
+    /* The first byte at or after p that is not an ASCII digit (8 bytes per step). */
+    static inline const uint8_t* ssmd_digits_end(const uint8_t* p) {
+        for (;;) {
+            uint64_t w = ssmd_load64(p);
+            uint64_t m = ((w & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
+                       | (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL);
+            if (m) return p + (__builtin_ctzll(m) >> 3);
+            p += 8;
+        }
+    }
+    /* Seeded hash of a key's unescaped bytes; reads whole 8-byte words (the buffers are padded). */
+    static inline uint64_t ssmd_key_hash(const uint8_t* s, size_t n, uint64_t seed) {
+        uint64_t h = seed ^ ((uint64_t)n * 0x9E3779B97F4A7C15ULL), w;
+        while (n > 8) {
+            w = ssmd_load64(s);
+            h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
+            h ^= h >> 31;
+            s += 8; n -= 8;
+        }
+        w = ssmd_load64(s);
+        if (n < 8) w &= (((uint64_t)1) << (n * 8)) - 1;
+        h = (h ^ w) * 0x94D049BB133111EBULL;
+        h ^= h >> 29;
+        h *= 0xBF58476D1CE4E5B9ULL;
+        return h ^ (h >> 32);
+    }
+    """
+    uint64_t ssmd_load64(const void* p) noexcept nogil
+    const uint8_t* ssmd_str_stop(const uint8_t* p) noexcept nogil
+    const uint8_t* ssmd_digits_end(const uint8_t* p) noexcept nogil
+    const uint8_t* ssmd_digits_end_b(const uint8_t* p, uint8_t* stop) noexcept nogil
+    const uint8_t* ssmd_str_stop_q(const uint8_t* p, int* quote) noexcept nogil
+    char* ssmd_copy(char* d, const void* src, size_t n) noexcept nogil
+    char* ssmd_zeros(char* d, size_t n) noexcept nogil
+    int ssmd_dec16(const uint8_t* s, int n, int* lz, int* tz) noexcept nogil
+    uint64_t ssmd_key_hash(const uint8_t* s, size_t n, uint64_t seed) noexcept nogil
+    uint64_t ssmd_low_mask(size_t n) noexcept nogil
+    char* ssmd_write_u64(char* w, uint64_t v) noexcept nogil
+    int ssmd_ticker_bad8(uint64_t w, size_t n) noexcept nogil
