@@ -8,7 +8,8 @@ deletions, truncation, splices, interesting values, duplicated members, escaped 
 Every frame goes through the compiled ``FrameBatch``; every ``--sample``-th one also through the
 Python twin, compared field by field. Workers are child processes, so a crash (a signal) is counted
 instead of ending the run. Reports executions, crashes, exceptions other than InvalidFrame,
-differences and RSS growth; writes the figures to benchmarks/results/fuzz_normalizer.json.
+differences and RSS growth (per chunk, and for the compiled path alone over the whole count in one
+batch); writes the figures to benchmarks/results/fuzz_normalizer.json.
 """
 
 from __future__ import annotations
@@ -205,6 +206,26 @@ def run_chunk(args: tuple) -> dict:
     return out
 
 
+def rss_check(args: tuple) -> dict:
+    """Compiled path only: `count` mutated frames through one FrameBatch (reset every 1000), RSS sampled
+    every tenth of the run; after warm-up the buffers stop growing, so a leak shows as a steady climb."""
+    seed, count = args
+    from ssmd_fast import _normalize as compiled
+
+    mut = Mutator(seed_frames(seed=seed), seed)
+    frames = [mut.frame() for _ in range(20_000)]      # mutated once; the run cycles over them
+    batch = compiled.FrameBatch()
+    samples = []
+    for i in range(count):
+        if len(batch) >= 1000:
+            batch.reset()
+        batch.add(frames[i % len(frames)])
+        if i % (count // 10) == 0:
+            samples.append(rss_kib())
+    samples.append(rss_kib())
+    return {"frames": count, "rss_kib_samples": samples, "growth_after_first_tenth_kib": samples[-1] - samples[1]}
+
+
 def fuzz(frames: int, seed: int, sample: int, workers: int, chunk: int = 100_000,
          batch_size: int = 1000) -> dict:
     """Run `frames` mutated frames in child processes; a child killed by a signal counts as a crash."""
@@ -241,9 +262,9 @@ def fuzz(frames: int, seed: int, sample: int, workers: int, chunk: int = 100_000
     return total
 
 
-def _child(job, conn):
+def _child(job, conn, fn=None):
     try:
-        conn.send(run_chunk(job))
+        conn.send((fn or run_chunk)(job))
     except EOFError:  # pragma: no cover - the parent went away
         pass
     finally:
@@ -259,10 +280,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=str(RESULTS / "fuzz_normalizer.json"))
     a = ap.parse_args(argv)
     total = fuzz(a.frames, a.seed, a.sample, a.workers)
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=((a.seed, a.frames), child, rss_check))
+    proc.start()
+    child.close()
+    total["compiled_only_rss"] = parent.recv() if parent.poll(None) else None
+    proc.join()
+    if proc.exitcode != 0:
+        total["crashes"] += 1
     print(f"executions {total['executions']:,}  crashes {total['crashes']}  "
           f"non-InvalidFrame exceptions {total['exceptions']}  differences {total['differences']} "
           f"of {total['compared']:,} compared  RSS growth {total['rss_growth_kib_max']} KiB  "
           f"({total['seconds']} s)")
+    rss = total["compiled_only_rss"] or {}
+    print(f"compiled only, one batch, {rss.get('frames', 0):,} frames: RSS {rss.get('rss_kib_samples')} KiB, "
+          f"growth after the first tenth {rss.get('growth_after_first_tenth_kib')} KiB")
     for ex in total["examples"]:
         print("  example:", json.dumps(ex)[:600])
     if a.json:
