@@ -7,6 +7,8 @@
 - `orjson_normalize` / `stdlib_normalize`: loads into dicts, the same exact conversions, then
   `orjson.dumps` (numbers as `orjson.Fragment`) or the record text joined from `json.dumps` strings.
 
+All three memoize the decimal conversions (a session repeats the same price strings constantly).
+
 All three produce the same record bytes as ssmd_fast for the frames they model (compare_normalizers
 checks it over its corpus). What they do not model (control and other frames, unusual number forms,
 anything invalid; for the dict paths also snapshots and lifecycles, whose metadata must be copied as
@@ -341,15 +343,43 @@ def _raw(text: str) -> Raw:
     return Raw(text.encode())
 
 
+# Memoized conversions: prices and sizes repeat constantly in a session (bounded; cleared when full).
+_PRICE_RAW: dict[str, Raw] = {}
+_QTY_RAW: dict[str, Raw] = {}
+_CENT_RAW = [_raw(c) for c in _CENT_TEXT]
+
+
+def _memo(cache: dict, conv, s: str) -> Raw:
+    r = cache.get(s)
+    if r is None:
+        if len(cache) > 200_000:
+            cache.clear()
+        r = cache[s] = _raw(conv(s))
+    return r
+
+
+_PRICE_TXT: dict[str, str] = {}
+_QTY_TXT: dict[str, str] = {}
+
+
+def _memo_text(cache: dict, conv, s: str) -> str:
+    r = cache.get(s)
+    if r is None:
+        if len(cache) > 200_000:
+            cache.clear()
+        r = cache[s] = conv(s)
+    return r
+
+
 def _opt_price(dollars: str | None, cents: int | None) -> Raw | None:
     if dollars:
-        return _raw(price(dollars))
-    return None if cents is None else _raw(_CENT_TEXT[cents])
+        return _memo(_PRICE_RAW, price, dollars)
+    return None if cents is None else _CENT_RAW[cents]
 
 
 def _qty(fp: str | None, legacy: int | None) -> Raw | None:
     if fp is not None:
-        return _raw(canon(fp))
+        return _memo(_QTY_RAW, canon, fp)
     return None if legacy is None else _raw(str(legacy))
 
 
@@ -456,7 +486,7 @@ def _dict_fields(o: dict, num, text) -> list:
             return None
         if type(v) is not str:
             raise Fallback
-        return num(price(v))
+        return num(_memo_text(_PRICE_TXT, price, v))
 
     def cents(k):
         v = g(k)
@@ -471,7 +501,7 @@ def _dict_fields(o: dict, num, text) -> list:
         if v is not None:
             if type(v) is not str:
                 raise Fallback
-            return num(canon(v))
+            return num(_memo_text(_QTY_TXT, canon, v))
         v = g(legacy) if legacy else None
         if v is None:
             return None
