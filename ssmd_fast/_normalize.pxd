@@ -77,7 +77,7 @@ cdef struct Span:
     uint32_t start      # first byte of the value (the opening quote of a string)
     uint32_t end        # one past its last byte
     uint8_t kind        # J_* value kind
-    uint8_t esc         # a string holding at least one backslash escape
+    uint8_t esc         # string: holds a backslash escape; number: has a fraction or an exponent
 
 # One key of an open object: hash of its unescaped bytes, and where its raw text is.
 cdef struct KeyRef:
