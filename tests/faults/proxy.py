@@ -261,6 +261,8 @@ class FaultProxy:
         self._handlers.add(task)
         try:
             await conn.run()
+        except asyncio.CancelledError:     # close() ends the handlers; not an error of the flow
+            pass
         finally:
             self._handlers.discard(task)
 

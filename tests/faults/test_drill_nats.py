@@ -1,0 +1,444 @@
+"""Fault drills on the NATS side (nats-facts §8 F1, F3-F7): the in-process connector (``Runner``) fed by
+the local exchange, publishing through the fault proxy into a real nats-server; the fault in the
+middle of the stream; then the stream and the files read back and compared with every frame sent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+import uvloop
+from proxy import UP
+from rig import CorePublishRunner, Figures, LoopLagProbe, Rig, stream_figures, wait_for
+
+from ssmd_fast.sinks.natsconn import Endpoint
+from ssmd_fast.sinks.stream import provision
+
+pytestmark = [pytest.mark.fault, pytest.mark.integration]
+
+RATE = 4000           # exchange events/s; every event is a raw and a normalized message (8,000 msgs/s)
+OUTAGE = float(os.environ.get("SSMD_FAST_DRILL_OUTAGE", "60"))   # F3, seconds (CI sets it shorter)
+
+
+def reordered(messages, prefix: str) -> int:
+    """Stored messages whose seq is below an earlier one of the same (conn, sid, form): out of order."""
+    last: dict[tuple, int] = {}
+    n = 0
+    for m in messages:
+        if not m.subject.startswith(prefix + ".") or ".events." in m.subject or not m.msg_id:
+            continue
+        parts = m.msg_id.split(":")
+        if len(parts) != 5 or parts[1] == "trade" or parts[3].startswith("n"):
+            continue
+        key, seq = (parts[1], parts[2], parts[4]), int(parts[3])
+        if seq < last.get(key, 0):
+            n += 1
+        last[key] = max(seq, last.get(key, 0))
+    return n
+
+
+class Watch:
+    """Polls a condition on the connector's loop and notes when it first turned true."""
+
+    def __init__(self, pred, period: float = 0.005):
+        self.pred, self.period = pred, period
+        self.at: float | None = None
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self.pred():
+            await asyncio.sleep(self.period)
+        self.at = time.monotonic()
+
+
+async def provision_for(cfg) -> None:
+    await provision(cfg.transport, Endpoint.from_config(cfg.transport))
+
+
+def run(coro):
+    return uvloop.run(coro)
+
+
+# --------------------------------------------------------------------------- F1 kill -9
+
+
+async def _kill9(rig: Rig, down: float, core: bool) -> tuple:
+    loop = asyncio.get_running_loop()
+    if core:
+        cfg = rig.config()
+        await provision_for(cfg)
+        conn = await rig.connector(runner_cls=CorePublishRunner)
+    else:
+        conn = await rig.connector()
+    pub = conn.publisher
+    await wait_for(lambda: pub.stats()["sent"] > 3 * RATE, 20, "a steady flow")
+    d0 = pub.stats()["disconnects"]
+    lost_conn = Watch(lambda: pub.stats()["disconnects"] > d0)
+    t_kill = time.monotonic()
+    await loop.run_in_executor(None, rig.nats.kill)
+    await asyncio.sleep(max(0.0, down - (time.monotonic() - t_kill)))
+    await loop.run_in_executor(None, rig.nats.start)
+    t_up = time.monotonic()
+    back = Watch(lambda: pub.conn is not None and pub.stats()["connects"] >= 2)
+    await wait_for(lambda: back.at, 15, "the reconnect")
+    await wait_for(lambda: rig.exchange_finished(len(conn.sessions)), 60, "the exchange's whole session")
+    if core:
+        await asyncio.sleep(1.0)     # no acks to wait for: give the last writes time to land
+    else:
+        await conn.wait_caught_up(rig, 60)
+    report = await conn.stop()
+    stats = pub.stats()
+    rig.stop_exchange()
+    messages = await rig.read_stream()
+    v = rig.verify(messages, files=not core)
+    detection = (lost_conn.at - t_kill) if lost_conn.at else None
+    return report, stats, messages, v, detection, back.at - t_up
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("down", [1.0, 3.0])
+def test_f1_kill9_nats_server(tmp_path, down):
+    events = int(RATE * (down + 6))
+    with Rig(tmp_path, events=events, rate=RATE) as rig:
+        rig.start()
+        report, st, messages, v, detection, recovery = run(_kill9(rig, down, core=False))
+        fig = stream_figures(f"F1 kill -9 nats-server {down:g} s", v, st, **{
+            "dup-acks": st["duplicates"], "reordered": reordered(messages, rig.prefix),
+            "reconnect after restart s": recovery, "spilled": st["spilled"],
+            "rate msgs/s": 2 * RATE})
+        fig.detection = detection
+        fig.emit()
+    assert v.problems == [], v.problems
+    assert fig.lost == 0 and fig.duplicated == 0 and fig.sent == fig.stored
+    assert report.exit_code == 0 and report.lost == 0
+    assert fig.extra["reordered"] <= 1
+
+
+@pytest.mark.timeout(120)
+def test_f1_control_core_publish_loses_on_kill9(tmp_path):
+    """The control: the same kill -9 with core publish (no acks, no resend) loses messages silently."""
+    with Rig(tmp_path, events=int(RATE * 7), rate=RATE) as rig:
+        rig.start()
+        report, st, messages, v, detection, recovery = run(_kill9(rig, 1.0, core=True))
+        fig = stream_figures("F1 control: core publish, kill -9 1 s", v, st, **{
+            "reconnect after restart s": recovery, "lost reported by the connector": report.lost})
+        fig.detection = detection
+        fig.emit()
+    assert fig.lost > 0, "the control should show the fault bites"
+
+
+def check_clean_feed(report) -> None:
+    """NATS drills leave the exchange side alone: no gap, no reconnect, nothing invalid."""
+    assert report.gaps == 0 and report.reconnects == 0 and report.invalid == 0, report
+
+
+# --------------------------------------------------------------------------- F3 a long outage
+
+
+@pytest.mark.timeout(180 + 3 * OUTAGE)
+def test_f3_nats_away_spills_and_replays(tmp_path):
+    rate = 2000
+    with Rig(tmp_path, events=int(rate * (OUTAGE + 8)), rate=rate) as rig:
+        rig.start()
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            # a small memory tier, so the outage goes to the spill file well before it ends
+            conn = await rig.connector({"transport": {"memory_queue_bytes": "1MiB"}})
+            pub = conn.publisher
+            await wait_for(lambda: pub.stats()["acked"] > 2 * rate, 20, "a steady flow")
+            await loop.run_in_executor(None, rig.nats.kill)
+            t_down = time.monotonic()
+            peak = 0
+            while time.monotonic() - t_down < OUTAGE:
+                await asyncio.sleep(0.25)
+                peak = max(peak, pub.spill.pending_bytes)
+            captured = pub.stats()["published"]
+            await loop.run_in_executor(None, rig.nats.start)
+            t_up = time.monotonic()
+            await wait_for(lambda: pub.store == "memory" and not pub.spill.pending_records, 120, "the replay")
+            replay = time.monotonic() - t_up
+            await conn.wait_caught_up(rig, 60)
+            report = await conn.stop()
+            st = pub.stats()
+            rig.stop_exchange()
+            messages = await rig.read_stream()
+            return report, st, messages, peak, replay, captured
+
+        report, st, messages, peak, replay, captured = run(main())
+        v = rig.verify(messages)
+        fig = stream_figures(f"F3 NATS away {OUTAGE:g} s", v, st, **{
+            "spilled msgs": st["spilled"], "spilled MB": peak / 1e6, "replayed": st["replayed"],
+            "replay s": replay, "reordered": reordered(messages, rig.prefix),
+            "spill events": len(rig.events_in(messages, "spill"))}).emit()
+    assert v.problems == [], v.problems
+    assert fig.lost == 0 and fig.duplicated == 0 and st["spilled"] > 0 and st["replayed"] >= st["spilled"] - 1
+    assert report.exit_code == 0
+    check_clean_feed(report)
+
+
+# --------------------------------------------------------------------------- F4 silent partition
+
+
+async def _partition(rig: Rig, seconds: float, core: bool) -> tuple:
+    if core:
+        await provision_for(rig.config())
+        conn = await rig.connector(runner_cls=CorePublishRunner)
+    else:
+        conn = await rig.connector()
+    pub = conn.publisher
+    await wait_for(lambda: pub.stats()["sent"] > 3 * RATE, 20, "a steady flow")
+    d0 = pub.stats()["disconnects"]
+    lost_conn = Watch(lambda: pub.stats()["disconnects"] > d0)
+    t0 = time.monotonic()
+    rig.nats_proxy.blackhole()              # no FIN, no RST: new connections vanish too
+    await asyncio.sleep(seconds)
+    rig.nats_proxy.pass_through()
+    t_heal = time.monotonic()
+    back = Watch(lambda: pub.conn is not None and pub.stats()["connects"] >= 2)
+    await wait_for(lambda: back.at, 20, "the reconnect after the partition")
+    await wait_for(lambda: rig.exchange_finished(len(conn.sessions)), 60, "the exchange's whole session")
+    if core:
+        await asyncio.sleep(1.0)
+    else:
+        await conn.wait_caught_up(rig, 60)
+    report = await conn.stop()
+    st = pub.stats()
+    rig.stop_exchange()
+    messages = await rig.read_stream()
+    detection = (lost_conn.at - t0) if lost_conn.at else None
+    return report, st, messages, detection, back.at - t_heal
+
+
+@pytest.mark.timeout(180)
+def test_f4_silent_partition_is_detected_and_loses_nothing(tmp_path):
+    with Rig(tmp_path, events=int(RATE * 12), rate=RATE) as rig:
+        rig.start()
+        report, st, messages, detection, recovery = run(_partition(rig, 5.0, core=False))
+        v = rig.verify(messages)
+        fig = stream_figures("F4 silent partition 5 s (blackhole)", v, st, **{
+            "dup-acks": st["duplicates"], "watchdog reconnects": st["watchdog_reconnects"],
+            "reconnect after heal s": recovery, "reordered": reordered(messages, rig.prefix)})
+        fig.detection = detection
+        fig.emit()
+    assert v.problems == [], v.problems
+    assert fig.lost == 0 and fig.duplicated == 0
+    assert detection is not None and detection <= 3.0, f"partition detected after {detection} s"
+    check_clean_feed(report)
+
+
+@pytest.mark.timeout(180)
+def test_f4_control_core_publish_loses_during_a_partition(tmp_path):
+    with Rig(tmp_path, events=int(RATE * 12), rate=RATE) as rig:
+        rig.start()
+        report, st, messages, detection, recovery = run(_partition(rig, 5.0, core=True))
+        v = rig.verify(messages, files=False)
+        fig = stream_figures("F4 control: core publish, partition 5 s", v, st, **{
+            "reconnect after heal s": recovery, "lost reported by the connector": report.lost})
+        fig.detection = detection
+        fig.emit()
+    assert fig.lost > 0, "the control should show the fault bites"
+
+
+# --------------------------------------------------------------------------- F5 slow NATS
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("shape", ["latency 200 ms", "throttle 1 MB/s"])
+def test_f5_slow_nats_never_slows_the_websocket_reader(tmp_path, shape):
+    rate = 2000           # 4,000 msgs/s, about 1.4 MB/s of HPUB frames: more than the throttle lets through
+    with Rig(tmp_path, events=int(rate * 14), rate=rate) as rig:
+        rig.start()
+
+        async def main():
+            conn = await rig.connector()
+            pub = conn.publisher
+            await wait_for(lambda: pub.stats()["acked"] > rate, 20, "a steady flow")
+            if shape.startswith("latency"):
+                rig.nats_proxy.latency(0.2)               # both ways: +400 ms per round trip
+            else:
+                rig.nats_proxy.throttle(1_000_000, UP)     # client -> server
+            # from here on the test makes no blocking call into the proxy's thread (that would stall this loop)
+            probe = LoopLagProbe().start()
+            depth, age = 0, 0.0
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 8.0:
+                await asyncio.sleep(0.05)
+                depth = max(depth, pub.ring.queued + pub.ring.inflight)
+                oldest = pub.ring.oldest_unacked_sent()
+                if oldest:
+                    age = max(age, time.monotonic() - oldest)
+            probe.stop()
+            rig.nats_proxy.pass_through()
+            await conn.wait_caught_up(rig, 90)
+            report = await conn.stop()
+            st = pub.stats()
+            rig.stop_exchange()
+            return report, st, await rig.read_stream(), probe, depth, age
+
+        report, st, messages, probe, depth, age = run(main())
+        v = rig.verify(messages)
+        fig = stream_figures(f"F5 slow NATS ({shape})", v, st, **{
+            "loop lag p99 ms": probe.quantile(0.99) * 1000, "loop lag max ms": probe.max * 1000,
+            "oldest unacked max s": age, "max queue depth": depth, "resent during": st["resent"],
+            "spilled": "Y" if st["spilled"] else "N"}).emit()
+    assert v.problems == [], v.problems
+    assert fig.lost == 0 and fig.duplicated == 0
+    assert probe.max < 0.1, f"the loop lagged {probe.max * 1000:.0f} ms"
+    check_clean_feed(report)
+
+
+# --------------------------------------------------------------------------- F6 NATS down at start
+
+
+@pytest.mark.timeout(120)
+def test_f6_nats_down_at_start_capture_starts_at_once(tmp_path):
+    down = 8.0
+    with Rig(tmp_path, events=int(RATE * (down + 5)), rate=RATE) as rig:
+        rig.start(nats_up=False)
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            t0 = time.monotonic()
+            conn = await rig.connector(subscribed_timeout=None)
+            pub = conn.publisher
+            await wait_for(lambda: conn.totals()["records"] > 0, 10, "the first record")
+            first_record = time.monotonic() - t0
+            await asyncio.sleep(max(0.0, down - (time.monotonic() - t0)))
+            captured = pub.stats()["published"]
+            assert pub.stats()["acked"] == 0
+            await loop.run_in_executor(None, rig.nats.start)
+            t_up = time.monotonic()
+            await wait_for(lambda: pub.stats()["acked"] > 0, 20, "the first ack")
+            first_ack = time.monotonic() - t_up
+            await conn.wait_caught_up(rig, 60)
+            report = await conn.stop()
+            st = pub.stats()
+            rig.stop_exchange()
+            return report, st, await rig.read_stream(), first_record, first_ack, captured
+
+        report, st, messages, first_record, first_ack, captured = run(main())
+        v = rig.verify(messages)
+        fig = stream_figures(f"F6 NATS down at start for {down:g} s", v, st, **{
+            "first record after start s": first_record, "first ack after NATS up s": first_ack,
+            "captured during the outage": captured, "spilled": st["spilled"]}).emit()
+    assert v.problems == [], v.problems
+    assert fig.lost == 0 and fig.duplicated == 0 and captured > RATE * (down - 3)
+    assert first_record < 2.0
+    check_clean_feed(report)
+
+
+# --------------------------------------------------------------------------- F7 rejections
+
+
+def dead_letters(rig: Rig) -> list[tuple[bytes, bytes, bytes]]:
+    from ssmd_fast.sinks.spill import SpillFile
+
+    with SpillFile(rig.spill / "dead-letter", max_bytes=2**34) as dead:
+        return dead.read(dead.pending_records)
+
+
+async def _rejections(rig: Rig, overrides: dict, during=None) -> tuple:
+    conn = await rig.connector(overrides)
+    pub = conn.publisher
+    if during is not None:
+        await during(conn)
+    await wait_for(lambda: rig.exchange_finished(len(conn.sessions)), 60, "the exchange's whole session")
+    t_end = time.monotonic()
+    # no hung state: within the ack deadline + 1 s nothing is in flight or queued
+    await wait_for(lambda: pub.ring.inflight == 0 and pub.ring.queued == 0 and not pub.spill.pending_records,
+                   pub.cfg.retry_horizon + pub.cfg.ack_timeout + 1.0, "nothing left in flight")
+    settled = time.monotonic() - t_end
+    report = await conn.stop()
+    st = pub.stats()
+    rig.stop_exchange()
+    return report, st, await rig.read_stream(), settled
+
+
+def _accounting(rig, name, st, messages, settled, **extra):
+    """Every message the connector took is stored or dead-lettered, exactly once."""
+    dead = dead_letters(rig)
+    stored_ids = {m.msg_id for m in messages}
+    dead_ids = {d[1].decode() for d in dead}
+    fig = Figures(name, sent=st["published"], stored=len(messages), resent=st["resent"],
+                  lost=st["published"] - len(messages) - len(dead),
+                  duplicated=len(messages) - len(stored_ids) + len(stored_ids & dead_ids),
+                  extra={"rejected": sum(st["rejected"].values()), "dead-lettered": len(dead),
+                         "by kind": ",".join(f"{k}={n}" for k, n in sorted(st["rejected"].items())) or "-",
+                         "settled after the last frame s": settled, **extra})
+    return fig.emit(), dead
+
+
+@pytest.mark.timeout(120)
+def test_f7_stream_full_with_discard_new_is_dead_lettered(tmp_path):
+    import nats
+    from nats.js import api
+
+    from ssmd_fast.sinks.stream import wanted_config
+
+    cap = 5000
+    with Rig(tmp_path, events=int(RATE * 4), rate=RATE) as rig:
+        rig.start()
+
+        async def main():
+            cfg = rig.config()
+            want = wanted_config(cfg.transport)
+            want.max_msgs, want.discard = cap, api.DiscardPolicy.NEW
+            nc = await nats.connect(rig.nats.url)
+            await nc.jetstream().add_stream(want)
+            await nc.close()
+            return await _rejections(rig, {"transport": {"provision": "verify"}})
+
+        report, st, messages, settled = run(main())
+        fig, dead = _accounting(rig, "F7 stream full (max_msgs 5000, discard new)", st, messages, settled)
+    assert len(messages) == cap
+    assert fig.lost == 0 and fig.duplicated == 0
+    assert st["rejected"] == {"stream_full": len(dead)} and len(dead) == st["published"] - cap
+    assert report.lost == 0 and report.exit_code == 0
+
+
+@pytest.mark.timeout(120)
+def test_f7_permission_violation_is_dead_lettered(tmp_path, monkeypatch):
+    conf = ('authorization { users = [ { user: "ssmd", password: "drill-pw", permissions: { '
+            'publish: { allow: [">"], deny: ["drill.kalshi.norm.trade.>"] } } } ] }')
+    monkeypatch.setenv("SSMD_DRILL_NATS_PW", "drill-pw")
+    with Rig(tmp_path, events=int(RATE * 4), rate=RATE, nats_config=conf) as rig:
+        rig.start()
+        rig.reader_auth = "ssmd:drill-pw@"
+        report, st, messages, settled = run(_rejections(
+            rig, {"transport": {"auth": {"user": "ssmd", "password_env": "SSMD_DRILL_NATS_PW"}}}))
+        fig, dead = _accounting(rig, "F7 permission violation (norm.trade denied)", st, messages, settled)
+    trades = sum(1 for d in dead if d[0].startswith(b"drill.kalshi.norm.trade."))
+    assert trades == len(dead) > 0 and st["rejected"] == {"permissions": len(dead)}
+    assert not any(m.subject.startswith("drill.kalshi.norm.trade.") for m in messages)
+    assert fig.lost == 0 and fig.duplicated == 0
+    assert report.lost == 0 and report.exit_code == 0
+
+
+@pytest.mark.timeout(120)
+def test_f7_stream_changed_under_the_connector_is_dead_lettered_after_the_retry_horizon(tmp_path):
+    """Someone edits the stream mid-run so it no longer stores the normalized subjects: no responders."""
+    import nats
+
+    with Rig(tmp_path, events=int(RATE * 5), rate=RATE) as rig:
+        rig.start()
+
+        async def narrow(conn):
+            await wait_for(lambda: conn.publisher.stats()["acked"] > RATE, 20, "a steady flow")
+            nc = await nats.connect(rig.nats.url)
+            js = nc.jetstream()
+            info = await js.stream_info(rig.stream)
+            info.config.subjects = [f"{rig.prefix}.json.>", f"{rig.prefix}.events.>"]
+            await js.update_stream(info.config)
+            await nc.close()
+
+        report, st, messages, settled = run(_rejections(
+            rig, {"transport": {"retry_horizon": "3s", "ack_timeout": "1s"}}, during=narrow))
+        fig, dead = _accounting(rig, "F7 wrong stream (norm subjects dropped mid-run)", st, messages, settled,
+                                **{"no responders": st["no_responders"]})
+    assert len(dead) > 0 and st["rejected"] == {"no_stream": len(dead)}
+    assert all(d[0].startswith(b"drill.kalshi.norm.") for d in dead)
+    assert fig.lost == 0 and fig.duplicated == 0
+    assert report.lost == 0 and report.exit_code == 0
