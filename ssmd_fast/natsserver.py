@@ -68,6 +68,14 @@ class NatsServer:
     def start(self, timeout: float = 10.0) -> NatsServer:
         if self.proc is not None and self.proc.poll() is None:
             return self
+        with socket.socket() as probe:  # never mistake another server on this port for ours
+            # SO_REUSEADDR as the server itself uses: TIME_WAIT leftovers of a restart are fine,
+            # a live listener is not (Linux refuses the bind then)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as exc:
+                raise SsmdError(f"cannot start nats-server: {self.host}:{self.port} is in use ({exc.strerror})")
         conf = self._write_config()
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen([find_nats_server(), "-c", str(conf)], stdout=log, stderr=log,

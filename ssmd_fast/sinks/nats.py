@@ -114,6 +114,7 @@ class JetStreamPublisher:
         self._replay_loaded = 0                # spill records in the ring, not yet consumed
         self._no_resp: set[int] = set()        # pseqs answered "no responders" (no stream for them)
         self._closing = False
+        self._stopping = False                 # close() is cancelling the background tasks
         self._closed = False
         self._tasks: list[asyncio.Task] = []
         self._lost = asyncio.Event()
@@ -213,13 +214,16 @@ class JetStreamPublisher:
             elif self.clock() > grace:
                 break
             await asyncio.sleep(0.005)
+        self._stopping = True
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # the tasks end here; their errors were logged
-                pass
+        self._lost.set()  # wakes _run even if a swallowed cancel left it waiting on a live connection
+        done, stuck = await asyncio.wait(self._tasks, timeout=1.0)
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("publisher task %s ended with %r", t.get_name(), t.exception())
+        if stuck:  # never let a stuck task hold the shutdown: report it and go on spilling
+            log.error("publisher tasks did not stop within 1 s: %s", ", ".join(t.get_name() for t in stuck))
         if self.conn is not None:
             self.conn.close("publisher closed")
             self.conn = None
@@ -457,6 +461,11 @@ class JetStreamPublisher:
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 attempt += 1
                 continue
+            if self._stopping:
+                # Python 3.11's wait_for can swallow close()'s cancel when the connect completes at the
+                # same moment: never serve a connection opened during close (it would hang close()).
+                conn.close("publisher closing")
+                return
             backoff = BACKOFF_INITIAL
             self._on_connected(conn)
             await self._lost.wait()
