@@ -25,9 +25,10 @@ from ssmd_fast._normalize cimport (
     FrameEntry,
 )
 
-from ssmd_fast._sequencer_py import ResyncTracker
+from ssmd_fast._sequencer_py import REGRESSED, ResyncTracker
 
 IMPLEMENTATION = "cython"
+cdef int64_t REGRESSED_SEQ = REGRESSED
 
 # mirrors C_* of _sequencer_py.py
 cdef enum:
@@ -157,6 +158,12 @@ cdef class Sequencer:
             last = st.last
             seq = e.seq
             if last != 0 and seq <= last:
+                if seq < last and last != REGRESSED_SEQ:     # the numbering went back: see _sequencer_py.py
+                    if time_ns == 0:
+                        time_ns = event_time(batch)
+                    self.gaps += 1
+                    tracker.regression(e.sid, st.cls, market_of(batch, e), last, seq, time_ns)
+                    st.last = REGRESSED_SEQ
                 e.flags |= F_DUPLICATE
                 self.duplicates += 1
                 continue

@@ -4,7 +4,10 @@ Kalshi numbers the frames of each subscription (sid) 1, 2, 3, ... On an order bo
 frame means the book is wrong: its books are marked invalid, their deltas are flagged
 F_SUPPRESSED until a fresh snapshot of that market arrives, and a ``get_snapshot`` request goes
 to the protocol core. On trade and lifecycle sids a gap is reported and nothing is suppressed.
-Duplicates and regressions (``seq <= last``) are flagged F_DUPLICATE and counted.
+A duplicate (``seq == last``) is flagged F_DUPLICATE and counted. A regression (``seq < last``) means
+the subscription's numbering went back: a gap event is emitted, that sid's frames are dropped (flagged
+F_DUPLICATE) for the rest of the connection and ``tracker.reconnect`` asks the session for a new
+connection (message ids ``{conn}:{sid}:{seq}`` must never repeat, and its books need fresh snapshots).
 
 ``ResyncTracker`` is the rare path (gaps, snapshots, invalid books); both implementations share it,
 so the compiled one only differs on the per-frame walk.
@@ -35,6 +38,7 @@ IMPLEMENTATION = "python"
 # what a sid carries, learned from its first sequenced frame
 C_UNKNOWN, C_BOOK, C_TRADE, C_LIFECYCLE = 0, 1, 2, 3
 CLASS_NAMES = ("other", "orderbook", "trade", "lifecycle")
+REGRESSED = 1 << 62     # the ``last`` of a sid whose seq went back: every later frame is below it
 
 
 def class_of(kind: int) -> int:
@@ -62,6 +66,7 @@ class ResyncTracker:
         self.snapshot_requests: list[tuple[int, tuple[str, ...]]] = []
         self.resynced_sids: list[int] = []
         self.resyncs = 0
+        self.reconnect: str | None = None               # why the session must reconnect (seq regression)
 
     def snapshot(self, sid: int, market: str, seq: int, time_ns: int) -> bool:
         """A snapshot arrived; True when it made every book of an invalid ``sid`` valid again."""
@@ -105,6 +110,14 @@ class ResyncTracker:
         self.events.append(StatusEvent(
             "gap", self.conn, time_ns, market=market, sid=sid, last_seq=last or None, received_seq=seq,
             detail=f"{CLASS_NAMES[cls]}: {missing} frame(s) missing"))
+
+    def regression(self, sid: int, cls: int, market: str | None, last: int, seq: int, time_ns: int) -> None:
+        """``seq`` < ``last`` on ``sid``: report it; the session reconnects (see the module docstring)."""
+        self.reconnect = f"seq regression on sid {sid}: {last} -> {seq}"
+        self.events.append(StatusEvent(
+            "gap", self.conn, time_ns, market=market, sid=sid, last_seq=last, received_seq=seq,
+            detail=f"{CLASS_NAMES[cls]} seq regression {last} -> {seq}: the sid's frames are dropped "
+                   f"until the session reconnects"))
 
     def take(self) -> tuple[list[StatusEvent], list[tuple[int, tuple[str, ...]]], list[int]]:
         """The events, snapshot requests and resynced sids since the last call."""
@@ -179,6 +192,11 @@ class Sequencer:
                 st.cls = class_of(kind)
             last = st.last
             if last and seq <= last:
+                if seq < last and last != REGRESSED:
+                    self.gaps += 1
+                    tracker.regression(sid, st.cls, _market(batch, i), last, seq,
+                                       time_ns or batch.recv_ts or time.time_ns())
+                    st.last = REGRESSED
                 batch.set_flag(i, F_DUPLICATE)
                 self.duplicates += 1
                 continue

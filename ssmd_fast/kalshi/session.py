@@ -120,7 +120,7 @@ class KalshiSession:
         """Connect, serve, reconnect with backoff; returns once ``close()`` was called."""
         while not self._closing:
             try:
-                transport, _ = await asyncio.wait_for(
+                transport, listener = await asyncio.wait_for(
                     ws_connect(self._make_listener, self.url, ssl_context=self.ssl_context,
                                extra_headers=self.credentials.websocket_headers(),
                                websocket_handshake_timeout=self.handshake_timeout,
@@ -139,6 +139,13 @@ class KalshiSession:
             if self._closing:       # close() was called while the handshake was in flight
                 transport.disconnect()
                 break
+            if listener is None:    # picows returns (transport, None) when the peer closed during the handshake
+                transport.disconnect()
+                self.last_error = "connection closed during the WebSocket handshake"
+                delay, actions = self.core.on_connect_failed(Failure.REFUSED, self.last_error, time.monotonic())
+                self._apply(actions)
+                await self._sleep(delay)
+                continue
             try:
                 await self._serve(transport)
             except asyncio.CancelledError:
@@ -252,7 +259,9 @@ class KalshiSession:
                 self._subscribed.set()
             if core.unsubscribed_all:
                 self._unsubscribed.set()
+        reconnect = None
         if pending:
+            reconnect = seq.tracker.reconnect       # set by a seq regression (rare: only with events)
             events, requests, resynced = seq.take()
             for ev in events:
                 self._emit(ev)
@@ -269,6 +278,9 @@ class KalshiSession:
             except Exception:      # one broken sink must not take the feed down for the others
                 self.sink_errors += 1
                 log.exception("[shard %s] sink %r failed on a batch", self.shard, sink)
+        if reconnect:              # only a new connection gives the sid fresh message ids and books
+            seq.tracker.reconnect = None
+            self._apply([Log(logging.WARNING, f"{reconnect}; reconnecting"), Reconnect(reconnect)])
 
     def swap_batch(self):
         """Hand the listener's current batch away (the caller owns it) and give it a fresh one."""

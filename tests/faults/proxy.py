@@ -5,6 +5,7 @@
     proxy.pause(UP); proxy.resume()                # stop forwarding client->server (buffered), go on
     proxy.latency(0.2); proxy.throttle(1_000_000)  # per direction or both
     proxy.reset()                                  # RST to both sides of every live connection
+    proxy.set_transform(DOWN, factory)             # rewrite bytes (e.g. edit WebSocket frames)
     await proxy.refuse(); await proxy.accept()     # close / reopen the listening socket
 
 Directions: ``UP`` is client -> server, ``DOWN`` server -> client; every switch takes a direction
@@ -91,6 +92,8 @@ class _Pipe:
         self.wake = asyncio.Event()      # new data, a mode switch or EOF
         self.room = asyncio.Event()      # the backlog shrank below MAX_BUFFERED
         self.room.set()
+        factory = proxy.transforms.get(direction)
+        self.transform = factory() if factory is not None else None   # per connection state (a re-framer)
 
     @property
     def shape(self) -> Shape:
@@ -110,6 +113,10 @@ class _Pipe:
                     self.wake.set()
                     return
                 self.stats.read += len(data)
+                if self.transform is not None:
+                    data = self.transform(data)
+                    if not data:
+                        continue
                 if self.blackholed or self.shape.mode == BLACKHOLE:
                     self.blackholed = True          # sticky: the stream now has a hole
                     self.stats.discarded += len(data)
@@ -238,6 +245,7 @@ class FaultProxy:
         self.target_host, self.target_port = target_host, target_port
         self.host, self.port = host, port
         self.shapes = {d: Shape() for d in BOTH}
+        self.transforms: dict[str, object] = {}   # direction -> factory of ``bytes -> bytes`` (new connections)
         self.stats = ProxyStats()
         self.conns: set[_Conn] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -327,10 +335,21 @@ class FaultProxy:
         """Limit to ``bytes_per_second`` (0 = unlimited)."""
         self._set(direction, rate=float(bytes_per_second))
 
-    def reset(self) -> int:
-        """RST both sides of every live connection; returns how many."""
+    def set_transform(self, direction: str, factory) -> None:
+        """Rewrite the bytes of ``direction`` on connections opened from now on: ``factory()`` gives each
+        connection its own ``bytes -> bytes`` callable (e.g. a WebSocket re-framer that edits frames)."""
+        if factory is None:
+            self.transforms.pop(direction, None)
+        else:
+            self.transforms[_directions(direction)[0]] = factory
+
+    def reset(self, blackholed_only: bool = False) -> int:
+        """RST both sides of every live connection (or of the blackholed ones: the peer that finally
+        gives up on a dead flow); returns how many."""
         n = 0
         for conn in list(self.conns):
+            if blackholed_only and not any(p.blackholed for p in conn.pipes.values()):
+                continue
             conn.close(rst=True)
             n += 1
         self.stats.resets += n
@@ -390,8 +409,11 @@ class ThreadedProxy:
     def throttle(self, bytes_per_second: float, direction=BOTH) -> None:
         self._call("throttle", bytes_per_second, direction)
 
-    def reset(self) -> int:
-        return self._call("reset")
+    def set_transform(self, direction: str, factory) -> None:
+        self._call("set_transform", direction, factory)
+
+    def reset(self, blackholed_only: bool = False) -> int:
+        return self._call("reset", blackholed_only)
 
     def buffered(self) -> int:
         return self._call("buffered")

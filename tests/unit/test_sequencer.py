@@ -123,13 +123,27 @@ def test_contiguous_book_passes_untouched(impl):
     assert r.seq.last_seq(3) == 39
 
 
-def test_duplicates_and_regressions_are_flagged_and_counted(impl):
+def test_duplicates_are_flagged_and_counted(impl):
     r = Run(impl)
     r.feed(snap(3, 1, "A"), delta(3, 2, "A"), delta(3, 3, "A"))
-    assert r.feed(delta(3, 3, "A"), delta(3, 2, "A"), delta(3, 4, "A"), snap(3, 1, "A")) == \
-        [F_DUPLICATE, F_DUPLICATE, 0, F_DUPLICATE]
-    assert r.seq.duplicates == 3 and r.seq.gaps == 0 and r.events == []
-    assert r.seq.last_seq(3) == 4
+    assert r.feed(delta(3, 3, "A"), delta(3, 4, "A"), delta(3, 4, "A")) == [F_DUPLICATE, 0, F_DUPLICATE]
+    assert r.seq.duplicates == 2 and r.seq.gaps == 0 and r.events == []
+    assert r.seq.last_seq(3) == 4 and r.seq.tracker.reconnect is None
+
+
+def test_a_regression_is_a_gap_that_drops_the_sid_until_the_session_reconnects(impl):
+    # a renumbered subscription: its later frames would reuse message ids and patch a stale book
+    r = Run(impl)
+    r.feed(snap(3, 1, "A"), delta(3, 2, "A"), delta(3, 3, "A"), trade(4, 1))
+    assert r.feed(delta(3, 2, "A"), delta(3, 3, "A"), delta(3, 4, "A"), trade(4, 2)) == \
+        [F_DUPLICATE, F_DUPLICATE, F_DUPLICATE, 0]
+    (gap,) = r.events
+    assert (gap.kind, gap.sid, gap.last_seq, gap.received_seq) == ("gap", 3, 3, 2)
+    assert "seq regression 3 -> 2" in gap.detail
+    assert r.seq.gaps == 1 and r.seq.duplicates == 3
+    assert r.seq.tracker.reconnect == "seq regression on sid 3: 3 -> 2"
+    r.seq.reset("next")                                  # the new connection starts clean
+    assert r.seq.tracker.reconnect is None and r.feed(snap(3, 1, "A")) == [0]
 
 
 def test_book_gap_suppresses_all_markets_of_the_sid_until_each_snapshot(impl):
