@@ -343,16 +343,19 @@ def dead_letters(rig: Rig) -> list[tuple[bytes, bytes, bytes]]:
 async def _rejections(rig: Rig, overrides: dict, during=None) -> tuple:
     conn = await rig.connector(overrides)
     pub = conn.publisher
+    probe = LoopLagProbe().start()       # rejections must not stall the loop the WebSocket reader runs on
     if during is not None:
         await during(conn)
     await wait_for(lambda: rig.exchange_finished(len(conn.sessions)), 60, "the exchange's whole session")
     t_end = time.monotonic()
     # no hung state: within the ack deadline + 1 s nothing is in flight or queued
     await wait_for(lambda: pub.ring.inflight == 0 and pub.ring.queued == 0 and not pub.spill.pending_records,
-                   pub.cfg.retry_horizon + pub.cfg.ack_timeout + 1.0, "nothing left in flight")
+                   90, "every message stored or dead-lettered")
     settled = time.monotonic() - t_end
+    probe.stop()
     report = await conn.stop()
     st = pub.stats()
+    st["loop lag max ms"] = probe.max * 1000
     rig.stop_exchange()
     return report, st, await rig.read_stream(), settled
 
@@ -367,7 +370,8 @@ def _accounting(rig, name, st, messages, settled, **extra):
                   duplicated=len(messages) - len(stored_ids) + len(stored_ids & dead_ids),
                   extra={"rejected": sum(st["rejected"].values()), "dead-lettered": len(dead),
                          "by kind": ",".join(f"{k}={n}" for k, n in sorted(st["rejected"].items())) or "-",
-                         "settled after the last frame s": settled, **extra})
+                         "settled after the last frame s": settled,
+                         "loop lag max ms": st["loop lag max ms"], **extra})
     return fig.emit(), dead
 
 
@@ -397,6 +401,8 @@ def test_f7_stream_full_with_discard_new_is_dead_lettered(tmp_path):
     assert fig.lost == 0 and fig.duplicated == 0
     assert st["rejected"] == {"stream_full": len(dead)} and len(dead) == st["published"] - cap
     assert report.lost == 0 and report.exit_code == 0
+    assert settled <= 2.0 + 1.0                      # the ack deadline + 1 s
+    assert st["loop lag max ms"] < 100, "rejections stalled the loop the WebSocket reader runs on"
 
 
 @pytest.mark.timeout(120)
@@ -415,9 +421,10 @@ def test_f7_permission_violation_is_dead_lettered(tmp_path, monkeypatch):
     assert not any(m.subject.startswith("drill.kalshi.norm.trade.") for m in messages)
     assert fig.lost == 0 and fig.duplicated == 0
     assert report.lost == 0 and report.exit_code == 0
+    assert settled <= 2.0 + 1.0 and st["loop lag max ms"] < 100
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_f7_stream_changed_under_the_connector_is_dead_lettered_after_the_retry_horizon(tmp_path):
     """Someone edits the stream mid-run so it no longer stores the normalized subjects: no responders."""
     import nats
@@ -442,3 +449,5 @@ def test_f7_stream_changed_under_the_connector_is_dead_lettered_after_the_retry_
     assert all(d[0].startswith(b"drill.kalshi.norm.") for d in dead)
     assert fig.lost == 0 and fig.duplicated == 0
     assert report.lost == 0 and report.exit_code == 0
+    # not asserted, reported: a window full of unroutable messages is resent until retry_horizon and holds
+    # new sends meanwhile, so the backlog drains at about window / retry_horizon (README Guarantees)
