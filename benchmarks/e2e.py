@@ -55,8 +55,9 @@ PIPELINES = {
     "a": "(a) websockets + json + nats-py",
     "b": "(b) picows + msgspec + nats-py",
     "c": "(c) raw pipelined JetStream (ceiling)",
+    "cc": "(d) raw core HPUB replay (core ceiling)",
 }
-EVENTS_OF = {"core": "core_events", "lat": "lat_events"}
+EVENTS_OF = {"core": "core_events", "cc": "core_events", "lat": "lat_events"}
 BASELINE_MODULES = {"a": "benchmarks.baselines.ws_json_natspy", "b": "benchmarks.baselines.picows_msgspec_natspy"}
 
 
@@ -188,8 +189,30 @@ def streams(nats_url: str, create=(), delete=()) -> None:
 # --------------------------------------------------------------------------- the raw ceiling process
 
 
+async def run_raw_core(host: str, port: int, data: bytes, messages: int) -> dict:
+    """(d): pre-built core ``HPUB`` frames written in 1 MiB pieces (flow control honoured), then a PING:
+    its PONG says the server has read them all."""
+    reader, writer = await asyncio.open_connection(host, port)
+    await reader.readline()                                           # INFO
+    writer.write(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\nPING\r\n')
+    while not (await reader.readline()).startswith(b"PONG"):
+        pass
+    view = memoryview(data)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for k in range(0, len(data), 1 << 20):
+        writer.write(view[k:k + (1 << 20)])
+        await writer.drain()
+    writer.write(b"PING\r\n")
+    while not (await reader.readline()).startswith(b"PONG"):
+        pass
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    writer.close()
+    return {"messages": messages, "wall_s": wall, "cpu_s": cpu, "errors": 0}
+
+
 def raw_process(args) -> None:
-    """(c): the connector's messages for the session, pre-built, replayed by ``raw_jetstream.run_raw``."""
+    """(c): the connector's messages for the session, pre-built, replayed by ``raw_jetstream.run_raw``;
+    (d) with ``--core``: the same as core ``HPUB`` frames (no reply), written as fast as the server reads."""
     import resource
 
     import uvloop
@@ -200,18 +223,24 @@ def raw_process(args) -> None:
     from ssmd_fast.sinks import framing
 
     frames = list(generate_session(args.events, seed=1, markets=MARKETS))
-    ring = framing.PublishRing(args.prefix, b"_INBOX.x")
+    ring = framing.PublishRing(args.prefix, b"_INBOX.x", acked=not args.core)
     batch = normalize.FrameBatch()
     for k in range(0, len(frames), 256):
         for f in frames[k:k + 256]:
             batch.add(f)
         ring.add_batch(batch, "c0ffee00c0de")
         batch.reset()
-    inbox = b"_INBOX.e2eraw"
-    built = build_frames(ring.extract(include_spill=True), inbox)
     host, port = args.nats.rsplit("/", 1)[-1].split(":")
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    res = uvloop.run(run_raw(host, int(port), built, inbox, window=WINDOW))
+    if args.core:
+        n = ring.tail - ring.head
+        data = b"".join(iter(lambda: ring.take(1 << 30, 0.0, 1 << 24), None))   # the framer's own core frames
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        res = uvloop.run(run_raw_core(host, int(port), data, n))
+    else:
+        inbox = b"_INBOX.e2eraw"
+        built = build_frames(ring.extract(include_spill=True), inbox)
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        res = uvloop.run(run_raw(host, int(port), built, inbox, window=WINDOW))
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     res.update(frames=len(frames), user_s=ru1.ru_utime - ru0.ru_utime, sys_s=ru1.ru_stime - ru0.ru_stime)
     emit(res)
@@ -225,13 +254,14 @@ def one_run(key: str, rnd: int, ctx: dict) -> dict:
     nats_url, tmp = ctx["nats_url"], ctx["tmp"]
     name = f"e2e-{key}-{rnd}"
     stream, prefix = f"E2E_{key.upper()}_{rnd}", f"e2e_{key}_{rnd}.kalshi"
-    events = {"core": ctx["core_events"], "lat": ctx["lat_events"]}.get(key, ctx["events"])
-    if key != "core":
+    events = ctx[EVENTS_OF.get(key, "events")]
+    jetstream = key not in ("core", "cc")
+    if jetstream:
         streams(nats_url, create=[(stream, prefix)])
     try:
-        if key == "c":
+        if key in ("c", "cc"):
             return run_process(["benchmarks.e2e", "--raw-process", "--events", str(events), "--nats", nats_url,
-                                "--prefix", prefix], ctx["timeout"])
+                                "--prefix", prefix] + (["--core"] if key == "cc" else []), ctx["timeout"])
         ex = Exchange(ctx["public_key"], events, MARKETS, tmp / "exchange.log",
                       rate=ctx["lat_rate"] if key == "lat" else 0.0).wait_listening()
         try:
@@ -249,7 +279,7 @@ def one_run(key: str, rnd: int, ctx: dict) -> dict:
         finally:
             ex.stop()
     finally:
-        if key != "core":
+        if jetstream:
             streams(nats_url, delete=[stream])
 
 
@@ -272,7 +302,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
                "sys_ns_per_msg": med(lambda r: r["sys_s"] * 1e9 / r["messages"]),
                "runs": rs}
         row["cpu_ns_per_frame"] = row["cpu_ns_per_msg"] * row["messages"] / max(1, row["frames"] or 1)
-        if key != "c":
+        if key not in ("c", "cc"):
             row["peak_rss_mib"] = med(lambda r: r["peak_rss_kib"] / 1024)
         if rs[0].get("latency_p50_s") is not None:
             row["latency_p50_ms"] = med(lambda r: r["latency_p50_s"] * 1e3)
@@ -286,8 +316,8 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
                 ratios[f"cpu_{k}_over_ssmd"] = rows[k]["cpu_ns_per_msg"] / s["cpu_ns_per_msg"]
         if "c" in rows:
             ratios["throughput_ssmd_over_c"] = s["msgs_per_s"] / rows["c"]["msgs_per_s"]
-    if "core" in rows and "c" in rows:
-        ratios["throughput_core_over_c"] = rows["core"]["msgs_per_s"] / rows["c"]["msgs_per_s"]
+    if "core" in rows and "cc" in rows:
+        ratios["throughput_core_over_d"] = rows["core"]["msgs_per_s"] / rows["cc"]["msgs_per_s"]
         # per run, the two pipelines of the same round (less noise than a ratio of medians)
         for k in ("a", "b", "c"):
             pairs = list(zip(runs.get("ssmd", []), runs.get(k, []), strict=False))
@@ -318,7 +348,8 @@ def table(summary: dict) -> str:
     lines.append("")
     for k, label in (("cpu_a_over_ssmd", "CPU per message, (a) / ssmd-fast"),
                      ("cpu_b_over_ssmd", "CPU per message, (b) / ssmd-fast"),
-                     ("throughput_ssmd_over_c", "acked msgs/s, ssmd-fast / (c)")):
+                     ("throughput_ssmd_over_c", "acked msgs/s, ssmd-fast / (c)"),
+                     ("throughput_core_over_d", "core msgs/s, ssmd-fast / (d)")):
         if k in ra:
             lines.append(f"{label:40s} {ra[k]:8.2f}" + ("" if k.startswith("cpu") else f"  ({ra[k]:.0%})"))
     return "\n".join(lines)
@@ -402,7 +433,7 @@ def run(plan: Plan, log=print) -> dict:
                         f" ns CPU/msg{lat}")
                     if res.get("lost") or res.get("spilled") or res.get("errors"):
                         raise RuntimeError(f"{key}: run not clean: {res}")
-                    if key != "c" and res["frames"] < 0.9 * ctx[EVENTS_OF.get(key, "events")]:
+                    if key not in ("c", "cc") and res["frames"] < 0.9 * ctx[EVENTS_OF.get(key, "events")]:
                         raise RuntimeError(f"{key}: {res['frames']} frames of {ctx[EVENTS_OF.get(key, 'events')]} events")
     summary = summarize(runs)
     summary.update(benchmark="e2e", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -434,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raw-process", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--nats", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", help=argparse.SUPPRESS)
+    ap.add_argument("--core", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.raw_process:
         raw_process(args)

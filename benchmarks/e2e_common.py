@@ -3,7 +3,10 @@
 Each pipeline (the connector, the peer stacks, the raw ceiling) runs in its own process, starts a
 ``Meter`` once its NATS side is ready and just before it connects to the exchange, and prints one
 ``RESULT {json}`` line at the end. The meter polls the pipeline's counters every ``interval`` seconds
-and keeps the wall clock and this process's CPU time at the last poll where they moved, so the
+(50 ms: on this VM a timer wake-up of an otherwise idle process costs up to 100 us of CPU, so a fast
+poll would distort the figure it measures) and keeps the wall clock and this process's CPU time at
+the last poll where they moved, or at the pipeline's last ``mark()`` before it (the connector marks
+each read of acks: its end is exact; a peer's end is known to one poll, under 1% of its run), so the
 figures run from the start to the last ack, excluding the idle wait that detects the end.
 """
 
@@ -13,11 +16,13 @@ import asyncio
 import json
 import os
 import resource
+import socket
 import sys
 import time
 from collections.abc import Callable
 
 SUBSCRIBE_CHANNELS = ("ticker", "trade", "market_lifecycle_v2")
+WS_RCVBUF = 1 << 20     # every pipeline's WebSocket socket (see cap_receive_buffer)
 RESULT_PREFIX = "RESULT "
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -36,20 +41,24 @@ class Meter:
     The run is over once complete and no counter moved for ``idle`` seconds. With ``rss_interval``
     the resident set is sampled with ``messages()`` (the long run's RSS slope)."""
 
-    def __init__(self, progress: Callable[[], tuple], complete: Callable[[], bool], *, interval: float = 0.005,
+    def __init__(self, progress: Callable[[], tuple], complete: Callable[[], bool], *, interval: float = 0.05,
                  idle: float = 1.0, timeout: float = 600.0, rss_interval: float = 0.0,
                  messages: Callable[[], int] | None = None):
         self.progress, self.complete = progress, complete
         self.interval, self.idle, self.timeout = interval, idle, timeout
         self.rss_interval, self.messages = rss_interval, messages
         self.rss_samples: list[tuple[int, int]] = []
-        self.t0 = self.cpu0 = self.t_last = self.cpu_last = 0.0
+        self.t0 = self.cpu0 = self.t_last = self.cpu_last = self.t_mark = self.cpu_mark = 0.0
         self.ru0 = self.ru_last = None
 
     def start(self) -> None:
         self.ru0 = self.ru_last = resource.getrusage(resource.RUSAGE_SELF)
-        self.t0 = self.t_last = time.perf_counter()
-        self.cpu0 = self.cpu_last = time.process_time()
+        self.t0 = self.t_last = self.t_mark = time.perf_counter()
+        self.cpu0 = self.cpu_last = self.cpu_mark = time.process_time()
+
+    def mark(self) -> None:
+        """The pipeline made progress now (cheap: two clock reads)."""
+        self.t_mark, self.cpu_mark = time.perf_counter(), time.process_time()
 
     async def wait(self) -> None:
         last = self.progress()
@@ -60,7 +69,10 @@ class Meter:
             cur = self.progress()
             if cur != last:
                 last = cur
-                self.t_last, self.cpu_last = now, time.process_time()
+                if self.t_mark > self.t_last:       # the pipeline said when: exact
+                    self.t_last, self.cpu_last = self.t_mark, self.cpu_mark
+                else:
+                    self.t_last, self.cpu_last = now, time.process_time()
                 self.ru_last = resource.getrusage(resource.RUSAGE_SELF)
             if self.rss_interval and now >= next_rss:
                 self.rss_samples.append((self.messages(), rss_bytes()))
@@ -80,6 +92,15 @@ class Meter:
             out["rss_samples"] = self.rss_samples
         out.update(extra)
         return out
+
+
+def cap_receive_buffer(sock) -> None:
+    """Give a pipeline's WebSocket socket a fixed receive buffer (all pipelines alike). The exchange sends
+    at full speed and a pipeline held back by NATS pauses its reads; with the kernel's auto-tuned
+    buffer (up to 6 MiB here) the next read then brings up to ~50k frames at once, a burst that no
+    live feed produces and that only measures how big buffers grow."""
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, WS_RCVBUF)
 
 
 def emit(result: dict) -> None:

@@ -14,6 +14,8 @@ benchmark-only differences:
   local exchange replays at full speed; without this the whole session would pile up in the memory
   queue (then the spill) at NATS's pace. With it the feed runs at the rate NATS takes it, as in
   steady operation, and the latency figure is that of a saturated pipeline with a bounded queue.
+  The socket's receive buffer is fixed (``e2e_common.cap_receive_buffer``, every pipeline alike), so
+  a resumed read brings a bounded burst.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from benchmarks.e2e_common import Meter, emit, quantile_from_buckets
+from benchmarks.e2e_common import Meter, cap_receive_buffer, emit, quantile_from_buckets
 from ssmd_fast.config import load_environment
 from ssmd_fast.kalshi.auth import KalshiCredentials
 from ssmd_fast.runner import Runner, spill_directory
@@ -51,16 +53,20 @@ class Pacer:
 
     def __init__(self, runner: BenchRunner, window: int):
         self.runner, self.pub = runner, runner.publisher
+        self.meter: Meter | None = None
         self.ring = self.pub.ring
         self.core = runner.mode == "core"
         self.high, self.low = 2 * window, window + window // 2
         self.paused = False
         self.pauses = 0
+        self._capped: set[int] = set()
         hook = "_pump" if self.core else "_on_read"   # called after the window moved / the transport drained
         inner = getattr(self.pub, hook)
 
         def resume_after():
             inner()
+            if self.meter is not None:
+                self.meter.mark()
             if self.paused and not self._behind(self.low, CORE_LOW):
                 self._set_reading(True)
 
@@ -79,6 +85,11 @@ class Pacer:
                 (t.underlying_transport.resume_reading if on else t.underlying_transport.pause_reading)()
 
     def submit(self, batch, conn) -> None:
+        if len(self._capped) < len(self.runner.sessions):   # a new connection: its socket's receive buffer
+            for s in self.runner.sessions:
+                if s.transport is not None and id(s.transport) not in self._capped:
+                    self._capped.add(id(s.transport))
+                    cap_receive_buffer(s.transport.underlying_transport.get_extra_info("socket"))
         if not self.paused and self._behind(self.high, CORE_HIGH):
             self._set_reading(False)
 
@@ -119,6 +130,7 @@ async def run(args) -> dict:
                   messages=lambda: ring.acked_count if args.mode == "jetstream" else ring.sent)
     import ssmd_fast.kalshi.connector  # noqa: F401  (imported by _build_sessions: not part of the measure)
 
+    pacer.meter = meter
     meter.start()
     runner.sessions = runner._build_sessions()
     for s in runner.sessions:

@@ -24,7 +24,15 @@ from pathlib import Path
 import msgspec
 
 from benchmarks.baselines import msgspec_normalizer as ms
-from benchmarks.e2e_common import CONTROL_TYPES, Meter, PeerIds, emit, subscribe_commands, with_recv_ts
+from benchmarks.e2e_common import (
+    CONTROL_TYPES,
+    Meter,
+    PeerIds,
+    cap_receive_buffer,
+    emit,
+    subscribe_commands,
+    with_recv_ts,
+)
 from ssmd_fast import _normalize_py as twin
 from ssmd_fast.errors import InvalidFrame
 
@@ -128,6 +136,7 @@ async def run(args) -> dict:
     transport, _ = await ws_connect(Listener, args.url, extra_headers=creds.websocket_headers(),
                                     enable_auto_pong=False, max_frame_size=1 << 20)
     pipe.transport = transport
+    cap_receive_buffer(transport.underlying_transport.get_extra_info("socket"))
     task = asyncio.get_running_loop().create_task(pipe.publish_loop())
     for cmd in subscribe_commands(json.loads(args.markets)):
         transport.send(WSMsgType.TEXT, cmd)

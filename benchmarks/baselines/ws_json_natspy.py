@@ -21,7 +21,15 @@ import time
 from pathlib import Path
 
 from benchmarks.baselines.msgspec_normalizer import _JSON_STR, Fallback, _dict_fields, _stdlib_value
-from benchmarks.e2e_common import CONTROL_TYPES, Meter, PeerIds, emit, subscribe_commands, with_recv_ts
+from benchmarks.e2e_common import (
+    CONTROL_TYPES,
+    Meter,
+    PeerIds,
+    cap_receive_buffer,
+    emit,
+    subscribe_commands,
+    with_recv_ts,
+)
 from ssmd_fast import _normalize_py as twin
 from ssmd_fast.errors import InvalidFrame
 
@@ -86,6 +94,7 @@ async def run(args) -> dict:
     meter.start()
     async with websockets.connect(args.url, additional_headers=creds.websocket_headers(), compression=None,
                                   max_size=1 << 20, ping_interval=None) as ws:
+        cap_receive_buffer(ws.transport.get_extra_info("socket"))
         for cmd in subscribe_commands(json.loads(args.markets)):
             await ws.send(cmd.decode())
         task = asyncio.get_running_loop().create_task(receive(ws))
