@@ -304,7 +304,7 @@ cdef class FrameBatch:
         self.n_bytes += size
         if size > MAX_FRAME:
             return _invalid(self, e, data, size, R_SIZE)
-        buf_reserve(&self.raw, size + PAD)
+        buf_reserve(&self.raw, size + PAD + 48)     # the 32-byte member compare may read past PAD
         _reserve_scan(self, size)
         p = <const uint8_t*>(self.raw.data + self.raw.size)
         memcpy(<void*>p, data, size)

@@ -93,6 +93,7 @@ cdef enum:
 
 cdef enum:
     N_SLOTS_MAX = 96        # the size of FrameBatch.spans
+    SLOT_SINK = 95          # the span of a value nobody reads (written unconditionally: no branch)
     P_START_TOP = 120       # pseudo slots for the key prediction: before the first key of an object,
     P_START_MSG = 121       #   and after a key that has no slot (per level: rows never mix levels)
     P_UNKNOWN1 = 122
@@ -135,7 +136,7 @@ cdef uint64_t _slot_wl[128]
 # Per slot: the member prefix '"name":' (length + 3 <= 32 bytes) as words, for the predicted-key test.
 cdef uint32_t _mem_len[128]
 cdef uint64_t _mem_w[128][4]
-cdef uint64_t _mem_m[128][4]     # the mask of each word (the prefix's bytes)
+cdef uint32_t _mem_need[128]     # one bit per byte of the prefix (its length <= 32)
 # Key prediction: _pred[row * 128 + previous slot] = the slot that followed it last time. Wire key
 # order is fixed per frame type, so most keys are recognized by comparing 1-3 words with one name.
 cdef uint16_t _pred[P_ROWS * 128]        # slot | member prefix length << 8 (one load)
@@ -168,7 +169,7 @@ cdef void _init_scan_tables(uint64_t seed):
     names += [(n, S_MARKET_TICKER + s, 2) for s, n in enumerate(_MSG_NAMES)]
     assert len(names) == S_COUNT_OF_SLOTS
     names += [(n, S_COUNT_OF_SLOTS + s, 2) for s, n in enumerate(_IGNORED_NAMES)]
-    assert len(names) <= N_SLOTS_MAX and max(len(n) for n, _, _ in names) <= 24
+    assert len(names) <= SLOT_SINK and max(len(n) for n, _, _ in names) <= 24
     cdef bytes member
     _n_slots = len(names)
     offsets = []
@@ -190,9 +191,10 @@ cdef void _init_scan_tables(uint64_t seed):
         _slot_wl[slot] = ssmd_load64(base + o + nl - 8) if nl >= 8 else 0
         member = b'"' + n + b'":' + bytes(40)
         _mem_len[slot] = nl + 3
+        _mem_need[slot] = <uint32_t>((<uint64_t>1 << (nl + 3)) - 1)
         for k in range(4):
-            _mem_m[slot][k] = ssmd_low_mask(max(0, min(8, nl + 3 - 8 * k)))
-            _mem_w[slot][k] = ssmd_load64(<const uint8_t*>member + 8 * k) & _mem_m[slot][k]
+            _mem_w[slot][k] = (ssmd_load64(<const uint8_t*>member + 8 * k)
+                               & ssmd_low_mask(max(0, min(8, nl + 3 - 8 * k))))
         h = ssmd_key_hash(base + o, nl, seed)
         k = h & 255
         while _name_len[k] != 0:
@@ -203,16 +205,9 @@ cdef void _init_scan_tables(uint64_t seed):
         _name_len[k] = nl
 
 
-cdef inline bint _is_member(const uint8_t* s, uint32_t n, uint32_t slot) noexcept nogil:
-    """The n bytes at s (padded buffer) are the member prefix '"name":' of slot (n = its length)."""
-    cdef uint64_t* w = _mem_w[slot]
-    cdef uint64_t* m = _mem_m[slot]
-    if n <= 8:
-        return (ssmd_load64(s) & m[0]) == w[0]
-    if n <= 16:
-        return ((ssmd_load64(s) ^ w[0]) | ((ssmd_load64(s + 8) & m[1]) ^ w[1])) == 0
-    return ((ssmd_load64(s) ^ w[0]) | (ssmd_load64(s + 8) ^ w[1]) | ((ssmd_load64(s + 16) & m[2]) ^ w[2])
-            | ((ssmd_load64(s + 24) & m[3]) ^ w[3])) == 0
+cdef inline bint _is_member(const uint8_t* s, uint32_t slot) noexcept nogil:
+    """The bytes at s (padded buffer: 32 readable) begin with the member prefix '"name":' of slot."""
+    return ssmd_member_eq(s, _mem_w[slot], _mem_need[slot])
 
 
 cdef inline bint _is_name(const uint8_t* s, uint32_t n, uint32_t slot) noexcept nogil:

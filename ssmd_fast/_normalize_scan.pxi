@@ -177,7 +177,7 @@ cdef const uint8_t* _scan_key_slow(FrameBatch b, const uint8_t* p, const uint8_t
     cdef uint32_t ps, kn
     cdef uint64_t h
     cdef int esc = 0
-    slot[0] = NO_SLOT
+    slot[0] = SLOT_SINK
     q = _scan_string(s + 1, &esc, fail)
     if q == NULL or err[0] != 0 or depth > MAX_DEPTH:
         return q
@@ -197,8 +197,7 @@ cdef const uint8_t* _scan_key_slow(FrameBatch b, const uint8_t* p, const uint8_t
                 err[0] = R_DUPLICATE_KEY
                 return q
             b.spans[ps].gen = b.gen
-            if ps < S_COUNT_OF_SLOTS:
-                slot[0] = ps
+            slot[0] = ps
             return q
         prev[0] = P_UNKNOWN1 if depth == 1 else P_UNKNOWN2
     if _insert_key(b, p, &b.opens[depth], h, <uint32_t>(s + 1 - p),
@@ -218,10 +217,11 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
     cdef const uint8_t* end = p + n
     cdef uint8_t* ctype = b.ctype
     cdef int depth = 0, err = 0, fail = 0, esc
-    cdef uint32_t slot = NO_SLOT, pe, ps, ln
+    cdef uint32_t slot = SLOT_SINK, pe, ps
     cdef uint32_t gen = b.gen
     cdef uint32_t prev = P_START_TOP, prev1 = P_START_TOP, row = 0     # prev: the current level's
     cdef bint in_msg = False        # the innermost open container is the msg object
+    cdef bint fast = False          # err == 0 and the innermost container is the top-level object or msg
     cdef bint goto_key = False
     cdef uint8_t c, kind, stop
     cdef Span* sp
@@ -229,66 +229,23 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
     cdef Open* op
     b.nkeys = 0
     while True:
-        # ---- one value at s
+        # ---- one value at s; its span goes to `slot` (SLOT_SINK when nobody reads it)
         c = s[0]
         if c == 34:
             esc = 0
             q = _scan_string(s + 1, &esc, &fail)
             if q == NULL:
                 break
-            if slot != NO_SLOT:
-                sp = &spans[slot]
-                sp.start = <uint32_t>(s - p)
-                sp.end = <uint32_t>(q + 1 - p)
-                sp.kind = J_STRING
-                sp.esc = esc
-                if slot == S_TYPE:      # the prediction row of this frame type (distinct for the 6)
-                    row = ((<uint32_t>(q - s) + s[1]) & (P_ROWS - 1)) * 128
+            sp = &spans[slot]
+            sp.start = <uint32_t>(s - p)
+            sp.end = <uint32_t>(q + 1 - p)
+            sp.kind = J_STRING
+            sp.esc = esc
+            if slot == S_TYPE:      # the prediction row of this frame type (distinct for the 6)
+                row = ((<uint32_t>(q - s) + s[1]) & (P_ROWS - 1)) * 128
             s = q + 1
-        elif c == 123 or c == 91:
-            depth += 1
-            ctype[depth] = c
-            in_msg = False
-            if depth <= MAX_DEPTH:
-                if err == 0:
-                    op = &b.opens[depth]
-                    op.slot = slot
-                    if slot != NO_SLOT:
-                        sp = &spans[slot]
-                        sp.start = <uint32_t>(s - p)
-                        sp.kind = J_OBJECT if c == 123 else J_ARRAY
-                        sp.esc = 0
-                        if slot == S_MSG and c == 123:
-                            in_msg = True
-                            prev1 = prev        # back to it when msg closes
-                            prev = P_START_MSG
-                    if c == 123:
-                        op.key_base = <uint32_t>b.nkeys
-                        op.large = 0
-                        op.bloom[0] = 0
-                        op.bloom[1] = 0
-                        op.bloom[2] = 0
-                        op.bloom[3] = 0
-            else:
-                err = R_DEPTH       # beats duplicate_key; only json/utf8 further on can override it
-            s = skip_ws(s + 1)
-            if s[0] == c + 2:       # '{' + 2 == '}', '[' + 2 == ']': empty, closes at once
-                if depth <= MAX_DEPTH and err == 0:
-                    op = &b.opens[depth]
-                    if op.slot != NO_SLOT:
-                        spans[op.slot].end = <uint32_t>(s + 1 - p)
-                if depth == 2 and in_msg:
-                    prev = prev1
-                depth -= 1
-                in_msg = depth == 2 and err == 0 and b.opens[2].slot == S_MSG
-                s += 1
-            elif c == 91:
-                slot = NO_SLOT
-                continue
-            else:
-                goto_key = True
         elif c == 45 or <uint8_t>(c - 48) < 10:
-            q = s + 1 if c == 45 else s
+            q = s + (c == 45)
             if q[0] == 48:
                 q += 1
                 stop = q[0]
@@ -314,13 +271,53 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                     break
                 q = ssmd_digits_end(q + 1)
                 esc = 1
-            if slot != NO_SLOT:
-                sp = &spans[slot]
-                sp.start = <uint32_t>(s - p)
-                sp.end = <uint32_t>(q - p)
-                sp.kind = J_NUMBER
-                sp.esc = esc
+            sp = &spans[slot]
+            sp.start = <uint32_t>(s - p)
+            sp.end = <uint32_t>(q - p)
+            sp.kind = J_NUMBER
+            sp.esc = esc
             s = q
+        elif c == 123 or c == 91:
+            depth += 1
+            ctype[depth] = c
+            in_msg = False
+            if depth <= MAX_DEPTH:
+                if err == 0:
+                    op = &b.opens[depth]
+                    op.slot = slot
+                    sp = &spans[slot]
+                    sp.start = <uint32_t>(s - p)
+                    sp.kind = J_OBJECT if c == 123 else J_ARRAY
+                    sp.esc = 0
+                    if c == 123:
+                        if slot == S_MSG:
+                            in_msg = True
+                            prev1 = prev        # back to it when msg closes
+                            prev = P_START_MSG
+                        op.key_base = <uint32_t>b.nkeys
+                        op.large = 0
+                        op.bloom[0] = 0
+                        op.bloom[1] = 0
+                        op.bloom[2] = 0
+                        op.bloom[3] = 0
+            else:
+                err = R_DEPTH       # beats duplicate_key; only json/utf8 further on can override it
+            fast = err == 0 and (in_msg or (depth == 1 and c == 123))
+            s = skip_ws(s + 1)
+            if s[0] == c + 2:       # '{' + 2 == '}', '[' + 2 == ']': empty, closes at once
+                if depth <= MAX_DEPTH and err == 0:
+                    spans[b.opens[depth].slot].end = <uint32_t>(s + 1 - p)
+                if depth == 2 and in_msg:
+                    prev = prev1
+                depth -= 1
+                in_msg = depth == 2 and err == 0 and b.opens[2].slot == S_MSG and ctype[2] == 123
+                fast = err == 0 and (in_msg or (depth == 1 and ctype[1] == 123))
+                s += 1
+            elif c == 91:
+                slot = SLOT_SINK
+                continue
+            else:
+                goto_key = True
         else:
             if c == 116 and memcmp(s, b"true", 4) == 0:
                 kind = J_TRUE
@@ -334,22 +331,21 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             else:
                 fail = R_JSON
                 break
-            if slot != NO_SLOT:
-                sp = &spans[slot]
-                sp.start = <uint32_t>(s - p)
-                sp.end = <uint32_t>(q - p)
-                sp.kind = kind
+            sp = &spans[slot]
+            sp.start = <uint32_t>(s - p)
+            sp.end = <uint32_t>(q - p)
+            sp.kind = kind
             s = q
         # ---- after a value: separators and closers, up to the next value or key
         if not goto_key:
             # the common case first: ',' then the predicted '"name":' in the top-level object or msg
-            if s[0] == 44 and err == 0 and ((depth == 1 and ctype[1] == 123) or in_msg):
+            if fast and s[0] == 44:
                 pe = _pred[row + prev]
                 ps = pe & 0xFF
-                if ps != NO_SLOT and _is_member(s + 1, pe >> 8, ps) and spans[ps].gen != gen:
+                if ps != NO_SLOT and _is_member(s + 1, ps) and spans[ps].gen != gen:
                     prev = ps
                     spans[ps].gen = gen
-                    slot = ps if ps < S_COUNT_OF_SLOTS else NO_SLOT
+                    slot = ps
                     s = skip_ws(s + 1 + (pe >> 8))
                     continue
             while True:
@@ -361,7 +357,7 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                 c = s[0]
                 if c == 44:
                     s = skip_ws(s + 1)
-                    slot = NO_SLOT
+                    slot = SLOT_SINK
                     goto_key = ctype[depth] == 123
                     break
                 if c != ctype[depth] + 2:
@@ -373,12 +369,12 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                         if op.large and _large_object_has_dup(b, p, op.key_base):
                             err = R_DUPLICATE_KEY
                         b.nkeys = op.key_base
-                    if op.slot != NO_SLOT:
-                        spans[op.slot].end = <uint32_t>(s + 1 - p)
+                    spans[op.slot].end = <uint32_t>(s + 1 - p)
                 if depth == 2 and in_msg:
                     prev = prev1
                 depth -= 1
-                in_msg = depth == 2 and err == 0 and b.opens[2].slot == S_MSG
+                in_msg = depth == 2 and err == 0 and b.opens[2].slot == S_MSG and ctype[2] == 123
+                fast = err == 0 and (in_msg or (depth == 1 and ctype[1] == 123))
                 s += 1
             if fail or depth == 0:
                 break
@@ -386,22 +382,22 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                 continue
         # ---- a key at s, then ':'
         goto_key = False
-        slot = NO_SLOT
-        if err == 0 and (depth == 1 or in_msg):
+        slot = SLOT_SINK
+        if fast:
             pe = _pred[row + prev]
             ps = pe & 0xFF
-            if ps != NO_SLOT and _is_member(s, pe >> 8, ps) and spans[ps].gen != gen:
+            if ps != NO_SLOT and _is_member(s, ps) and spans[ps].gen != gen:
                 # '"name":' of the predicted name, not seen before in this frame
                 prev = ps
                 spans[ps].gen = gen
-                if ps < S_COUNT_OF_SLOTS:
-                    slot = ps
+                slot = ps
                 s = skip_ws(s + (pe >> 8))
                 continue
             if s[0] != 34:
                 fail = R_JSON
                 break
             q = _scan_key_slow(b, p, s, depth, &prev, row, &slot, &err, &fail)
+            fast = err == 0
         else:
             if s[0] != 34:
                 fail = R_JSON

@@ -142,6 +142,16 @@ cdef extern from *:
     }
     /* The first byte at or after p that is not an ASCII digit, and (*stop) its value. */
     static inline const uint8_t* ssmd_digits_end_b(const uint8_t* p, uint8_t* stop) {
+    #if defined(__SSE2__)
+        /* 16 bytes per step: byte - '0' (wrapping) is a digit iff it is below 10 (unsigned) */
+        const __m128i z = _mm_set1_epi8(0x30), ten = _mm_set1_epi8(10);
+        for (;;) {
+            __m128i x = _mm_sub_epi8(_mm_loadu_si128((const __m128i*)p), z);
+            unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(x, ten), x));
+            if (m) { p += __builtin_ctz(m); *stop = *p; return p; }
+            p += 16;
+        }
+    #else
         for (;;) {
             uint64_t w = ssmd_load64(p);
             uint64_t m = ((w & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
@@ -149,6 +159,29 @@ cdef extern from *:
             if (m) { int k = __builtin_ctzll(m) >> 3; *stop = (uint8_t)(w >> (k * 8)); return p + k; }
             p += 8;
         }
+    #endif
+    }
+    /* The 32 bytes at s begin with a member prefix '"name":': pat holds its bytes (zero after them),
+       need has one bit per prefix byte. Branch-free whatever the prefix length. */
+    static inline int ssmd_member_eq(const uint8_t* s, const uint64_t* pat, uint32_t need) {
+    #if defined(__SSE2__)
+        __m128i a = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)s), _mm_loadu_si128((const __m128i*)pat));
+        __m128i b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)(s + 16)),
+                                   _mm_loadu_si128((const __m128i*)(pat + 2)));
+        uint32_t m = (uint32_t)_mm_movemask_epi8(a) | ((uint32_t)_mm_movemask_epi8(b) << 16);
+        return (~m & need) == 0;
+    #else
+        uint64_t d = 0;
+        int k;
+        for (k = 0; k < 4; k++) {
+            uint32_t nb = (need >> (8 * k)) & 0xFF;
+            uint64_t mk = 0;
+            int i;
+            for (i = 0; i < 8; i++) if (nb & (1u << i)) mk |= (uint64_t)0xFF << (8 * i);
+            d |= (ssmd_load64(s + 8 * k) ^ pat[k]) & mk;
+        }
+        return d == 0;
+    #endif
     }
     /* The first byte at or after p that is not an ASCII digit (8 bytes per step). */
     static inline const uint8_t* ssmd_digits_end(const uint8_t* p) {
@@ -189,3 +222,4 @@ cdef extern from *:
     uint64_t ssmd_low_mask(size_t n) noexcept nogil
     char* ssmd_write_u64(char* w, uint64_t v) noexcept nogil
     int ssmd_ticker_bad8(uint64_t w, size_t n) noexcept nogil
+    int ssmd_member_eq(const uint8_t* s, const uint64_t* pat, uint32_t need) noexcept nogil
