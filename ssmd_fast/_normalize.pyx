@@ -68,14 +68,9 @@ _META_KEYS[7] = b'"rules_primary":'
 _META_KEYS[8] = b'"rules_secondary":'
 
 
-cdef int buf_reserve(ByteBuf* b, Py_ssize_t extra) except -1:
-    """Room for `extra` more bytes after b.size (geometric growth, kept across reset())."""
-    cdef Py_ssize_t cap
-    cdef char* x
-    if b.size + extra <= b.capacity:
-        return 0
-    cap = max(b.size + extra, 2 * b.capacity, 4096)
-    x = <char*>realloc(b.data, cap)
+cdef int buf_grow(ByteBuf* b, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t cap = max(b.size + extra, 2 * b.capacity, 4096)
+    cdef char* x = <char*>realloc(b.data, cap)
     if x == NULL:
         raise MemoryError()
     b.data = x
@@ -83,8 +78,14 @@ cdef int buf_reserve(ByteBuf* b, Py_ssize_t extra) except -1:
     return 0
 
 
-cdef int _reserve_scan(FrameBatch b, Py_ssize_t n) except -1:
-    """Per-frame work areas sized for a frame of n bytes (depth <= n, keys <= n/4, scratch 2n)."""
+cdef inline int buf_reserve(ByteBuf* b, Py_ssize_t extra) except -1:
+    """Room for `extra` more bytes after b.size (geometric growth, kept across reset())."""
+    if b.size + extra <= b.capacity:
+        return 0
+    return buf_grow(b, extra)
+
+
+cdef int _grow_scan(FrameBatch b, Py_ssize_t n) except -1:
     cdef void* x
     cdef Py_ssize_t cap
     if n + 2 > b.ctype_cap:
@@ -106,13 +107,37 @@ cdef int _reserve_scan(FrameBatch b, Py_ssize_t n) except -1:
     return 0
 
 
-cdef inline int64_t _env_int(FrameBatch b, const uint8_t* p, int slot, int64_t low, int64_t none) noexcept:
-    """An envelope value for the entry: an integer in low..2^63-1, else `none` (never an error)."""
-    cdef Span* sp = fld(b, slot)
+cdef inline int _reserve_scan(FrameBatch b, Py_ssize_t n) except -1:
+    """Per-frame work areas sized for a frame of n bytes (depth <= n, keys <= n/4, scratch 2n)."""
+    if n + 2 <= b.ctype_cap and n // 4 + 8 <= b.keys_cap and 2 * n + 4 * PAD <= b.scratch.capacity:
+        b.scratch.size = 0
+        return 0
+    return _grow_scan(b, n)
+
+
+cdef int64_t _env_int_slow(FrameBatch b, const uint8_t* p, Span* sp, int64_t low, int64_t none) noexcept:
     cdef int64_t v
-    if sp == NULL or span_int(p, sp, &v, <uint8_t*>b.scratch.data) != 0:
+    if span_int(p, sp, &v, <uint8_t*>b.scratch.data) != 0:
         return none
     return v if v >= low else none
+
+
+cdef inline int64_t _env_int(FrameBatch b, const uint8_t* p, int slot, int64_t low, int64_t none) noexcept:
+    """An envelope value for the entry: an integer in low..2^63-1, else `none` (never an error)."""
+    cdef Span* sp = &b.spans[slot]
+    cdef const uint8_t* s
+    cdef const uint8_t* e
+    cdef int64_t v = 0
+    if sp.gen != b.gen or sp.kind != J_NUMBER:
+        return none
+    s = p + sp.start
+    e = p + sp.end
+    if sp.esc == 0 and e - s <= 18 and s[0] != 45:    # digits only: fits int64
+        while s < e:
+            v = v * 10 + (s[0] - 48)
+            s += 1
+        return v if v >= low else none
+    return _env_int_slow(b, p, sp, low, none)
 
 
 cdef int _invalid(FrameBatch b, FrameEntry* e, const char* data, Py_ssize_t size, int reason) except -1:

@@ -291,5 +291,5 @@ cdef int build_snapshot(FrameBatch b, Rec* r, FrameEntry* e) except -1:
     put_side(b, r, S_YES_DOLLARS_FP, S_YES_DOLLARS, S_YES)
     _lit(r, b',"no":', 6)
     put_side(b, r, S_NO_DOLLARS_FP, S_NO_DOLLARS, S_NO)
-    put_envelope(b, r)
+    put_envelope(b, r, e)
     return 0

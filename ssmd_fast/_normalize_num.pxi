@@ -356,13 +356,16 @@ cdef inline int _d2(const uint8_t* s) noexcept nogil:
     return (s[0] - 48) * 10 + (s[1] - 48)
 
 
-cdef int rfc3339_ns(const uint8_t* s, Py_ssize_t n, i128* out, int64_t* secs_out=NULL) noexcept nogil:
-    """YYYY-MM-DD"T"hh:mm:ss[.f{1,9}](Z|+hh:mm|-hh:mm), T and Z in either case; R_RANGE if not."""
-    cdef int y1, y2, mo, d, hh, mi, ss, oh, om, dim, k
-    cdef int64_t frac = 0, secs, off = 0
-    cdef Py_ssize_t i = 19
-    if n < 20:
-        return R_RANGE
+# The last date-time prefix "YYYY-MM-DDThh:mm:ss" that parsed, as three words, and its local seconds:
+# the frames of one burst share it (a hit skips the date checks and the calendar arithmetic).
+cdef uint64_t _rfc_w0 = 0, _rfc_w1 = 0, _rfc_w2 = 0
+cdef int64_t _rfc_local_secs = 0
+cdef bint _rfc_have = False
+
+
+cdef int _rfc_local(const uint8_t* s, int64_t* out) noexcept nogil:
+    """The 19 bytes YYYY-MM-DD"T"hh:mm:ss as seconds since the epoch before any offset; R_RANGE if not."""
+    cdef int y1, y2, mo, d, hh, mi, ss, dim
     y1 = _d2(s)
     y2 = _d2(s + 2)
     mo = _d2(s + 5)
@@ -373,6 +376,44 @@ cdef int rfc3339_ns(const uint8_t* s, Py_ssize_t n, i128* out, int64_t* secs_out
     if (y1 < 0 or y2 < 0 or mo < 0 or d < 0 or hh < 0 or mi < 0 or ss < 0 or s[4] != 45 or s[7] != 45
             or (s[10] | 0x20) != 116 or s[13] != 58 or s[16] != 58):
         return R_RANGE
+    if mo < 1 or mo > 12 or hh > 23 or mi > 59 or ss > 59:
+        return R_RANGE
+    y1 = y1 * 100 + y2
+    if mo == 2:
+        dim = 29 if (y1 % 4 == 0 and (y1 % 100 != 0 or y1 % 400 == 0)) else 28
+    elif mo == 4 or mo == 6 or mo == 9 or mo == 11:
+        dim = 30
+    else:
+        dim = 31
+    if d < 1 or d > dim:
+        return R_RANGE
+    out[0] = _days_from_civil(y1, mo, d) * 86400 + hh * 3600 + mi * 60 + ss
+    return R_NONE
+
+
+cdef int rfc3339_ns(const uint8_t* s, Py_ssize_t n, i128* out, int64_t* secs_out, int* nfrac) noexcept nogil:
+    """YYYY-MM-DD"T"hh:mm:ss[.f{1,9}](Z|+hh:mm|-hh:mm), T and Z in either case; R_RANGE if not.
+    Also the whole seconds (*secs_out) and how many fraction digits there are (*nfrac)."""
+    global _rfc_w0, _rfc_w1, _rfc_w2, _rfc_local_secs, _rfc_have
+    cdef int oh, om, k
+    cdef int64_t frac = 0, secs, off = 0
+    cdef Py_ssize_t i = 19
+    cdef uint64_t w0, w1, w2
+    if n < 20:
+        return R_RANGE
+    w0 = ssmd_load64(s)
+    w1 = ssmd_load64(s + 8)
+    w2 = ssmd_load64(s + 11)        # bytes 11..18 (overlapping): all 19 bytes compared
+    if _rfc_have and w0 == _rfc_w0 and w1 == _rfc_w1 and w2 == _rfc_w2:
+        secs = _rfc_local_secs
+    else:
+        if _rfc_local(s, &secs):
+            return R_RANGE
+        _rfc_w0 = w0
+        _rfc_w1 = w1
+        _rfc_w2 = w2
+        _rfc_local_secs = secs
+        _rfc_have = True
     if s[19] == 46:
         i = 20
         while i < n and _is_digit(s[i]) and i < 29:
@@ -382,6 +423,7 @@ cdef int rfc3339_ns(const uint8_t* s, Py_ssize_t n, i128* out, int64_t* secs_out
             return R_RANGE
         for k in range(29 - <int>i):
             frac *= 10
+    nfrac[0] = <int>(i - 20) if i > 19 else 0
     if i >= n:
         return R_RANGE
     if (s[i] | 0x20) == 122:
@@ -399,36 +441,17 @@ cdef int rfc3339_ns(const uint8_t* s, Py_ssize_t n, i128* out, int64_t* secs_out
             off = -off
     else:
         return R_RANGE
-    if mo < 1 or mo > 12 or hh > 23 or mi > 59 or ss > 59:
-        return R_RANGE
-    y1 = y1 * 100 + y2
-    if mo == 2:
-        dim = 29 if (y1 % 4 == 0 and (y1 % 100 != 0 or y1 % 400 == 0)) else 28
-    elif mo == 4 or mo == 6 or mo == 9 or mo == 11:
-        dim = 30
-    else:
-        dim = 31
-    if d < 1 or d > dim:
-        return R_RANGE
-    secs = _days_from_civil(y1, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - off
+    secs -= off
     out[0] = <i128>secs * 1000000000 + frac
-    if secs_out != NULL:
-        secs_out[0] = secs
+    secs_out[0] = secs
     return R_NONE
 
 
 # ---- strings
 
 cdef inline bint ticker_ok(const uint8_t* s, Py_ssize_t n) noexcept nogil:
-    """1 to 1024 bytes of printable ASCII (0x21..0x7E) other than '*' and '>' (8 bytes per step)."""
-    cdef Py_ssize_t i = 0
-    if n < 1 or n > 1024:
-        return False
-    while i < n:
-        if ssmd_ticker_bad8(ssmd_load64(s + i), min(n - i, 8)):
-            return False
-        i += 8
-    return True
+    """1 to 1024 bytes of printable ASCII (0x21..0x7E) other than '*' and '>' (16 bytes per step)."""
+    return ssmd_ticker_ok(s, <size_t>n)
 
 
 cdef char* write_jstr(char* w, const uint8_t* p, Span* sp) noexcept nogil:

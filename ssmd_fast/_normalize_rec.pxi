@@ -66,43 +66,9 @@ cdef inline void put_null(Rec* r) noexcept:
     _lit(r, b"null", 4)
 
 
-cdef inline int put_dec_short(Rec* r, const uint8_t* s, int n, bint neg, int q) noexcept nogil:
-    """A decimal string's content after any '-' (1 to 16 bytes): one classification of the 16 bytes
-    gives the '.', the leading and trailing zeros; the canonical text is then a slice of the input."""
-    cdef int lz, tz, dot, ni, nf, a, b
-    cdef char* w
-    dot = ssmd_dec16(s, n, &lz, &tz)
-    if dot < 0:
-        return R_RANGE
-    ni = dot - lz if lz < dot else 0                # integer digits without leading zeros
-    nf = n - dot - 1 - tz if dot < n and tz < n - dot - 1 else 0   # fraction without trailing zeros
-    if ni == 0 and nf == 0:
-        if q == Q_POS:
-            return R_RANGE
-        neg = False
-    elif neg and q != Q_ANY:
-        return R_RANGE
-    if q == Q_PRICE and (ni > 1 or (ni == 1 and (s[lz] != 49 or nf > 0))):
-        return R_RANGE
-    w = r.w
-    if neg:
-        w[0] = 45
-        w += 1
-    if ni == 0:
-        w[0] = 48
-        w += 1
-        a = dot                                     # "0" then ".ddd" when there is a fraction
-    else:
-        a = lz
-    b = dot + 1 + nf if nf else dot
-    if b > a:
-        w = ssmd_copy(w, s + a, b - a)
-    r.w = w
-    return R_NONE
-
-
-cdef inline int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q) noexcept nogil:
-    """A decimal string without escapes, content [s, e): checked and written in one pass."""
+cdef int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q) noexcept nogil:
+    """A decimal string without escapes, content [s, e) (more than 16 bytes or none after the sign):
+    checked and written in one pass."""
     cdef const uint8_t* ip
     cdef const uint8_t* fp
     cdef Py_ssize_t ni, nf = 0
@@ -110,8 +76,6 @@ cdef inline int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q)
     cdef char* w
     if neg:
         s += 1
-    if 0 < e - s <= 16:
-        return put_dec_short(r, s, <int>(e - s), neg, q)
     ip = s
     s = ssmd_digits_end(s)          # stops at the closing quote at the latest
     ni = s - ip
@@ -156,7 +120,8 @@ cdef inline int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q)
     return R_NONE
 
 
-cdef inline void put_dec(Rec* r, Span* sp, int q) noexcept nogil:
+cdef void put_dec_slow(Rec* r, Span* sp, int q) noexcept nogil:
+    """put_dec for the uncommon forms: escapes, a JSON number, more than 16 characters."""
     cdef Dec d
     cdef int code
     if sp.kind == J_STRING and not sp.esc:
@@ -169,6 +134,18 @@ cdef inline void put_dec(Rec* r, Span* sp, int q) noexcept nogil:
         _fail(r, code)
     else:
         r.w = write_dec(r.w, &d)
+
+
+cdef inline void put_dec(Rec* r, Span* sp, int q) noexcept nogil:
+    """A decimal source under the sign/range rule q; the short plain strings ("0.5500") inline."""
+    cdef const uint8_t* s = r.p + sp.start + 1
+    cdef int n = <int>(sp.end - sp.start) - 2
+    cdef int neg = s[0] == 45
+    if sp.kind == J_STRING and not sp.esc and 0 < n - neg <= 16:
+        if ssmd_dec_short(&r.w, s + neg, n - neg, neg, q):
+            _fail(r, R_RANGE)
+        return
+    put_dec_slow(r, sp, q)
 
 
 cdef inline void put_cents(Rec* r, Span* sp) noexcept:
@@ -262,27 +239,33 @@ cdef inline void put_time(Rec* r, Span* sp, int zeros) noexcept:
         r.w = write_scaled(r.w, v, zeros)
 
 
+# The decimal text of the last seconds value written by put_time_rfc (frames of a burst share it).
+cdef char _rfc_txt[32]
+cdef int _rfc_txt_len = 0
+cdef int64_t _rfc_txt_secs = 0
+
+
 cdef void put_time_rfc(Rec* r, Span* sp) noexcept:
+    global _rfc_txt_len, _rfc_txt_secs
     cdef Py_ssize_t n
     cdef const uint8_t* s
     cdef i128 ns
-    cdef int code
+    cdef int code, k
+    cdef int64_t secs
     if sp.kind != J_STRING:
         _fail(r, R_TYPE)
         return
-    cdef int64_t secs
-    cdef Py_ssize_t k
     s = span_text(r.p, sp, r.buf, &n)
-    code = rfc3339_ns(s, n, &ns, &secs)
+    code = rfc3339_ns(s, n, &ns, &secs, &k)
     if code:
         _fail(r, code)
     elif secs >= 1:
         # the seconds, then the fraction's digits as received, padded to 9 (exact from 1970 on)
-        r.w = write_u64(r.w, <uint64_t>secs)
-        k = 0
-        if s[19] == 46:
-            while _is_digit(s[20 + k]):
-                k += 1
+        if secs != _rfc_txt_secs or _rfc_txt_len == 0:
+            _rfc_txt_len = <int>(write_u64(_rfc_txt, <uint64_t>secs) - _rfc_txt)
+            _rfc_txt_secs = secs
+        r.w = ssmd_copy(r.w, _rfc_txt, _rfc_txt_len)
+        if k:
             r.w = ssmd_copy(r.w, s + 20, k)
         r.w = ssmd_zeros(r.w, 9 - k)
     else:
@@ -342,31 +325,37 @@ cdef inline void put_ticker(FrameBatch b, Rec* r, Span* sp, FrameEntry* e) noexc
     r.w = write_jstr(r.w, r.p, sp)
 
 
-cdef inline void put_envelope(FrameBatch b, Rec* r) noexcept:
-    ""","sid":..,"seq":.. of a record: when present, integers in 1..2^63-1."""
-    cdef int k, code
+cdef void put_env_slow(FrameBatch b, Rec* r, int slot) noexcept:
+    """An envelope sid/seq that is not a valid integer >= 1: null when not present, else the error."""
+    cdef int code
     cdef int64_t v
+    cdef Span* sp = fld(b, slot)
+    if sp == NULL:
+        put_null(r)
+        return
+    code = span_int(r.p, sp, &v, r.buf)
+    _fail(r, code if code else R_RANGE)
+
+
+cdef inline void put_env_value(FrameBatch b, Rec* r, int slot, int64_t v) noexcept:
+    """v: the entry's sid/seq (> 0 when the source is a valid integer in 1..2^63-1)."""
     cdef Span* sp
-    for k in range(2):
-        if k == 0:
-            _lit(r, b',"sid":', 7)
-            sp = fld(b, S_SID)
-        else:
-            _lit(r, b',"seq":', 7)
-            sp = fld(b, S_SEQ)
-        if sp == NULL:
-            put_null(r)
-            continue
-        if _plain_int(sp):
-            _fail(r, put_plain_int(r, sp, Q_POS, 0))
-            continue
-        code = span_int(r.p, sp, &v, r.buf)
-        if code == 0 and v < 1:
-            code = R_RANGE
-        if code:
-            _fail(r, code)
-        else:
-            r.w = write_i64(r.w, v)
+    if v <= 0:
+        put_env_slow(b, r, slot)
+        return
+    sp = &b.spans[slot]
+    if sp.esc == 0 and sp.end - sp.start <= 18:    # a plain literal of v: already canonical
+        r.w = ssmd_copy(r.w, r.p + sp.start, sp.end - sp.start)
+    else:
+        r.w = write_u64(r.w, <uint64_t>v)
+
+
+cdef inline void put_envelope(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+    ""","sid":..,"seq":.. of a record: when present, integers in 1..2^63-1 (already read into e)."""
+    _lit(r, b',"sid":', 7)
+    put_env_value(b, r, S_SID, e.sid)
+    _lit(r, b',"seq":', 7)
+    put_env_value(b, r, S_SEQ, e.seq)
 
 
 cdef void build_trade(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
@@ -416,7 +405,7 @@ cdef void build_trade(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
         put_time(r, sp, 6)
     else:
         put_time(r, fld(b, S_TS), 9)
-    put_envelope(b, r)
+    put_envelope(b, r, e)
 
 
 cdef void build_ticker(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
@@ -453,7 +442,7 @@ cdef void build_ticker(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
             put_time_rfc(r, sp)
         else:
             put_time(r, fld(b, S_TS), 9)
-    put_envelope(b, r)
+    put_envelope(b, r, e)
 
 
 cdef void build_delta(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
@@ -480,7 +469,7 @@ cdef void build_delta(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
             put_time_rfc(r, sp)
         else:
             put_time(r, sp, 9)
-    put_envelope(b, r)
+    put_envelope(b, r, e)
 
 
 cdef void put_settlement(Rec* r, Span* sp) noexcept:
@@ -569,7 +558,7 @@ cdef void build_market_lifecycle(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
         r.w += 1
     else:
         put_null(r)
-    put_envelope(b, r)
+    put_envelope(b, r, e)
 
 
 cdef void build_event_lifecycle(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
@@ -601,4 +590,4 @@ cdef void build_event_lifecycle(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
     put_time(r, fld(b, S_STRIKE_DATE), 9)
     _lit(r, b',"strike_period":', 17)
     put_str(r, fld(b, S_STRIKE_PERIOD))
-    put_envelope(b, r)
+    put_envelope(b, r, e)

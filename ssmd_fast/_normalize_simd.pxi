@@ -96,20 +96,23 @@ cdef extern from *:
         memcpy(d, "0000000000000000", 16);
         return d + n;
     }
-    /* A decimal string's content s[0..n) with 1 <= n <= 16 (padded buffer): returns -1 unless it is
-       [0-9]+ or [0-9]+.[0-9]+; else the position of the '.' (n when none), and in *lz, *tz the counts of
-       leading and trailing '0' characters of the whole content. */
-    static inline int ssmd_dec16(const uint8_t* s, int n, int* lz, int* tz) {
+    /* A decimal string's content after any '-' (s[0..n), 1 <= n <= 16, padded buffer): unless it is
+       [0-9]+ or [0-9]+.[0-9]+ or breaks the sign/range rule q (0 any, 1 > 0, 2 >= 0, 3 in [0, 1]),
+       returns 1; else writes the canonical form at *wp, a slice of the input, and returns 0. One
+       classification of the 16 bytes gives the '.', the leading zeros and the last significant digit. */
+    static inline int ssmd_dec_short(char** wp, const uint8_t* s, int n, int neg, int q) {
+        unsigned valid = (1u << n) - 1, nd, dot, inv;
+        int dp, lz, hi, ni, nf;
+        char* w = *wp;
     #if defined(__SSE2__)
         __m128i x = _mm_loadu_si128((const __m128i*)s);
-        unsigned valid = (1u << n) - 1, nd, dot, inv;
-        nd = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x30)),
-                                                      _mm_cmpgt_epi8(x, _mm_set1_epi8(0x39)))) & valid;
+        __m128i t = _mm_sub_epi8(x, _mm_set1_epi8(0x30));
+        nd = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(t, _mm_set1_epi8(10)), t)) & valid;
         dot = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(0x2E))) & valid;
-        inv = ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(0x30))) & valid;
+        inv = ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(t, _mm_setzero_si128())) & valid;
     #else
-        unsigned valid = (1u << n) - 1, nd = 0, dot = 0, inv = 0;
         int i;
+        nd = dot = inv = 0;
         for (i = 0; i < n; i++) {
             nd |= (unsigned)(s[i] < 0x30 || s[i] > 0x39) << i;
             dot |= (unsigned)(s[i] == 0x2E) << i;
@@ -117,10 +120,54 @@ cdef extern from *:
         }
     #endif
         if (nd != dot || (dot & (dot - 1)) || (dot & 1) || (dot >> (n - 1)))
-            return -1;
-        *lz = inv ? __builtin_ctz(inv) : n;
-        *tz = inv ? n - 1 - (31 - __builtin_clz(inv)) : n;
-        return dot ? __builtin_ctz(dot) : n;
+            return 1;
+        if (inv == 0) {                     /* only '0' characters: zero, whatever the sign */
+            if (q == 1) return 1;
+            *w = '0';
+            *wp = w + 1;
+            return 0;
+        }
+        dp = dot ? __builtin_ctz(dot) : n;  /* the '.' (or the end) */
+        lz = __builtin_ctz(inv);            /* leading '0's: never past the '.', which is in inv */
+        hi = 31 - __builtin_clz(inv);       /* the last character that is not '0' */
+        ni = dp - lz;                       /* integer digits without leading zeros */
+        nf = dot ? hi - dp : 0;             /* fraction digits without trailing zeros */
+        if (ni == 0 && nf == 0) {           /* zero with a '.': "0.00" */
+            if (q == 1) return 1;
+            *w = '0';
+            *wp = w + 1;
+            return 0;
+        }
+        if (neg && q != 0) return 1;
+        if (q == 3 && (ni > 1 || (ni == 1 && (s[lz] != '1' || nf > 0)))) return 1;
+        if (neg) *w++ = '-';
+        if (ni == 0) {                      /* "0" then ".ddd" */
+            *w++ = '0';
+            lz = dp;
+        }
+        *wp = ssmd_copy(w, s + lz, (size_t)((nf ? hi + 1 : dp) - lz));
+        return 0;
+    }
+    /* 1 to 1024 bytes of printable ASCII (0x21..0x7E) other than '*' and '>' (padded buffer). */
+    static inline int ssmd_ticker_ok(const uint8_t* s, size_t n) {
+        size_t i;
+        if (n < 1 || n > 1024) return 0;
+    #if defined(__SSE2__)
+        for (i = 0; i < n; i += 16) {
+            /* the signed compare with 0x21 catches the control bytes, space and every byte >= 0x80 */
+            __m128i x = _mm_loadu_si128((const __m128i*)(s + i));
+            __m128i bad = _mm_or_si128(
+                _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x21)), _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7F))),
+                _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(0x2A)), _mm_cmpeq_epi8(x, _mm_set1_epi8(0x3E))));
+            unsigned m = (unsigned)_mm_movemask_epi8(bad);
+            if (n - i < 16) m &= (1u << (n - i)) - 1;
+            if (m) return 0;
+        }
+    #else
+        for (i = 0; i < n; i += 8)
+            if (ssmd_ticker_bad8(ssmd_load64(s + i), n - i < 8 ? n - i : 8)) return 0;
+    #endif
+        return 1;
     }
     /* ssmd_str_stop, also telling (*quote) whether the byte found is the closing '"', from the masks
        already computed (no reload of the byte on the common path). */
@@ -217,7 +264,8 @@ cdef extern from *:
     const uint8_t* ssmd_str_stop_q(const uint8_t* p, int* quote) noexcept nogil
     char* ssmd_copy(char* d, const void* src, size_t n) noexcept nogil
     char* ssmd_zeros(char* d, size_t n) noexcept nogil
-    int ssmd_dec16(const uint8_t* s, int n, int* lz, int* tz) noexcept nogil
+    int ssmd_dec_short(char** wp, const uint8_t* s, int n, int neg, int q) noexcept nogil
+    int ssmd_ticker_ok(const uint8_t* s, size_t n) noexcept nogil
     uint64_t ssmd_key_hash(const uint8_t* s, size_t n, uint64_t seed) noexcept nogil
     uint64_t ssmd_low_mask(size_t n) noexcept nogil
     char* ssmd_write_u64(char* w, uint64_t v) noexcept nogil
