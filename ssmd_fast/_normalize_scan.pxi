@@ -245,13 +245,14 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                 row = ((<uint32_t>(q - s) + s[1]) & (P_ROWS - 1)) * 128
             s = q + 1
         elif c == 45 or <uint8_t>(c - 48) < 10:
-            q = s + (c == 45)
-            if q[0] == 48:
-                q += 1
-                stop = q[0]
-            elif <uint8_t>(q[0] - 49) < 9:
-                q = ssmd_digits_end_b(q + 1, &stop)
-            else:
+            # the digits after the first byte ('-' or a digit) straight from s: the next position does
+            # not wait for the sign test; the integer part's rules are checked beside it
+            q = ssmd_digits_end_b(s + 1, &stop)
+            if c == 45:
+                if <uint8_t>(s[1] - 48) >= 10 or (s[1] == 48 and q != s + 2):
+                    fail = R_JSON
+                    break
+            elif c == 48 and q != s + 1:
                 fail = R_JSON
                 break
             esc = 0                 # for numbers: 1 when there is a fraction or an exponent
