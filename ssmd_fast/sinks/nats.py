@@ -11,8 +11,9 @@ Guarantees and what happens when NATS is away or slow:
 - every data message carries a deterministic ``Nats-Msg-Id`` (``subjects.py``); resends and spill
   replays reuse it, so JetStream's duplicate window turns at-least-once into once-in-the-stream;
 - a message unacked ``ack_timeout`` after its send is resent (same bytes); new sends wait while
-  resends are pending; no ack progress for 2 x ``ack_timeout`` with messages in flight forces a
-  reconnect (the server or the path is stalled); reconnects back off briefly (capped);
+  resends are pending; no answer from the server for ``ack_timeout`` + 0.5 s (at most 2 x
+  ``ack_timeout``) with messages in flight forces a reconnect (the server or the path is stalled:
+  under 3 s at the default 2 s deadline); reconnects back off briefly (capped);
 - ``submit`` never blocks: frames queue in memory up to ``memory_queue_bytes``; past that, or when the
   oldest message stayed unacked past ``retry_horizon``, everything unacked moves to the ``SpillFile``
   in order and new batches go there too, until the spill is replayed (oldest first, original ids)
@@ -54,6 +55,7 @@ PING_INTERVAL = 2.0          # data connection keepalive (x2 unanswered = stale)
 WRITE_CHUNK = 256 * 1024     # bytes per socket write
 REPLAY_CHUNK = 4096          # spill records loaded into the ring at a time
 RETRYABLE_ERR_CODES = {10008}  # "JetStream system temporarily unavailable"
+WATCHDOG_SLACK = 0.5         # the watchdog fires this long after the ack deadline (capped at 2 x the deadline)
 FULL_DESCRIPTIONS = ("maximum messages", "maximum bytes", "maximum messages per subject")
 LATENCY_LE_MIN_NS, LATENCY_LE_MAX_NS = 1 << 14, 1 << 34  # ack latency buckets exposed: 16 us .. 17 s
 
@@ -181,8 +183,10 @@ class JetStreamPublisher:
             sp = self.cfg.spill
             self.spill = SpillFile(self.spill_dir, max_bytes=sp.max_bytes, fsync_every=sp.fsync_every,
                                    fsync_interval=sp.fsync_interval)
+            # fsync as the spill does: every record is handed to the OS at once (a kill -9 keeps it), and a
+            # burst of rejections (a full stream) must not fsync per message on the feed's event loop
             self.dead = SpillFile(os.path.join(self.spill_dir, "dead-letter"), max_bytes=sp.max_bytes,
-                                  fsync_every=1, fsync_interval=0.0)
+                                  fsync_every=sp.fsync_every, fsync_interval=sp.fsync_interval)
             if self.spill.pending_records:
                 log.info("spill %s holds %d records from before: replayed once NATS acks",
                          self.spill_dir, self.spill.pending_records)
@@ -516,10 +520,11 @@ class JetStreamPublisher:
             if data is not None:
                 self.conn.write(data)
                 self.counters["resend_writes"] += 1
-            if now - self._last_progress > 2 * cfg.ack_timeout:
+            silent_for = min(2 * cfg.ack_timeout, cfg.ack_timeout + WATCHDOG_SLACK)
+            if now - self._last_progress > silent_for:
                 self.counters["watchdog_reconnects"] += 1
                 self._last_progress = now
-                self.conn.close(f"no ack for {2 * cfg.ack_timeout:g} s with {ring.inflight} in flight")
+                self.conn.close(f"no answer for {silent_for:g} s with {ring.inflight} in flight")
         oldest = ring.oldest_unacked_sent()
         while oldest and now - oldest > cfg.retry_horizon and self.mode == "jetstream":
             if ring.head not in self._no_resp:

@@ -67,3 +67,66 @@ def test_a_peer_closing_during_the_handshake_is_a_failed_connect_not_a_connectio
     assert len(accepted) >= 4                      # retried at the refused pace (at most 0.2 s apart)
     assert sink.events == [] and s.core.connections == 0 and s.stats()["reconnects"] == 0
     assert "handshake" in (s.last_error or "")
+
+
+# --------------------------------------------------------------------------- publisher
+
+
+class FakeConn:
+    """Stands in for the data connection in tick(): records writes and the close."""
+
+    writable = True
+
+    def __init__(self):
+        self.writes, self.closed = 0, None
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def close(self, reason: str) -> None:
+        self.closed = reason
+
+
+def _publisher(tmp_path, clock, **kw):
+    from ssmd_fast.config import SpillConfig, TransportConfig
+    from ssmd_fast.sinks.nats import JetStreamPublisher
+
+    cfg = TransportConfig(type="nats", url=("nats://127.0.0.1:1",), stream="T", subject_prefix="t.kalshi",
+                          spill=SpillConfig(path=str(tmp_path)), **kw)
+    return JetStreamPublisher(cfg, clock=clock, provision_stream=False)
+
+
+def test_the_ack_watchdog_declares_a_silent_link_dead_within_3_s_at_the_default_deadline(tmp_path):
+    """F4: with ack_timeout 2 s the watchdog waited 2 x 2 s: a silent partition took 4 s to notice."""
+    now = [1000.0]
+    pub = _publisher(tmp_path, lambda: now[0])
+    conn = pub.conn = FakeConn()
+    pub.ring.add_message(b"t.kalshi.x", b"id-1", b"{}")
+    pub.ring.take(pub.cfg.window, now[0])
+    pub._last_progress = now[0]
+    for t, dead in ((1.0, False), (2.2, False), (2.4, False), (2.6, True)):
+        now[0] = 1000.0 + t
+        pub.tick()
+        assert (conn.closed is not None) == dead, (t, conn.closed)
+    assert pub.counters["watchdog_reconnects"] == 1 and pub.cfg.ack_timeout == 2.0
+
+
+def test_dead_lettering_a_burst_of_rejections_does_not_fsync_per_message(tmp_path):
+    """F7: the dead-letter file was fsync-ed per record, in the event loop: 20k rejections of a full
+    stream stalled the loop (and the WebSocket reader on it) for 1.6-1.8 s at a time."""
+    import time
+
+    async def main():
+        pub = _publisher(tmp_path, time.monotonic)
+        await pub.start()
+        try:
+            for k in range(5000):     # one rejection per ack error, as they arrive
+                pub._dead_letter([(b"t.kalshi.json.x.A", b"id-%d" % k, b"{}")], "stream_full")
+            fsyncs = pub.dead.fsyncs
+        finally:
+            await pub.close(0.1)
+        return pub, fsyncs
+
+    pub, fsyncs = uvloop.run(main())
+    assert pub.counters["dead_lettered"] == 5000
+    assert fsyncs <= 5000 // 1000 + 50, f"{fsyncs} fsyncs for 5000 dead-lettered messages"
