@@ -122,6 +122,12 @@ cdef int64_t _env_int_slow(FrameBatch b, const uint8_t* p, Span* sp, int64_t low
     return v if v >= low else none
 
 
+cdef inline Span* fld_exists_b(FrameBatch b, int slot) noexcept:
+    """The span when the key exists in the current frame, null included."""
+    cdef Span* sp = &b.spans[slot]
+    return sp if sp.gen == b.gen else NULL
+
+
 cdef inline int64_t _env_int(FrameBatch b, const uint8_t* p, int slot, int64_t low, int64_t none) noexcept:
     """An envelope value for the entry: an integer in low..2^63-1, else `none` (never an error)."""
     cdef Span* sp = &b.spans[slot]
@@ -204,42 +210,45 @@ cdef int _classify(FrameBatch b, FrameEntry* e, const uint8_t* p, Py_ssize_t n, 
     return OUT_OTHER
 
 cdef int _record(FrameBatch b, FrameEntry* e, const uint8_t* p, Py_ssize_t n, int kind) except -1:
-    cdef Span* msg = fld(b, S_MSG)
+    cdef Span* msg = fld_exists_b(b, S_MSG)
     cdef Rec r
     cdef Py_ssize_t keys_mark = b.keys.size
+    cdef char* w
     if msg == NULL or msg.kind != J_OBJECT:
         return _invalid_parsed(b, e, R_SHAPE)
     buf_reserve(&b.out, 2 * n + 4096)
     buf_reserve(&b.keys, n + 4 * PAD)      # ticker + trade_id (<= n) and ssmd_copy's slack
-    r.w = b.out.data + b.out.size
+    w = b.out.data + b.out.size
     r.p = p
     r.buf = <uint8_t*>b.scratch.data
+    r.spans = b.spans
+    r.gen = b.gen
     r.err = 0
     if kind == K_TICKER:
-        build_ticker(b, &r, e)
+        w = build_ticker(b, &r, w, e)
     elif kind == K_BOOK_DELTA:
-        build_delta(b, &r, e)
+        w = build_delta(b, &r, w, e)
     elif kind == K_TRADE:
-        build_trade(b, &r, e)
+        w = build_trade(b, &r, w, e)
     elif kind == K_BOOK_SNAPSHOT:
-        build_snapshot(b, &r, e)
+        w = build_snapshot(b, &r, w, e)
     elif kind == K_MARKET_LIFECYCLE:
-        build_market_lifecycle(b, &r, e)
+        w = build_market_lifecycle(b, &r, w, e)
     else:
-        build_event_lifecycle(b, &r, e)
+        w = build_event_lifecycle(b, &r, w, e)
     if r.err:
         b.keys.size = keys_mark
         e.key_off = e.key_len = e.tid_off = e.tid_len = 0
         return _invalid_parsed(b, e, r.err)
     if b.recv_ts:
-        memcpy(r.w, b',"recv_ts":', 11)
-        r.w = write_i64(r.w + 11, b.recv_ts)
-    r.w[0] = 125
-    r.w += 1
+        memcpy(w, b',"recv_ts":', 11)
+        w = write_i64(w + 11, b.recv_ts)
+    w[0] = 125
+    w += 1
     e.outcome = OUT_RECORD
     e.kind = kind
     e.rec_off = <uint32_t>b.out.size
-    e.rec_len = <uint32_t>(r.w - (b.out.data + b.out.size))
+    e.rec_len = <uint32_t>(w - (b.out.data + b.out.size))
     b.out.size += e.rec_len
     b.n_outcome[OUT_RECORD] += 1
     b.n_kind[kind] += 1
@@ -350,7 +359,7 @@ cdef class FrameBatch:
         e.sid = _env_int(self, p, S_SID, 1, 0)
         e.seq = _env_int(self, p, S_SEQ, 1, 0)
         e.cmd_id = _env_int(self, p, S_ID, 0, -1)
-        sp = fld(self, S_TYPE)
+        sp = fld_exists_b(self, S_TYPE)
         if sp == NULL or sp.kind != J_STRING:
             return _invalid(self, e, data, size, R_SHAPE)
         e.raw_len = <uint32_t>size

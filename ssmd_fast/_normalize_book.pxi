@@ -169,9 +169,9 @@ cdef int _reserve_levels(FrameBatch b, Py_ssize_t n) except -1:
     return 0
 
 
-cdef int put_side(FrameBatch b, Rec* r, int slot_fp, int slot_dollars, int slot_cents) except -1:
+cdef char* put_side(FrameBatch b, Rec* r, char* w0, int slot_fp, int slot_dollars, int slot_cents) except NULL:
     """One snapshot side from its first source whose key exists (a null one too, which is invalid)."""
-    cdef Span* sp = fld_exists(b, slot_fp)
+    cdef Span* sp = fld_exists(r, slot_fp)
     cdef int src = 0, code
     cdef Span pa, sa
     cdef const uint8_t* p = r.p
@@ -182,36 +182,35 @@ cdef int put_side(FrameBatch b, Rec* r, int slot_fp, int slot_dollars, int slot_
     cdef Dec d
     cdef int64_t v
     if sp == NULL:
-        sp = fld_exists(b, slot_dollars)
+        sp = fld_exists(r, slot_dollars)
         src = 1
     if sp == NULL:
-        sp = fld_exists(b, slot_cents)
+        sp = fld_exists(r, slot_cents)
         src = 2
     if sp == NULL:
-        _lit(r, b"[]", 2)
-        return 0
+        return _lit(w0, b"[]", 2)
     if sp.kind != J_ARRAY:
         _fail(r, R_TYPE)
-        return 0
+        return w0
     _reserve_levels(b, (sp.end - sp.start) // 5 + 2)
     b.lvl.size = 0
     s = skip_ws(p + sp.start + 1)
     while s[0] != 93:
         if s[0] != 91:
             _fail(r, R_TYPE)
-            return 0
+            return w0
         s = skip_ws(s + 1)
         if s[0] == 93:
             _fail(r, R_TYPE)
-            return 0
+            return w0
         s = skip_ws(skip_value(s, &pa, p))
         if s[0] != 44:
             _fail(r, R_TYPE)
-            return 0
+            return w0
         s = skip_ws(skip_value(skip_ws(s + 1), &sa, p))
         if s[0] != 93:
             _fail(r, R_TYPE)
-            return 0
+            return w0
         s = skip_ws(s + 1)
         if s[0] == 44:
             s = skip_ws(s + 1)
@@ -239,7 +238,7 @@ cdef int put_side(FrameBatch b, Rec* r, int slot_fp, int slot_dollars, int slot_
         if code:
             _fail(r, code)
             if code == R_TYPE:
-                return 0
+                return w0
         w[0] = 44
         w += 1
         if src == 0:
@@ -257,7 +256,7 @@ cdef int put_side(FrameBatch b, Rec* r, int slot_fp, int slot_dollars, int slot_
         if code:
             _fail(r, code)
             if code == R_TYPE:
-                return 0
+                return w0
         w[0] = 93
         w += 1
         lv.off = <uint32_t>b.lvl.size
@@ -265,31 +264,30 @@ cdef int put_side(FrameBatch b, Rec* r, int slot_fp, int slot_dollars, int slot_
         b.lvl.size += lv.len
         count += 1
     if r.err:
-        return 0
+        return w0
     _sort_levels(b, count)
-    off = r.w - b.out.data
+    off = w0 - b.out.data
     buf_reserve(&b.out, off - b.out.size + b.lvl.size + count + 4096)
-    r.w = b.out.data + off
-    r.w[0] = 91
-    r.w += 1
+    w = b.out.data + off
+    w[0] = 91
+    w += 1
     for i in range(count):
         if i:
-            r.w[0] = 44
-            r.w += 1
+            w[0] = 44
+            w += 1
         lv = &b.levels[b.order[i]]
-        memcpy(r.w, b.lvl.data + lv.off, lv.len)
-        r.w += lv.len
-    r.w[0] = 93
-    r.w += 1
-    return 0
+        memcpy(w, b.lvl.data + lv.off, lv.len)
+        w += lv.len
+    w[0] = 93
+    return w + 1
 
 
-cdef int build_snapshot(FrameBatch b, Rec* r, FrameEntry* e) except -1:
-    _lit(r, b'{"type":"book_snapshot","feed":"kalshi","ticker":', 49)
-    put_ticker(b, r, fld(b, S_MARKET_TICKER), e)
-    _lit(r, b',"yes":', 7)
-    put_side(b, r, S_YES_DOLLARS_FP, S_YES_DOLLARS, S_YES)
-    _lit(r, b',"no":', 6)
-    put_side(b, r, S_NO_DOLLARS_FP, S_NO_DOLLARS, S_NO)
-    put_envelope(b, r, e)
-    return 0
+cdef char* build_snapshot(FrameBatch b, Rec* r, char* w, FrameEntry* e) except NULL:
+    """The sides may grow batch.out: w is rebased by put_side."""
+    w = _lit(w, b'{"type":"book_snapshot","feed":"kalshi","ticker":', 49)
+    w = put_ticker(b, r, w, fld(r, S_MARKET_TICKER), e)
+    w = _lit(w, b',"yes":', 7)
+    w = put_side(b, r, w, S_YES_DOLLARS_FP, S_YES_DOLLARS, S_YES)
+    w = _lit(w, b',"no":', 6)
+    w = put_side(b, r, w, S_NO_DOLLARS_FP, S_NO_DOLLARS, S_NO)
+    return put_envelope(r, w, e)

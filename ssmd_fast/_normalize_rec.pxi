@@ -2,11 +2,14 @@
 #
 # A builder writes the record while it checks the fields; every broken rule lowers `err` to the
 # earliest reason code of the spec's list, and a record with err != 0 is discarded by the caller.
+# The write position is threaded through the helpers as an argument and a return value (`w`), so it
+# stays in a register: through memory, every field would wait for the previous field's store.
 
 cdef struct Rec:
-    char* w                 # write position in batch.out (capacity reserved by the caller)
     const uint8_t* p        # the frame (padded copy)
     uint8_t* buf            # scratch for decoded strings and digit copies
+    Span* spans             # the frame's spans and their generation (fld)
+    uint32_t gen
     int err
 
 
@@ -15,34 +18,34 @@ cdef inline void _fail(Rec* r, int code) noexcept nogil:
         r.err = code
 
 
-cdef inline void _lit(Rec* r, const char* s, Py_ssize_t n) noexcept nogil:
-    memcpy(r.w, s, n)
-    r.w += n
+cdef inline char* _lit(char* w, const char* s, Py_ssize_t n) noexcept nogil:
+    memcpy(w, s, n)
+    return w + n
 
 
-cdef inline Span* fld(FrameBatch b, int slot) noexcept:
+cdef inline Span* fld(Rec* r, int slot) noexcept nogil:
     """The span of a present source (its key exists and its value is not null), else NULL."""
-    cdef Span* sp = &b.spans[slot]
-    if sp.gen != b.gen or sp.kind == J_NULL:
+    cdef Span* sp = &r.spans[slot]
+    if sp.gen != r.gen or sp.kind == J_NULL:
         return NULL
     return sp
 
 
-cdef inline Span* fld_dollars(FrameBatch b, int slot) noexcept:
+cdef inline Span* fld_dollars(Rec* r, int slot) noexcept nogil:
     """A scalar *_dollars source: "" counts as absent too."""
-    cdef Span* sp = &b.spans[slot]
-    if sp.gen != b.gen or sp.kind == J_NULL or (sp.kind == J_STRING and sp.end - sp.start == 2):
+    cdef Span* sp = &r.spans[slot]
+    if sp.gen != r.gen or sp.kind == J_NULL or (sp.kind == J_STRING and sp.end - sp.start == 2):
         return NULL
     return sp
 
 
-cdef inline Span* fld_exists(FrameBatch b, int slot) noexcept:
+cdef inline Span* fld_exists(Rec* r, int slot) noexcept nogil:
     """The span when the key exists, null included."""
-    cdef Span* sp = &b.spans[slot]
-    return sp if sp.gen == b.gen else NULL
+    cdef Span* sp = &r.spans[slot]
+    return sp if sp.gen == r.gen else NULL
 
 
-cdef inline bint span_is(const uint8_t* p, Span* sp, const char* lit, Py_ssize_t n, uint8_t* buf) noexcept:
+cdef inline bint span_is(const uint8_t* p, Span* sp, const char* lit, Py_ssize_t n, uint8_t* buf) noexcept nogil:
     """A string span equal to lit after unescaping."""
     cdef Py_ssize_t k
     if sp.kind != J_STRING:
@@ -53,7 +56,7 @@ cdef inline bint span_is(const uint8_t* p, Span* sp, const char* lit, Py_ssize_t
     return k == n and memcmp(buf, lit, n) == 0
 
 
-cdef inline const uint8_t* span_text(const uint8_t* p, Span* sp, uint8_t* buf, Py_ssize_t* n) noexcept:
+cdef inline const uint8_t* span_text(const uint8_t* p, Span* sp, uint8_t* buf, Py_ssize_t* n) noexcept nogil:
     """A string span's unescaped content (in place when it has no escapes, else decoded into buf)."""
     if not sp.esc:
         n[0] = sp.end - sp.start - 2
@@ -62,18 +65,17 @@ cdef inline const uint8_t* span_text(const uint8_t* p, Span* sp, uint8_t* buf, P
     return buf
 
 
-cdef inline void put_null(Rec* r) noexcept:
-    _lit(r, b"null", 4)
+cdef inline char* put_null(char* w) noexcept nogil:
+    return _lit(w, b"null", 4)
 
 
-cdef int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q) noexcept nogil:
+cdef char* put_dec_plain(Rec* r, char* w, const uint8_t* s, const uint8_t* e, int q) noexcept nogil:
     """A decimal string without escapes, content [s, e) (more than 16 bytes or none after the sign):
     checked and written in one pass."""
     cdef const uint8_t* ip
     cdef const uint8_t* fp
     cdef Py_ssize_t ni, nf = 0
     cdef bint neg = s[0] == 45
-    cdef char* w
     if neg:
         s += 1
     ip = s
@@ -81,30 +83,36 @@ cdef int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q) noexce
     ni = s - ip
     fp = s + 1
     if ni == 0:
-        return R_RANGE
+        _fail(r, R_RANGE)
+        return w
     if s != e:
         if s[0] != 46:
-            return R_RANGE
+            _fail(r, R_RANGE)
+            return w
         s = ssmd_digits_end(fp)
         nf = s - fp
         if nf == 0 or s != e:
-            return R_RANGE
+            _fail(r, R_RANGE)
+            return w
     while ni > 0 and ip[0] == 48:
         ip += 1
         ni -= 1
     while nf > 0 and fp[nf - 1] == 48:
         nf -= 1
     if (ni if ni else 1) + nf > MAX_DIGITS:
-        return R_RANGE
+        _fail(r, R_RANGE)
+        return w
     if ni == 0 and nf == 0:
         neg = False
         if q == Q_POS:
-            return R_RANGE
+            _fail(r, R_RANGE)
+            return w
     elif neg and q != Q_ANY:
-        return R_RANGE
+        _fail(r, R_RANGE)
+        return w
     if q == Q_PRICE and (ni > 1 or (ni == 1 and (ip[0] != 49 or nf > 0))):
-        return R_RANGE
-    w = r.w
+        _fail(r, R_RANGE)
+        return w
     if neg:
         w[0] = 45
         w += 1
@@ -116,47 +124,50 @@ cdef int put_dec_plain(Rec* r, const uint8_t* s, const uint8_t* e, int q) noexce
     if nf:
         w[0] = 46
         w = ssmd_copy(w + 1, fp, nf)
-    r.w = w
-    return R_NONE
+    return w
 
 
-cdef void put_dec_slow(Rec* r, Span* sp, int q) noexcept nogil:
+cdef char* put_dec_slow(Rec* r, char* w, Span* sp, int q) noexcept nogil:
     """put_dec for the uncommon forms: escapes, a JSON number, more than 16 characters."""
     cdef Dec d
     cdef int code
     if sp.kind == J_STRING and not sp.esc:
-        _fail(r, put_dec_plain(r, r.p + sp.start + 1, r.p + sp.end - 1, q))
-        return
+        return put_dec_plain(r, w, r.p + sp.start + 1, r.p + sp.end - 1, q)
     code = span_dec(r.p, sp, &d, r.buf)
     if code == 0:
         code = dec_check(&d, q)
     if code:
         _fail(r, code)
-    else:
-        r.w = write_dec(r.w, &d)
+        return w
+    return write_dec(w, &d)
 
 
-cdef inline void put_dec(Rec* r, Span* sp, int q) noexcept nogil:
+# Slow paths are called through pointers: inlined, their register needs would cost every fast call.
+cdef char* (*_put_dec_slow)(Rec* r, char* w, Span* sp, int q) noexcept nogil
+_put_dec_slow = put_dec_slow
+
+
+cdef inline char* put_dec(Rec* r, char* w, Span* sp, int q) noexcept nogil:
     """A decimal source under the sign/range rule q; the short plain strings ("0.5500") inline."""
     cdef const uint8_t* s = r.p + sp.start + 1
     cdef int n = <int>(sp.end - sp.start) - 2
     cdef int neg = s[0] == 45
     if sp.kind == J_STRING and not sp.esc and 0 < n - neg <= 16:
-        if ssmd_dec_short(&r.w, s + neg, n - neg, neg, q):
+        if ssmd_dec_short(&w, s + neg, n - neg, neg, q):
             _fail(r, R_RANGE)
-        return
-    put_dec_slow(r, sp, q)
+        return w
+    return _put_dec_slow(r, w, sp, q)
 
 
-cdef inline void put_cents(Rec* r, Span* sp) noexcept:
+cdef char* put_cents(Rec* r, char* w, Span* sp) noexcept nogil:
     cdef int64_t v
     cdef int code = span_int(r.p, sp, &v, r.buf)
     if code == 0 and (v < 0 or v > 100):
         code = R_RANGE
     if code:
         _fail(r, code)
-    else:
-        r.w = write_cents(r.w, v)
+        return w
+    return write_cents(w, v)
 
 
 cdef inline bint _plain_int(Span* sp) noexcept nogil:
@@ -165,78 +176,77 @@ cdef inline bint _plain_int(Span* sp) noexcept nogil:
     return sp.kind == J_NUMBER and sp.esc == 0 and sp.end - sp.start <= 18
 
 
-cdef inline int put_plain_int(Rec* r, Span* sp, int q, int zeros) noexcept nogil:
+cdef inline char* put_plain_int(Rec* r, char* w, Span* sp, int q, int zeros) noexcept nogil:
     """A plain integer literal written as itself (times 10^zeros), after the sign rule q."""
     cdef const uint8_t* s = r.p + sp.start
     cdef Py_ssize_t n = sp.end - sp.start
     cdef bint neg = s[0] == 45
     if s[neg] == 48:                    # 0 or -0
         if q == Q_POS:
-            return R_RANGE
-        r.w[0] = 48
-        r.w += 1
-        return R_NONE
+            _fail(r, R_RANGE)
+            return w
+        w[0] = 48
+        return w + 1
     if neg and q != Q_ANY:
-        return R_RANGE
-    r.w = ssmd_zeros(ssmd_copy(r.w, s, n), zeros)
-    return R_NONE
+        _fail(r, R_RANGE)
+        return w
+    return ssmd_zeros(ssmd_copy(w, s, n), zeros)
 
 
-cdef inline void put_int(Rec* r, Span* sp, int q) noexcept:
+cdef char* put_int_slow(Rec* r, char* w, Span* sp, int q, int zeros) noexcept nogil:
+    """An integer source that is not a plain literal (a string, 2.8E3, 45.0, more than 18 characters)."""
     cdef int64_t v
-    cdef int code
-    if _plain_int(sp):
-        _fail(r, put_plain_int(r, sp, q, 0))
-        return
-    code = span_int(r.p, sp, &v, r.buf)
+    cdef int code = span_int(r.p, sp, &v, r.buf)
     if code == 0 and ((q == Q_POS and v <= 0) or (q == Q_NONNEG and v < 0)):
         code = R_RANGE
     if code:
         _fail(r, code)
-    else:
-        r.w = write_i64(r.w, v)
+        return w
+    return write_scaled(w, v, zeros)
 
 
-cdef inline void put_price(Rec* r, Span* dollars, Span* cents, Span* cents2, bint required) noexcept:
+cdef char* (*_put_int_slow)(Rec* r, char* w, Span* sp, int q, int zeros) noexcept nogil
+_put_int_slow = put_int_slow
+
+
+cdef inline char* put_int(Rec* r, char* w, Span* sp, int q) noexcept nogil:
+    if _plain_int(sp):
+        return put_plain_int(r, w, sp, q, 0)
+    return _put_int_slow(r, w, sp, q, 0)
+
+
+cdef inline char* put_price(Rec* r, char* w, Span* dollars, Span* cents, Span* cents2, bint required) noexcept nogil:
     if dollars != NULL:
-        put_dec(r, dollars, Q_PRICE)
-    elif cents != NULL:
-        put_cents(r, cents)
-    elif cents2 != NULL:
-        put_cents(r, cents2)
-    elif required:
+        return put_dec(r, w, dollars, Q_PRICE)
+    if cents != NULL:
+        return put_cents(r, w, cents)
+    if cents2 != NULL:
+        return put_cents(r, w, cents2)
+    if required:
         _fail(r, R_MISSING)
-    else:
-        put_null(r)
+        return w
+    return put_null(w)
 
 
-cdef inline void put_qty(Rec* r, Span* fp, Span* legacy, int q, bint required) noexcept:
+cdef inline char* put_qty(Rec* r, char* w, Span* fp, Span* legacy, int q, bint required) noexcept nogil:
     """A quantity: the *_fp decimal, else the legacy integer count."""
     if fp != NULL:
-        put_dec(r, fp, q)
-    elif legacy != NULL:
-        put_int(r, legacy, q)
-    elif required:
+        return put_dec(r, w, fp, q)
+    if legacy != NULL:
+        return put_int(r, w, legacy, q)
+    if required:
         _fail(r, R_MISSING)
-    else:
-        put_null(r)
+        return w
+    return put_null(w)
 
 
-cdef inline void put_time(Rec* r, Span* sp, int zeros) noexcept:
+cdef inline char* put_time(Rec* r, char* w, Span* sp, int zeros) noexcept nogil:
     """Integer seconds (zeros 9) or milliseconds (6) -> nanoseconds; null when absent."""
-    cdef int64_t v
-    cdef int code
     if sp == NULL:
-        put_null(r)
-        return
+        return put_null(w)
     if _plain_int(sp):
-        put_plain_int(r, sp, Q_ANY, zeros)
-        return
-    code = span_int(r.p, sp, &v, r.buf)
-    if code:
-        _fail(r, code)
-    else:
-        r.w = write_scaled(r.w, v, zeros)
+        return put_plain_int(r, w, sp, Q_ANY, zeros)
+    return _put_int_slow(r, w, sp, Q_ANY, zeros)
 
 
 # The decimal text of the last seconds value written by put_time_rfc (frames of a burst share it).
@@ -245,7 +255,7 @@ cdef int _rfc_txt_len = 0
 cdef int64_t _rfc_txt_secs = 0
 
 
-cdef void put_time_rfc(Rec* r, Span* sp) noexcept:
+cdef char* put_time_rfc(Rec* r, char* w, Span* sp) noexcept nogil:
     global _rfc_txt_len, _rfc_txt_secs
     cdef Py_ssize_t n
     cdef const uint8_t* s
@@ -254,118 +264,126 @@ cdef void put_time_rfc(Rec* r, Span* sp) noexcept:
     cdef int64_t secs
     if sp.kind != J_STRING:
         _fail(r, R_TYPE)
-        return
+        return w
     s = span_text(r.p, sp, r.buf, &n)
     code = rfc3339_ns(s, n, &ns, &secs, &k)
     if code:
         _fail(r, code)
-    elif secs >= 1:
-        # the seconds, then the fraction's digits as received, padded to 9 (exact from 1970 on)
-        if secs != _rfc_txt_secs or _rfc_txt_len == 0:
-            _rfc_txt_len = <int>(write_u64(_rfc_txt, <uint64_t>secs) - _rfc_txt)
-            _rfc_txt_secs = secs
-        r.w = ssmd_copy(r.w, _rfc_txt, _rfc_txt_len)
-        if k:
-            r.w = ssmd_copy(r.w, s + 20, k)
-        r.w = ssmd_zeros(r.w, 9 - k)
-    else:
-        r.w = write_i128(r.w, ns)
+        return w
+    if secs < 1:
+        return write_i128(w, ns)
+    # the seconds, then the fraction's digits as received, padded to 9 (exact from 1970 on)
+    if secs != _rfc_txt_secs or _rfc_txt_len == 0:
+        _rfc_txt_len = <int>(write_u64(_rfc_txt, <uint64_t>secs) - _rfc_txt)
+        _rfc_txt_secs = secs
+    w = ssmd_copy(w, _rfc_txt, _rfc_txt_len)
+    if k:
+        w = ssmd_copy16(w, s + 20, k)
+    return ssmd_zeros(w, 9 - k)
 
 
-cdef inline void put_str(Rec* r, Span* sp) noexcept:
+cdef inline char* put_str(Rec* r, char* w, Span* sp) noexcept nogil:
     """string or null"""
     if sp == NULL:
-        put_null(r)
-    elif sp.kind != J_STRING:
+        return put_null(w)
+    if sp.kind != J_STRING:
         _fail(r, R_TYPE)
-    else:
-        r.w = write_jstr(r.w, r.p, sp)
+        return w
+    return write_jstr(w, r.p, sp)
 
 
-cdef inline void put_bool(Rec* r, Span* sp) noexcept:
+cdef inline char* put_bool(Rec* r, char* w, Span* sp) noexcept nogil:
     if sp == NULL:
-        put_null(r)
-    elif sp.kind == J_TRUE:
-        _lit(r, b"true", 4)
-    elif sp.kind == J_FALSE:
-        _lit(r, b"false", 5)
-    else:
-        _fail(r, R_TYPE)
+        return put_null(w)
+    if sp.kind == J_TRUE:
+        return _lit(w, b"true", 4)
+    if sp.kind == J_FALSE:
+        return _lit(w, b"false", 5)
+    _fail(r, R_TYPE)
+    return w
 
 
-cdef void put_yes_no(Rec* r, Span* sp) noexcept:
+cdef inline char* put_yes_no(Rec* r, char* w, Span* sp) noexcept nogil:
+    cdef const uint8_t* s
+    if sp.kind == J_STRING and not sp.esc:      # the raw text, quotes included, is the output
+        s = r.p + sp.start
+        if sp.end - sp.start == 5 and memcmp(s, b'"yes"', 5) == 0:
+            return _lit(w, b'"yes"', 5)
+        if sp.end - sp.start == 4 and memcmp(s, b'"no"', 4) == 0:
+            return _lit(w, b'"no"', 4)
+        _fail(r, R_RANGE)
+        return w
     if sp.kind != J_STRING:
         _fail(r, R_TYPE)
     elif span_is(r.p, sp, b"yes", 3, r.buf):
-        _lit(r, b'"yes"', 5)
+        return _lit(w, b'"yes"', 5)
     elif span_is(r.p, sp, b"no", 2, r.buf):
-        _lit(r, b'"no"', 4)
+        return _lit(w, b'"no"', 4)
     else:
         _fail(r, R_RANGE)
+    return w
 
 
-cdef inline void put_ticker(FrameBatch b, Rec* r, Span* sp, FrameEntry* e) noexcept:
+cdef inline char* put_ticker(FrameBatch b, Rec* r, char* w, Span* sp, FrameEntry* e) noexcept:
     """A required ticker string; its unescaped bytes become the entry's key."""
     cdef Py_ssize_t n
     cdef const uint8_t* s
     if sp == NULL:
         _fail(r, R_MISSING)
-        return
+        return w
     if sp.kind != J_STRING:
         _fail(r, R_TYPE)
-        return
+        return w
     s = span_text(r.p, sp, r.buf, &n)
     if not ticker_ok(s, n):
         _fail(r, R_TICKER)
-        return
+        return w
     e.key_off = <uint32_t>b.keys.size
     e.key_len = <uint32_t>n
     ssmd_copy(b.keys.data + b.keys.size, s, n)
     b.keys.size += n
-    r.w = write_jstr(r.w, r.p, sp)
+    return write_jstr(w, r.p, sp)
 
 
-cdef void put_env_slow(FrameBatch b, Rec* r, int slot) noexcept:
+cdef char* put_env_slow(Rec* r, char* w, int slot) noexcept nogil:
     """An envelope sid/seq that is not a valid integer >= 1: null when not present, else the error."""
     cdef int code
     cdef int64_t v
-    cdef Span* sp = fld(b, slot)
+    cdef Span* sp = fld(r, slot)
     if sp == NULL:
-        put_null(r)
-        return
+        return put_null(w)
     code = span_int(r.p, sp, &v, r.buf)
     _fail(r, code if code else R_RANGE)
+    return w
 
 
-cdef inline void put_env_value(FrameBatch b, Rec* r, int slot, int64_t v) noexcept:
+cdef inline char* put_env_value(Rec* r, char* w, int slot, int64_t v) noexcept nogil:
     """v: the entry's sid/seq (> 0 when the source is a valid integer in 1..2^63-1)."""
     cdef Span* sp
     if v <= 0:
-        put_env_slow(b, r, slot)
-        return
-    sp = &b.spans[slot]
-    if sp.esc == 0 and sp.end - sp.start <= 18:    # a plain literal of v: already canonical
-        r.w = ssmd_copy(r.w, r.p + sp.start, sp.end - sp.start)
-    else:
-        r.w = write_u64(r.w, <uint64_t>v)
+        return put_env_slow(r, w, slot)
+    sp = &r.spans[slot]
+    if sp.esc == 0 and sp.end - sp.start <= 16:    # a plain literal of v: already canonical
+        return ssmd_copy16(w, r.p + sp.start, sp.end - sp.start)
+    return write_u64(w, <uint64_t>v)
 
 
-cdef inline void put_envelope(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+cdef inline char* put_envelope(Rec* r, char* w, FrameEntry* e) noexcept nogil:
     ""","sid":..,"seq":.. of a record: when present, integers in 1..2^63-1 (already read into e)."""
-    _lit(r, b',"sid":', 7)
-    put_env_value(b, r, S_SID, e.sid)
-    _lit(r, b',"seq":', 7)
-    put_env_value(b, r, S_SEQ, e.seq)
+    w = _lit(w, b',"sid":', 7)
+    w = put_env_value(r, w, S_SID, e.sid)
+    w = _lit(w, b',"seq":', 7)
+    return put_env_value(r, w, S_SEQ, e.seq)
 
 
-cdef void build_trade(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+cdef char* build_trade(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
     cdef Span* sp
     cdef Py_ssize_t n
     cdef const uint8_t* s
-    _lit(r, b'{"type":"trade","feed":"kalshi","ticker":', 41)
-    put_ticker(b, r, fld(b, S_MARKET_TICKER), e)
-    _lit(r, b',"trade_id":', 12)
-    sp = fld(b, S_TRADE_ID)
+    w = _lit(w, b'{"type":"trade","feed":"kalshi","ticker":', 41)
+    w = put_ticker(b, r, w, fld(r, S_MARKET_TICKER), e)
+    w = _lit(w, b',"trade_id":', 12)
+    sp = fld(r, S_TRADE_ID)
     if sp == NULL:
         _fail(r, R_MISSING)
     elif sp.kind != J_STRING:
@@ -378,127 +396,126 @@ cdef void build_trade(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
         e.tid_len = <uint32_t>n
         ssmd_copy(b.keys.data + b.keys.size, s, n)
         b.keys.size += n
-        r.w = write_jstr(r.w, r.p, sp)
-    _lit(r, b',"price":', 9)
-    put_price(r, fld_dollars(b, S_YES_PRICE_DOLLARS), fld(b, S_YES_PRICE), fld(b, S_PRICE), True)
-    _lit(r, b',"size":', 8)
-    put_qty(r, fld(b, S_COUNT_FP), fld(b, S_COUNT), Q_POS, True)
-    _lit(r, b',"side":', 8)
-    sp = fld(b, S_TAKER_OUTCOME_SIDE)
+        w = write_jstr(w, r.p, sp)
+    w = _lit(w, b',"price":', 9)
+    w = put_price(r, w, fld_dollars(r, S_YES_PRICE_DOLLARS), fld(r, S_YES_PRICE), fld(r, S_PRICE), True)
+    w = _lit(w, b',"size":', 8)
+    w = put_qty(r, w, fld(r, S_COUNT_FP), fld(r, S_COUNT), Q_POS, True)
+    w = _lit(w, b',"side":', 8)
+    sp = fld(r, S_TAKER_OUTCOME_SIDE)
     if sp == NULL:
-        sp = fld(b, S_TAKER_SIDE)
+        sp = fld(r, S_TAKER_SIDE)
     if sp == NULL:
-        sp = fld(b, S_SIDE)
+        sp = fld(r, S_SIDE)
     if sp == NULL:
         _fail(r, R_MISSING)
     else:
-        put_yes_no(r, sp)
-    _lit(r, b',"block":', 9)
-    sp = fld(b, S_IS_BLOCK_TRADE)
+        w = put_yes_no(r, w, sp)
+    w = _lit(w, b',"block":', 9)
+    sp = fld(r, S_IS_BLOCK_TRADE)
     if sp == NULL:
-        _lit(r, b"false", 5)
+        w = _lit(w, b"false", 5)
     else:
-        put_bool(r, sp)
-    _lit(r, b',"ts":', 6)
-    sp = fld(b, S_TS_MS)
+        w = put_bool(r, w, sp)
+    w = _lit(w, b',"ts":', 6)
+    sp = fld(r, S_TS_MS)
     if sp != NULL:
-        put_time(r, sp, 6)
+        w = put_time(r, w, sp, 6)
     else:
-        put_time(r, fld(b, S_TS), 9)
-    put_envelope(b, r, e)
+        w = put_time(r, w, fld(r, S_TS), 9)
+    return put_envelope(r, w, e)
 
 
-cdef void build_ticker(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+cdef char* build_ticker(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
     cdef Span* sp
-    _lit(r, b'{"type":"ticker","feed":"kalshi","ticker":', 42)
-    put_ticker(b, r, fld(b, S_MARKET_TICKER), e)
-    _lit(r, b',"yes_bid":', 11)
-    put_price(r, fld_dollars(b, S_YES_BID_DOLLARS), fld(b, S_YES_BID), NULL, False)
-    _lit(r, b',"yes_ask":', 11)
-    put_price(r, fld_dollars(b, S_YES_ASK_DOLLARS), fld(b, S_YES_ASK), NULL, False)
-    _lit(r, b',"last_price":', 14)
-    put_price(r, fld_dollars(b, S_PRICE_DOLLARS), fld(b, S_PRICE), NULL, False)
-    _lit(r, b',"yes_bid_size":', 16)
-    put_qty(r, fld(b, S_YES_BID_SIZE_FP), NULL, Q_ANY, False)
-    _lit(r, b',"yes_ask_size":', 16)
-    put_qty(r, fld(b, S_YES_ASK_SIZE_FP), NULL, Q_ANY, False)
-    _lit(r, b',"last_trade_size":', 19)
-    put_qty(r, fld(b, S_LAST_TRADE_SIZE_FP), NULL, Q_ANY, False)
-    _lit(r, b',"volume":', 10)
-    put_qty(r, fld(b, S_VOLUME_FP), fld(b, S_VOLUME), Q_ANY, False)
-    _lit(r, b',"open_interest":', 17)
-    put_qty(r, fld(b, S_OPEN_INTEREST_FP), fld(b, S_OPEN_INTEREST), Q_ANY, False)
-    _lit(r, b',"dollar_volume":', 17)
-    put_qty(r, NULL, fld(b, S_DOLLAR_VOLUME), Q_ANY, False)
-    _lit(r, b',"dollar_open_interest":', 24)
-    put_qty(r, NULL, fld(b, S_DOLLAR_OPEN_INTEREST), Q_ANY, False)
-    _lit(r, b',"ts":', 6)
-    sp = fld(b, S_TS_MS)
+    w = _lit(w, b'{"type":"ticker","feed":"kalshi","ticker":', 42)
+    w = put_ticker(b, r, w, fld(r, S_MARKET_TICKER), e)
+    w = _lit(w, b',"yes_bid":', 11)
+    w = put_price(r, w, fld_dollars(r, S_YES_BID_DOLLARS), fld(r, S_YES_BID), NULL, False)
+    w = _lit(w, b',"yes_ask":', 11)
+    w = put_price(r, w, fld_dollars(r, S_YES_ASK_DOLLARS), fld(r, S_YES_ASK), NULL, False)
+    w = _lit(w, b',"last_price":', 14)
+    w = put_price(r, w, fld_dollars(r, S_PRICE_DOLLARS), fld(r, S_PRICE), NULL, False)
+    w = _lit(w, b',"yes_bid_size":', 16)
+    w = put_qty(r, w, fld(r, S_YES_BID_SIZE_FP), NULL, Q_ANY, False)
+    w = _lit(w, b',"yes_ask_size":', 16)
+    w = put_qty(r, w, fld(r, S_YES_ASK_SIZE_FP), NULL, Q_ANY, False)
+    w = _lit(w, b',"last_trade_size":', 19)
+    w = put_qty(r, w, fld(r, S_LAST_TRADE_SIZE_FP), NULL, Q_ANY, False)
+    w = _lit(w, b',"volume":', 10)
+    w = put_qty(r, w, fld(r, S_VOLUME_FP), fld(r, S_VOLUME), Q_ANY, False)
+    w = _lit(w, b',"open_interest":', 17)
+    w = put_qty(r, w, fld(r, S_OPEN_INTEREST_FP), fld(r, S_OPEN_INTEREST), Q_ANY, False)
+    w = _lit(w, b',"dollar_volume":', 17)
+    w = put_qty(r, w, NULL, fld(r, S_DOLLAR_VOLUME), Q_ANY, False)
+    w = _lit(w, b',"dollar_open_interest":', 24)
+    w = put_qty(r, w, NULL, fld(r, S_DOLLAR_OPEN_INTEREST), Q_ANY, False)
+    w = _lit(w, b',"ts":', 6)
+    sp = fld(r, S_TS_MS)
     if sp != NULL:
-        put_time(r, sp, 6)
+        w = put_time(r, w, sp, 6)
     else:
-        sp = fld(b, S_TIME)
+        sp = fld(r, S_TIME)
         if sp != NULL:
-            put_time_rfc(r, sp)
+            w = put_time_rfc(r, w, sp)
         else:
-            put_time(r, fld(b, S_TS), 9)
-    put_envelope(b, r, e)
+            w = put_time(r, w, fld(r, S_TS), 9)
+    return put_envelope(r, w, e)
 
 
-cdef void build_delta(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+cdef char* build_delta(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
     cdef Span* sp
-    _lit(r, b'{"type":"book_delta","feed":"kalshi","ticker":', 46)
-    put_ticker(b, r, fld(b, S_MARKET_TICKER), e)
-    _lit(r, b',"side":', 8)
-    sp = fld(b, S_SIDE)
+    w = _lit(w, b'{"type":"book_delta","feed":"kalshi","ticker":', 46)
+    w = put_ticker(b, r, w, fld(r, S_MARKET_TICKER), e)
+    w = _lit(w, b',"side":', 8)
+    sp = fld(r, S_SIDE)
     if sp == NULL:
         _fail(r, R_MISSING)
     else:
-        put_yes_no(r, sp)
-    _lit(r, b',"price":', 9)
-    put_price(r, fld_dollars(b, S_PRICE_DOLLARS), fld(b, S_PRICE), NULL, True)
-    _lit(r, b',"delta":', 9)
-    put_qty(r, fld(b, S_DELTA_FP), fld(b, S_DELTA), Q_ANY, True)
-    _lit(r, b',"ts":', 6)
-    sp = fld(b, S_TS_MS)
+        w = put_yes_no(r, w, sp)
+    w = _lit(w, b',"price":', 9)
+    w = put_price(r, w, fld_dollars(r, S_PRICE_DOLLARS), fld(r, S_PRICE), NULL, True)
+    w = _lit(w, b',"delta":', 9)
+    w = put_qty(r, w, fld(r, S_DELTA_FP), fld(r, S_DELTA), Q_ANY, True)
+    w = _lit(w, b',"ts":', 6)
+    sp = fld(r, S_TS_MS)
     if sp != NULL:
-        put_time(r, sp, 6)
+        w = put_time(r, w, sp, 6)
     else:
-        sp = fld(b, S_TS)
+        sp = fld(r, S_TS)
         if sp != NULL and sp.kind == J_STRING:
-            put_time_rfc(r, sp)
+            w = put_time_rfc(r, w, sp)
         else:
-            put_time(r, sp, 9)
-    put_envelope(b, r, e)
+            w = put_time(r, w, sp, 9)
+    return put_envelope(r, w, e)
 
 
-cdef void put_settlement(Rec* r, Span* sp) noexcept:
+cdef char* put_settlement(Rec* r, char* w, Span* sp) noexcept nogil:
     """A string is dollars; an integer-valued JSON number is legacy cents; another number is dollars."""
     cdef Dec d
     cdef int64_t v
     cdef int code
     if sp == NULL:
-        put_null(r)
-    elif sp.kind == J_STRING:
-        put_dec(r, sp, Q_PRICE)
-    elif sp.kind != J_NUMBER:
+        return put_null(w)
+    if sp.kind == J_STRING:
+        return put_dec(r, w, sp, Q_PRICE)
+    if sp.kind != J_NUMBER:
         _fail(r, R_TYPE)
-    else:
-        dec_from_number(&d, r.p + sp.start, r.p + sp.end, r.buf)
-        if d.nd == 0 or d.pp >= d.nd:
-            code = dec_to_int(&d, &v)
-            if code == 0 and (v < 0 or v > 100):
-                code = R_RANGE
-            if code:
-                _fail(r, code)
-            else:
-                r.w = write_cents(r.w, v)
-        else:
-            code = dec_check(&d, Q_PRICE)
-            if code:
-                _fail(r, code)
-            else:
-                r.w = write_dec(r.w, &d)
+        return w
+    dec_from_number(&d, r.p + sp.start, r.p + sp.end, r.buf)
+    if d.nd == 0 or d.pp >= d.nd:
+        code = dec_to_int(&d, &v)
+        if code == 0 and (v < 0 or v > 100):
+            code = R_RANGE
+        if code:
+            _fail(r, code)
+            return w
+        return write_cents(w, v)
+    code = dec_check(&d, Q_PRICE)
+    if code:
+        _fail(r, code)
+        return w
+    return write_dec(w, &d)
 
 
 # metadata_updated without additional_metadata: these msg members, in this order, when their keys exist
@@ -507,70 +524,70 @@ cdef int _META_SLOTS[9]
 cdef const char* _META_KEYS[9]
 
 
-cdef void build_market_lifecycle(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+cdef char* build_market_lifecycle(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
     cdef Span* sp
     cdef Span* ev
     cdef int k
     cdef bint first
-    _lit(r, b'{"type":"market_lifecycle","feed":"kalshi","ticker":', 52)
-    put_ticker(b, r, fld(b, S_MARKET_TICKER), e)
-    _lit(r, b',"event":', 9)
-    ev = fld(b, S_EVENT_TYPE)
+    w = _lit(w, b'{"type":"market_lifecycle","feed":"kalshi","ticker":', 52)
+    w = put_ticker(b, r, w, fld(r, S_MARKET_TICKER), e)
+    w = _lit(w, b',"event":', 9)
+    ev = fld(r, S_EVENT_TYPE)
     if ev == NULL:
         _fail(r, R_MISSING)
     else:
-        put_str(r, ev)
-    _lit(r, b',"open_ts":', 11)
-    put_time(r, fld(b, S_OPEN_TS), 9)
-    _lit(r, b',"close_ts":', 12)
-    put_time(r, fld(b, S_CLOSE_TS), 9)
-    _lit(r, b',"determination_ts":', 20)
-    put_time(r, fld(b, S_DETERMINATION_TS), 9)
-    _lit(r, b',"settled_ts":', 14)
-    put_time(r, fld(b, S_SETTLED_TS), 9)
-    _lit(r, b',"result":', 10)
-    put_str(r, fld(b, S_RESULT))
-    _lit(r, b',"settlement_value":', 20)
-    put_settlement(r, fld(b, S_SETTLEMENT_VALUE))
-    _lit(r, b',"is_deactivated":', 18)
-    put_bool(r, fld(b, S_IS_DEACTIVATED))
-    _lit(r, b',"price_level_structure":', 25)
-    put_str(r, fld(b, S_PRICE_LEVEL_STRUCTURE))
-    _lit(r, b',"metadata":', 12)
-    sp = fld(b, S_ADDITIONAL_METADATA)
+        w = put_str(r, w, ev)
+    w = _lit(w, b',"open_ts":', 11)
+    w = put_time(r, w, fld(r, S_OPEN_TS), 9)
+    w = _lit(w, b',"close_ts":', 12)
+    w = put_time(r, w, fld(r, S_CLOSE_TS), 9)
+    w = _lit(w, b',"determination_ts":', 20)
+    w = put_time(r, w, fld(r, S_DETERMINATION_TS), 9)
+    w = _lit(w, b',"settled_ts":', 14)
+    w = put_time(r, w, fld(r, S_SETTLED_TS), 9)
+    w = _lit(w, b',"result":', 10)
+    w = put_str(r, w, fld(r, S_RESULT))
+    w = _lit(w, b',"settlement_value":', 20)
+    w = put_settlement(r, w, fld(r, S_SETTLEMENT_VALUE))
+    w = _lit(w, b',"is_deactivated":', 18)
+    w = put_bool(r, w, fld(r, S_IS_DEACTIVATED))
+    w = _lit(w, b',"price_level_structure":', 25)
+    w = put_str(r, w, fld(r, S_PRICE_LEVEL_STRUCTURE))
+    w = _lit(w, b',"metadata":', 12)
+    sp = fld(r, S_ADDITIONAL_METADATA)
     if sp != NULL:
-        r.w = write_minified(r.w, r.p + sp.start, r.p + sp.end)
+        w = write_minified(w, r.p + sp.start, r.p + sp.end)
     elif ev != NULL and span_is(r.p, ev, b"metadata_updated", 16, r.buf):
-        r.w[0] = 123
-        r.w += 1
+        w[0] = 123
+        w += 1
         first = True
         for k in range(9):
-            sp = fld_exists(b, _META_SLOTS[k])
+            sp = fld_exists(r, _META_SLOTS[k])
             if sp == NULL:
                 continue
             if not first:
-                r.w[0] = 44
-                r.w += 1
+                w[0] = 44
+                w += 1
             first = False
-            _lit(r, _META_KEYS[k], strlen(_META_KEYS[k]))
-            r.w = write_minified(r.w, r.p + sp.start, r.p + sp.end)
-        r.w[0] = 125
-        r.w += 1
+            w = _lit(w, _META_KEYS[k], strlen(_META_KEYS[k]))
+            w = write_minified(w, r.p + sp.start, r.p + sp.end)
+        w[0] = 125
+        w += 1
     else:
-        put_null(r)
-    put_envelope(b, r, e)
+        w = put_null(w)
+    return put_envelope(r, w, e)
 
 
-cdef void build_event_lifecycle(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
+cdef char* build_event_lifecycle(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
     cdef Span* sp
     cdef Py_ssize_t n
     cdef const uint8_t* s
-    _lit(r, b'{"type":"event_lifecycle","feed":"kalshi","event_ticker":', 57)
-    put_ticker(b, r, fld(b, S_EVENT_TICKER), e)
-    _lit(r, b',"series_ticker":', 17)
-    sp = fld(b, S_SERIES_TICKER)
+    w = _lit(w, b'{"type":"event_lifecycle","feed":"kalshi","event_ticker":', 57)
+    w = put_ticker(b, r, w, fld(r, S_EVENT_TICKER), e)
+    w = _lit(w, b',"series_ticker":', 17)
+    sp = fld(r, S_SERIES_TICKER)
     if sp == NULL:
-        put_null(r)
+        w = put_null(w)
     elif sp.kind != J_STRING:
         _fail(r, R_TYPE)
     else:
@@ -578,16 +595,16 @@ cdef void build_event_lifecycle(FrameBatch b, Rec* r, FrameEntry* e) noexcept:
         if n != 0 and not ticker_ok(s, n):
             _fail(r, R_TICKER)
         else:
-            r.w = write_jstr(r.w, r.p, sp)
-    _lit(r, b',"title":', 9)
-    put_str(r, fld(b, S_TITLE))
-    _lit(r, b',"subtitle":', 12)
-    sp = fld(b, S_SUBTITLE)
-    put_str(r, sp if sp != NULL else fld(b, S_SUB_TITLE))
-    _lit(r, b',"collateral_return_type":', 26)
-    put_str(r, fld(b, S_COLLATERAL_RETURN_TYPE))
-    _lit(r, b',"strike_date":', 15)
-    put_time(r, fld(b, S_STRIKE_DATE), 9)
-    _lit(r, b',"strike_period":', 17)
-    put_str(r, fld(b, S_STRIKE_PERIOD))
-    put_envelope(b, r, e)
+            w = write_jstr(w, r.p, sp)
+    w = _lit(w, b',"title":', 9)
+    w = put_str(r, w, fld(r, S_TITLE))
+    w = _lit(w, b',"subtitle":', 12)
+    sp = fld(r, S_SUBTITLE)
+    w = put_str(r, w, sp if sp != NULL else fld(r, S_SUB_TITLE))
+    w = _lit(w, b',"collateral_return_type":', 26)
+    w = put_str(r, w, fld(r, S_COLLATERAL_RETURN_TYPE))
+    w = _lit(w, b',"strike_date":', 15)
+    w = put_time(r, w, fld(r, S_STRIKE_DATE), 9)
+    w = _lit(w, b',"strike_period":', 17)
+    w = put_str(r, w, fld(r, S_STRIKE_PERIOD))
+    return put_envelope(r, w, e)

@@ -91,6 +91,15 @@ cdef extern from *:
             d += 16; s += 16; n -= 16;
         }
     }
+    /* Copy n <= 16 bytes as 16 (reads and writes up to 15 bytes past n). */
+    static inline char* ssmd_copy16(char* d, const void* src, size_t n) {
+    #if defined(__SSE2__)
+        _mm_storeu_si128((__m128i*)d, _mm_loadu_si128((const __m128i*)src));
+    #else
+        memcpy(d, src, 16);
+    #endif
+        return d + n;
+    }
     /* n (<= 16) ASCII zeros, written as 16. */
     static inline char* ssmd_zeros(char* d, size_t n) {
         memcpy(d, "0000000000000000", 16);
@@ -145,7 +154,7 @@ cdef extern from *:
             *w++ = '0';
             lz = dp;
         }
-        *wp = ssmd_copy(w, s + lz, (size_t)((nf ? hi + 1 : dp) - lz));
+        *wp = ssmd_copy16(w, s + lz, (size_t)((nf ? hi + 1 : dp) - lz));
         return 0;
     }
     /* 1 to 1024 bytes of printable ASCII (0x21..0x7E) other than '*' and '>' (padded buffer). */
@@ -263,6 +272,7 @@ cdef extern from *:
     const uint8_t* ssmd_digits_end_b(const uint8_t* p, uint8_t* stop) noexcept nogil
     const uint8_t* ssmd_str_stop_q(const uint8_t* p, int* quote) noexcept nogil
     char* ssmd_copy(char* d, const void* src, size_t n) noexcept nogil
+    char* ssmd_copy16(char* d, const void* src, size_t n) noexcept nogil
     char* ssmd_zeros(char* d, size_t n) noexcept nogil
     int ssmd_dec_short(char** wp, const uint8_t* s, int n, int neg, int q) noexcept nogil
     int ssmd_ticker_ok(const uint8_t* s, size_t n) noexcept nogil
