@@ -403,7 +403,10 @@ class JetStreamPublisher:
         self._no_resp.discard(pseq)
         if msg is not None:
             self._dead_letter([msg[:3]], kind)
-            log.warning("NATS rejected %s (%s): dead-lettered", msg[0].decode("utf-8", "replace"), kind)
+            n = self.rejected[kind]
+            if n & (n - 1) == 0:   # 1, 2, 4, 8, ...: a full stream rejects thousands a second, the log must not
+                log.warning("NATS rejected %s (%s): dead-lettered (%d %s so far)",
+                            msg[0].decode("utf-8", "replace"), kind, n, kind)
 
     def _on_events(self, events: list) -> None:
         for ev in events:

@@ -52,15 +52,18 @@ def reordered(messages, prefix: str) -> int:
 
 
 class Watch:
-    """Polls a condition on the connector's loop and notes when it first turned true."""
+    """Polls a condition on the connector's loop (for at most ``limit`` s) and notes when it turned true."""
 
-    def __init__(self, pred, period: float = 0.005):
-        self.pred, self.period = pred, period
+    def __init__(self, pred, period: float = 0.005, limit: float = 60.0):
+        self.pred, self.period, self.limit = pred, period, limit
         self.at: float | None = None
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        end = time.monotonic() + self.limit
         while not self.pred():
+            if time.monotonic() > end:
+                return
             await asyncio.sleep(self.period)
         self.at = time.monotonic()
 

@@ -130,3 +130,30 @@ def test_dead_lettering_a_burst_of_rejections_does_not_fsync_per_message(tmp_pat
     pub, fsyncs = uvloop.run(main())
     assert pub.counters["dead_lettered"] == 5000
     assert fsyncs <= 5000 // 1000 + 50, f"{fsyncs} fsyncs for 5000 dead-lettered messages"
+
+
+def test_a_burst_of_rejections_is_logged_in_summary_not_per_message(tmp_path, caplog):
+    """F7: one warning per rejected message flooded the log (and the loop) when a stream filled up."""
+    import logging
+    import time
+
+    async def main():
+        pub = _publisher(tmp_path, time.monotonic)
+        await pub.start()
+        try:
+            first = pub.ring.tail
+            for k in range(3000):
+                pub.ring.add_message(b"t.kalshi.json.x.A", b"id-%d" % k, b"{}")
+            pub.ring.take(4096, time.monotonic())
+            with caplog.at_level(logging.WARNING, logger="ssmd_fast.sinks.nats"):
+                for pseq in range(first, first + 3000):
+                    pub._reject(pseq, "stream_full")
+        finally:
+            await pub.close(0.1)
+        return pub
+
+    pub = uvloop.run(main())
+    warnings = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert pub.rejected == {"stream_full": 3000} and pub.counters["dead_lettered"] == 3000
+    assert 1 <= len(warnings) <= 12 and "3000" not in warnings[0].getMessage()
+    assert "(2048 stream_full so far)" in warnings[-1].getMessage()
