@@ -1,6 +1,6 @@
 """End-to-end benchmark: the connector and the peer stacks side by side, in one run, on one machine.
 
-    python -m benchmarks.e2e [--events 100000] [--core-events 400000] [--rounds 3] [--quick]
+    python -m benchmarks.e2e [--events 150000] [--core-events 400000] [--rounds 3] [--quick]
 
 Every pipeline is its own process, reading from its own fresh local exchange process (``ssmd-fast
 exchange --generate N --rate 0``: the same generated session, as fast as the pipeline reads) and
@@ -389,7 +389,7 @@ def machine() -> dict:
 class Plan:
     """What one e2e run does (``python -m benchmarks`` and ``benchmarks.e2e`` fill it from options)."""
 
-    events: int = 100_000           # per JetStream run (ssmd, a, b, c)
+    events: int = 150_000           # per JetStream run (ssmd, a, b, c): the first ~20k messages cost 2x
     core_events: int = 400_000      # per core-NATS run
     lat_events: int = 40_000        # the paced latency run ...
     lat_rate: float = 20_000.0      # ... at this many events per second
@@ -455,7 +455,7 @@ def write_results(summary: dict, out_dir: Path = RESULTS, name: str = "e2e") -> 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=100_000, help="events per JetStream run (default 100000)")
+    ap.add_argument("--events", type=int, default=150_000, help="events per JetStream run (default 150000)")
     ap.add_argument("--core-events", type=int, default=400_000, help="events per core-NATS run (default 400000)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pipelines", default=",".join(PIPELINES))
