@@ -18,6 +18,7 @@ from ssmd_fast.errors import InvalidFrame
 include "_normalize_simd.pxi"
 include "_normalize_keys.pxi"
 include "_normalize_scan.pxi"
+include "_normalize_tmpl.pxi"
 include "_normalize_num.pxi"
 include "_normalize_rec.pxi"
 include "_normalize_book.pxi"
@@ -269,6 +270,14 @@ cdef int _invalid_parsed(FrameBatch b, FrameEntry* e, int reason) except -1:
     return OUT_INVALID
 
 
+cdef inline void _next_gen(FrameBatch b) noexcept:
+    """A new span generation: the spans of earlier frames (or of a failed template walk) become stale."""
+    b.gen += 1
+    if b.gen == 0:          # wrapped: no stale span may match generation 1 again
+        memset(b.spans, 0, sizeof(b.spans))
+        b.gen = 1
+
+
 cdef FrameEntry* _entry(FrameBatch b, Py_ssize_t i) except NULL:
     if i < 0 or i >= b.count:
         raise IndexError(f"frame index {i} out of range 0..{b.count - 1}")
@@ -343,14 +352,16 @@ cdef class FrameBatch:
         p = <const uint8_t*>(self.raw.data + self.raw.size)
         memcpy(<void*>p, data, size)
         memset(<void*>(p + size), 0, PAD)
-        self.gen += 1
-        if self.gen == 0:       # wrapped: no stale span may match generation 1 again
-            memset(self.spans, 0, sizeof(self.spans))
-            self.gen = 1
+        _next_gen(self)
         if size >= 3 and p[0] == 0xEF and p[1] == 0xBB and p[2] == 0xBF:
             r = R_UTF8
+        elif scan_tmpl(self, p, size) == 0:
+            r = R_NONE
         else:
+            _next_gen(self)     # forget what the template walk recorded
             r = scan_json(self, p, size)
+            if r == R_NONE:
+                learn_template(p, size)
         if r:
             return _invalid(self, e, data, size, r)
         s = skip_ws(p)

@@ -63,14 +63,11 @@ cdef bint _utf8_valid(const uint8_t* s, Py_ssize_t n) noexcept nogil:
     return True
 
 
-cdef inline const uint8_t* _scan_string(const uint8_t* s, int* esc, int* fail) noexcept nogil:
-    """s: first byte after the opening quote. Returns the closing quote, or NULL with *fail set."""
+cdef const uint8_t* _scan_string_rest(const uint8_t* s, int* esc, int* fail) noexcept nogil:
+    """_scan_string from a byte that stopped the vector scan: an escape, a control or a non-ASCII byte."""
     cdef uint8_t c
     cdef int k, quote
     while True:
-        s = ssmd_str_stop_q(s, &quote)
-        if quote:
-            return s
         c = s[0]
         if c == 92:
             esc[0] = 1
@@ -105,6 +102,54 @@ cdef inline const uint8_t* _scan_string(const uint8_t* s, int* esc, int* fail) n
                 fail[0] = R_UTF8
                 return NULL
             s += k
+        s = ssmd_str_stop_q(s, &quote)
+        if quote:
+            return s
+
+
+# Called through a pointer: kept out of line, so the common case below stays small enough to inline.
+cdef const uint8_t* (*_scan_string_rest_p)(const uint8_t* s, int* esc, int* fail) noexcept nogil
+_scan_string_rest_p = _scan_string_rest
+
+
+cdef inline const uint8_t* _scan_string(const uint8_t* s, int* esc, int* fail) noexcept nogil:
+    """s: first byte after the opening quote. Returns the closing quote, or NULL with *fail set."""
+    cdef int quote
+    s = ssmd_str_stop_q(s, &quote)
+    if quote:
+        return s
+    return _scan_string_rest_p(s, esc, fail)
+
+
+cdef inline const uint8_t* _scan_number(const uint8_t* s, uint8_t c, int* esc) noexcept nogil:
+    """s: a number's first byte c ('-' or a digit). Returns the byte after the number, NULL when it
+    breaks the grammar; *esc = 1 when it has a fraction or an exponent."""
+    cdef const uint8_t* q
+    cdef uint8_t stop
+    # the digits after the first byte straight from s: the next position does not wait for the sign
+    # test; the integer part's rules are checked beside it
+    q = ssmd_digits_end_b(s + 1, &stop)
+    if c == 45:
+        if <uint8_t>(s[1] - 48) >= 10 or (s[1] == 48 and q != s + 2):
+            return NULL
+    elif c == 48 and q != s + 1:
+        return NULL
+    esc[0] = 0
+    if stop == 46:
+        q += 1
+        if <uint8_t>(q[0] - 48) >= 10:
+            return NULL
+        q = ssmd_digits_end_b(q + 1, &stop)
+        esc[0] = 1
+    if stop | 0x20 == 101:
+        q += 1
+        if q[0] == 43 or q[0] == 45:
+            q += 1
+        if <uint8_t>(q[0] - 48) >= 10:
+            return NULL
+        q = ssmd_digits_end(q + 1)
+        esc[0] = 1
+    return q
 
 
 cdef Py_ssize_t decode_string(const uint8_t* s, const uint8_t* e, uint8_t* out) noexcept nogil:
@@ -223,11 +268,16 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
     cdef bint in_msg = False        # the innermost open container is the msg object
     cdef bint fast = False          # err == 0 and the innermost container is the top-level object or msg
     cdef bint goto_key = False
-    cdef uint8_t c, kind, stop
+    cdef uint8_t c, kind
     cdef Span* sp
     cdef Span* spans = b.spans
     cdef Open* op
+    global _tv_n, _tv_ok, _tv_mopen, _tv_mclose
     b.nkeys = 0
+    _tv_n = 0
+    _tv_ok = True
+    _tv_mopen = 0
+    _tv_mclose = 0
     while True:
         # ---- one value at s; its span goes to `slot` (SLOT_SINK when nobody reads it)
         c = s[0]
@@ -243,42 +293,28 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             sp.esc = esc
             if slot == S_TYPE:      # the prediction row of this frame type (distinct for the 6)
                 row = ((<uint32_t>(q - s) + s[1]) & (P_ROWS - 1)) * 128
+            if fast:
+                _tv_add(slot, s, q + 1, p)
             s = q + 1
         elif c == 45 or <uint8_t>(c - 48) < 10:
-            # the digits after the first byte ('-' or a digit) straight from s: the next position does
-            # not wait for the sign test; the integer part's rules are checked beside it
-            q = ssmd_digits_end_b(s + 1, &stop)
-            if c == 45:
-                if <uint8_t>(s[1] - 48) >= 10 or (s[1] == 48 and q != s + 2):
-                    fail = R_JSON
-                    break
-            elif c == 48 and q != s + 1:
+            q = _scan_number(s, c, &esc)
+            if q == NULL:
                 fail = R_JSON
                 break
-            esc = 0                 # for numbers: 1 when there is a fraction or an exponent
-            if stop == 46:
-                q += 1
-                if <uint8_t>(q[0] - 48) >= 10:
-                    fail = R_JSON
-                    break
-                q = ssmd_digits_end_b(q + 1, &stop)
-                esc = 1
-            if stop | 0x20 == 101:
-                q += 1
-                if q[0] == 43 or q[0] == 45:
-                    q += 1
-                if <uint8_t>(q[0] - 48) >= 10:
-                    fail = R_JSON
-                    break
-                q = ssmd_digits_end(q + 1)
-                esc = 1
             sp = &spans[slot]
             sp.start = <uint32_t>(s - p)
             sp.end = <uint32_t>(q - p)
             sp.kind = J_NUMBER
             sp.esc = esc
+            if fast:
+                _tv_add(slot, s, q, p)
             s = q
         elif c == 123 or c == 91:
+            if fast:                # a container value in the top-level object or msg
+                if depth == 1 and slot == S_MSG and c == 123:
+                    _tv_mopen = <uint32_t>(s - p) + 1
+                else:
+                    _tv_ok = False
             depth += 1
             ctype[depth] = c
             in_msg = False
@@ -310,6 +346,7 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                     spans[b.opens[depth].slot].end = <uint32_t>(s + 1 - p)
                 if depth == 2 and in_msg:
                     prev = prev1
+                    _tv_mclose = <uint32_t>(s - p) + 1
                 depth -= 1
                 in_msg = depth == 2 and err == 0 and b.opens[2].slot == S_MSG and ctype[2] == 123
                 fast = err == 0 and (in_msg or (depth == 1 and ctype[1] == 123))
@@ -336,6 +373,8 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             sp.start = <uint32_t>(s - p)
             sp.end = <uint32_t>(q - p)
             sp.kind = kind
+            if fast:
+                _tv_add(slot, s, q, p)
             s = q
         # ---- after a value: separators and closers, up to the next value or key
         if not goto_key:
@@ -373,6 +412,7 @@ cdef int scan_json(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
                     spans[op.slot].end = <uint32_t>(s + 1 - p)
                 if depth == 2 and in_msg:
                     prev = prev1
+                    _tv_mclose = <uint32_t>(s - p) + 1
                 depth -= 1
                 in_msg = depth == 2 and err == 0 and b.opens[2].slot == S_MSG and ctype[2] == 123
                 fast = err == 0 and (in_msg or (depth == 1 and ctype[1] == 123))
