@@ -185,10 +185,36 @@ class KalshiSession:
             or "connection closed by peer"
         self._connected.clear()
         self._subscribed.clear()
+        gaps = [] if self._closing else self._disconnect_gaps(reason)
         delay, actions = self.core.on_disconnected(reason, time.monotonic(), failure)
         self._next_delay = delay
         self._apply(actions)
+        for event in gaps:
+            self._emit(event)
         self.transport = None
+
+    def _disconnect_gaps(self, reason: str) -> list[StatusEvent]:
+        """A lost connection is a gap for everything it carried until the resubscribe: one event per
+        book market (its book is invalid until the fresh snapshot) and one per all-market channel, so
+        consumers never see a silent gap."""
+        now = time.time_ns()
+        events = []
+        for sub in self.core.table.subs:
+            sid = sub.sid
+            if sid is None:
+                continue
+            last = self.sequencer.last_seq(sid)
+            last = last if last is not None and last < 1 << 62 else None   # not a regressed sid's marker
+            detail = f"connection lost ({reason}): {sub.channel} frames until the resubscribe are missing"
+            if sub.is_book:
+                events += [StatusEvent("gap", self.conn or "", now, market=m, sid=sid, last_seq=last,
+                                       detail=detail + "; book invalid until its fresh snapshot")
+                           for m in sub.markets]
+            else:
+                markets = ",".join(sub.markets) if sub.markets else None   # None: all markets
+                events.append(StatusEvent("gap", self.conn or "", now, market=markets, sid=sid,
+                                          last_seq=last, detail=detail))
+        return events
 
     async def _tick_loop(self, transport) -> None:
         while not transport.is_disconnected:

@@ -152,18 +152,23 @@ def test_f8_exchange_drop_rst_blackhole_reconnect_and_mark_the_gap(tmp_path, how
         v = rig.verify(messages)
         holes, silent = silent_gaps(rig, messages)
         disc = [e for e in rig.events_in(messages, "disconnect") if e["conn"] == r["first"]]
+        cut = [e for e in rig.events_in(messages, "gap") if e["conn"] == r["first"]]
+        book_gaps = {e["market"] for e in cut if e["market"] in rig.tickers[:BOOKS]}
         new_conn_snapshots = {json.loads(m.data)["ticker"] for m in messages
                               if m.subject.startswith(rig.prefix + ".norm.book_snapshot.")
                               and m.msg_id.split(":")[1] != r["first"]}
         books_ok = replayed_books(rig, messages) == exchange_books(rig)
         fig = stream_figures(f"F8 exchange {how}", v, r["st"], **{
             "reconnect after it returns s": r["reconnect"], "reconnects": r["report"].reconnects,
-            "markets affected": BOOKS, "disconnect markers": len(disc),
+            "markets affected": BOOKS, "disconnect markers": len(disc), "book gap events": len(book_gaps),
+            "channel gap events": len(cut) - len(book_gaps),
             "fresh snapshots after reconnect": len(new_conn_snapshots), "silent gaps": silent,
             "frames sent into the cut (marked)": v.sent - v.stream_raw, "books equal the exchange's": books_ok})
         fig.detection = r["detection"]
         fig.emit()
     assert r["report"].reconnects == 1 and len(disc) == 1
+    assert book_gaps == set(rig.tickers[:BOOKS]), "one gap event per affected book market"
+    assert len(cut) - len(book_gaps) >= 1, "the all-market channels' gap is marked too"
     assert r["reconnect"] < 1.0, f"reconnected {r['reconnect']:.2f} s after the exchange came back"
     assert new_conn_snapshots == set(rig.tickers[:BOOKS])     # every affected book rebuilt
     assert silent == 0 and fig.duplicated == 0 and v.stream_foreign == 0
