@@ -171,7 +171,9 @@ cdef int _reserve_levels(FrameBatch b, Py_ssize_t n) except -1:
 
 cdef char* put_side(FrameBatch b, Rec* r, char* w0, int slot_fp, int slot_dollars, int slot_cents) except NULL:
     """One snapshot side from its first source whose key exists (a null one too, which is invalid)."""
-    cdef Span* sp = fld_exists(r, slot_fp)
+    cdef Span* S = r.spans
+    cdef uint32_t G = r.gen
+    cdef Span* sp = fld_exists(S, G, slot_fp)
     cdef int src = 0, code
     cdef Span pa, sa
     cdef const uint8_t* p = r.p
@@ -182,10 +184,10 @@ cdef char* put_side(FrameBatch b, Rec* r, char* w0, int slot_fp, int slot_dollar
     cdef Dec d
     cdef int64_t v
     if sp == NULL:
-        sp = fld_exists(r, slot_dollars)
+        sp = fld_exists(S, G, slot_dollars)
         src = 1
     if sp == NULL:
-        sp = fld_exists(r, slot_cents)
+        sp = fld_exists(S, G, slot_cents)
         src = 2
     if sp == NULL:
         return _lit(w0, b"[]", 2)
@@ -284,8 +286,10 @@ cdef char* put_side(FrameBatch b, Rec* r, char* w0, int slot_fp, int slot_dollar
 
 cdef char* build_snapshot(FrameBatch b, Rec* r, char* w, FrameEntry* e) except NULL:
     """The sides may grow batch.out: w is rebased by put_side."""
+    cdef Span* S = r.spans
+    cdef uint32_t G = r.gen
     w = _lit(w, b'{"type":"book_snapshot","feed":"kalshi","ticker":', 49)
-    w = put_ticker(b, r, w, fld(r, S_MARKET_TICKER), e)
+    w = put_ticker(b, r, w, fld(S, G, S_MARKET_TICKER), e)
     w = _lit(w, b',"yes":', 7)
     w = put_side(b, r, w, S_YES_DOLLARS_FP, S_YES_DOLLARS, S_YES)
     w = _lit(w, b',"no":', 6)

@@ -23,26 +23,29 @@ cdef inline char* _lit(char* w, const char* s, Py_ssize_t n) noexcept nogil:
     return w + n
 
 
-cdef inline Span* fld(Rec* r, int slot) noexcept nogil:
+# Field lookups take the frame's spans and generation (S, G) as values a builder keeps in registers:
+# read through Rec, they would be reloaded after every byte the builder writes (char stores alias).
+
+cdef inline Span* fld(Span* S, uint32_t G, int slot) noexcept nogil:
     """The span of a present source (its key exists and its value is not null), else NULL."""
-    cdef Span* sp = &r.spans[slot]
-    if sp.gen != r.gen or sp.kind == J_NULL:
+    cdef Span* sp = &S[slot]
+    if sp.gen != G or sp.kind == J_NULL:
         return NULL
     return sp
 
 
-cdef inline Span* fld_dollars(Rec* r, int slot) noexcept nogil:
+cdef inline Span* fld_dollars(Span* S, uint32_t G, int slot) noexcept nogil:
     """A scalar *_dollars source: "" counts as absent too."""
-    cdef Span* sp = &r.spans[slot]
-    if sp.gen != r.gen or sp.kind == J_NULL or (sp.kind == J_STRING and sp.end - sp.start == 2):
+    cdef Span* sp = &S[slot]
+    if sp.gen != G or sp.kind == J_NULL or (sp.kind == J_STRING and sp.end - sp.start == 2):
         return NULL
     return sp
 
 
-cdef inline Span* fld_exists(Rec* r, int slot) noexcept nogil:
+cdef inline Span* fld_exists(Span* S, uint32_t G, int slot) noexcept nogil:
     """The span when the key exists, null included."""
-    cdef Span* sp = &r.spans[slot]
-    return sp if sp.gen == r.gen else NULL
+    cdef Span* sp = &S[slot]
+    return sp if sp.gen == G else NULL
 
 
 cdef inline bint span_is(const uint8_t* p, Span* sp, const char* lit, Py_ssize_t n, uint8_t* buf) noexcept nogil:
@@ -349,7 +352,7 @@ cdef char* put_env_slow(Rec* r, char* w, int slot) noexcept nogil:
     """An envelope sid/seq that is not a valid integer >= 1: null when not present, else the error."""
     cdef int code
     cdef int64_t v
-    cdef Span* sp = fld(r, slot)
+    cdef Span* sp = fld(r.spans, r.gen, slot)
     if sp == NULL:
         return put_null(w)
     code = span_int(r.p, sp, &v, r.buf)
@@ -377,13 +380,15 @@ cdef inline char* put_envelope(Rec* r, char* w, FrameEntry* e) noexcept nogil:
 
 
 cdef char* build_trade(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
+    cdef Span* S = r.spans
+    cdef uint32_t G = r.gen
     cdef Span* sp
     cdef Py_ssize_t n
     cdef const uint8_t* s
     w = _lit(w, b'{"type":"trade","feed":"kalshi","ticker":', 41)
-    w = put_ticker(b, r, w, fld(r, S_MARKET_TICKER), e)
+    w = put_ticker(b, r, w, fld(S, G, S_MARKET_TICKER), e)
     w = _lit(w, b',"trade_id":', 12)
-    sp = fld(r, S_TRADE_ID)
+    sp = fld(S, G, S_TRADE_ID)
     if sp == NULL:
         _fail(r, R_MISSING)
     elif sp.kind != J_STRING:
@@ -398,91 +403,95 @@ cdef char* build_trade(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
         b.keys.size += n
         w = write_jstr(w, r.p, sp)
     w = _lit(w, b',"price":', 9)
-    w = put_price(r, w, fld_dollars(r, S_YES_PRICE_DOLLARS), fld(r, S_YES_PRICE), fld(r, S_PRICE), True)
+    w = put_price(r, w, fld_dollars(S, G, S_YES_PRICE_DOLLARS), fld(S, G, S_YES_PRICE), fld(S, G, S_PRICE), True)
     w = _lit(w, b',"size":', 8)
-    w = put_qty(r, w, fld(r, S_COUNT_FP), fld(r, S_COUNT), Q_POS, True)
+    w = put_qty(r, w, fld(S, G, S_COUNT_FP), fld(S, G, S_COUNT), Q_POS, True)
     w = _lit(w, b',"side":', 8)
-    sp = fld(r, S_TAKER_OUTCOME_SIDE)
+    sp = fld(S, G, S_TAKER_OUTCOME_SIDE)
     if sp == NULL:
-        sp = fld(r, S_TAKER_SIDE)
+        sp = fld(S, G, S_TAKER_SIDE)
     if sp == NULL:
-        sp = fld(r, S_SIDE)
+        sp = fld(S, G, S_SIDE)
     if sp == NULL:
         _fail(r, R_MISSING)
     else:
         w = put_yes_no(r, w, sp)
     w = _lit(w, b',"block":', 9)
-    sp = fld(r, S_IS_BLOCK_TRADE)
+    sp = fld(S, G, S_IS_BLOCK_TRADE)
     if sp == NULL:
         w = _lit(w, b"false", 5)
     else:
         w = put_bool(r, w, sp)
     w = _lit(w, b',"ts":', 6)
-    sp = fld(r, S_TS_MS)
+    sp = fld(S, G, S_TS_MS)
     if sp != NULL:
         w = put_time(r, w, sp, 6)
     else:
-        w = put_time(r, w, fld(r, S_TS), 9)
+        w = put_time(r, w, fld(S, G, S_TS), 9)
     return put_envelope(r, w, e)
 
 
 cdef char* build_ticker(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
+    cdef Span* S = r.spans
+    cdef uint32_t G = r.gen
     cdef Span* sp
     w = _lit(w, b'{"type":"ticker","feed":"kalshi","ticker":', 42)
-    w = put_ticker(b, r, w, fld(r, S_MARKET_TICKER), e)
+    w = put_ticker(b, r, w, fld(S, G, S_MARKET_TICKER), e)
     w = _lit(w, b',"yes_bid":', 11)
-    w = put_price(r, w, fld_dollars(r, S_YES_BID_DOLLARS), fld(r, S_YES_BID), NULL, False)
+    w = put_price(r, w, fld_dollars(S, G, S_YES_BID_DOLLARS), fld(S, G, S_YES_BID), NULL, False)
     w = _lit(w, b',"yes_ask":', 11)
-    w = put_price(r, w, fld_dollars(r, S_YES_ASK_DOLLARS), fld(r, S_YES_ASK), NULL, False)
+    w = put_price(r, w, fld_dollars(S, G, S_YES_ASK_DOLLARS), fld(S, G, S_YES_ASK), NULL, False)
     w = _lit(w, b',"last_price":', 14)
-    w = put_price(r, w, fld_dollars(r, S_PRICE_DOLLARS), fld(r, S_PRICE), NULL, False)
+    w = put_price(r, w, fld_dollars(S, G, S_PRICE_DOLLARS), fld(S, G, S_PRICE), NULL, False)
     w = _lit(w, b',"yes_bid_size":', 16)
-    w = put_qty(r, w, fld(r, S_YES_BID_SIZE_FP), NULL, Q_ANY, False)
+    w = put_qty(r, w, fld(S, G, S_YES_BID_SIZE_FP), NULL, Q_ANY, False)
     w = _lit(w, b',"yes_ask_size":', 16)
-    w = put_qty(r, w, fld(r, S_YES_ASK_SIZE_FP), NULL, Q_ANY, False)
+    w = put_qty(r, w, fld(S, G, S_YES_ASK_SIZE_FP), NULL, Q_ANY, False)
     w = _lit(w, b',"last_trade_size":', 19)
-    w = put_qty(r, w, fld(r, S_LAST_TRADE_SIZE_FP), NULL, Q_ANY, False)
+    w = put_qty(r, w, fld(S, G, S_LAST_TRADE_SIZE_FP), NULL, Q_ANY, False)
     w = _lit(w, b',"volume":', 10)
-    w = put_qty(r, w, fld(r, S_VOLUME_FP), fld(r, S_VOLUME), Q_ANY, False)
+    w = put_qty(r, w, fld(S, G, S_VOLUME_FP), fld(S, G, S_VOLUME), Q_ANY, False)
     w = _lit(w, b',"open_interest":', 17)
-    w = put_qty(r, w, fld(r, S_OPEN_INTEREST_FP), fld(r, S_OPEN_INTEREST), Q_ANY, False)
+    w = put_qty(r, w, fld(S, G, S_OPEN_INTEREST_FP), fld(S, G, S_OPEN_INTEREST), Q_ANY, False)
     w = _lit(w, b',"dollar_volume":', 17)
-    w = put_qty(r, w, NULL, fld(r, S_DOLLAR_VOLUME), Q_ANY, False)
+    w = put_qty(r, w, NULL, fld(S, G, S_DOLLAR_VOLUME), Q_ANY, False)
     w = _lit(w, b',"dollar_open_interest":', 24)
-    w = put_qty(r, w, NULL, fld(r, S_DOLLAR_OPEN_INTEREST), Q_ANY, False)
+    w = put_qty(r, w, NULL, fld(S, G, S_DOLLAR_OPEN_INTEREST), Q_ANY, False)
     w = _lit(w, b',"ts":', 6)
-    sp = fld(r, S_TS_MS)
+    sp = fld(S, G, S_TS_MS)
     if sp != NULL:
         w = put_time(r, w, sp, 6)
     else:
-        sp = fld(r, S_TIME)
+        sp = fld(S, G, S_TIME)
         if sp != NULL:
             w = put_time_rfc(r, w, sp)
         else:
-            w = put_time(r, w, fld(r, S_TS), 9)
+            w = put_time(r, w, fld(S, G, S_TS), 9)
     return put_envelope(r, w, e)
 
 
 cdef char* build_delta(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
+    cdef Span* S = r.spans
+    cdef uint32_t G = r.gen
     cdef Span* sp
     w = _lit(w, b'{"type":"book_delta","feed":"kalshi","ticker":', 46)
-    w = put_ticker(b, r, w, fld(r, S_MARKET_TICKER), e)
+    w = put_ticker(b, r, w, fld(S, G, S_MARKET_TICKER), e)
     w = _lit(w, b',"side":', 8)
-    sp = fld(r, S_SIDE)
+    sp = fld(S, G, S_SIDE)
     if sp == NULL:
         _fail(r, R_MISSING)
     else:
         w = put_yes_no(r, w, sp)
     w = _lit(w, b',"price":', 9)
-    w = put_price(r, w, fld_dollars(r, S_PRICE_DOLLARS), fld(r, S_PRICE), NULL, True)
+    w = put_price(r, w, fld_dollars(S, G, S_PRICE_DOLLARS), fld(S, G, S_PRICE), NULL, True)
     w = _lit(w, b',"delta":', 9)
-    w = put_qty(r, w, fld(r, S_DELTA_FP), fld(r, S_DELTA), Q_ANY, True)
+    w = put_qty(r, w, fld(S, G, S_DELTA_FP), fld(S, G, S_DELTA), Q_ANY, True)
     w = _lit(w, b',"ts":', 6)
-    sp = fld(r, S_TS_MS)
+    sp = fld(S, G, S_TS_MS)
     if sp != NULL:
         w = put_time(r, w, sp, 6)
     else:
-        sp = fld(r, S_TS)
+        sp = fld(S, G, S_TS)
         if sp != NULL and sp.kind == J_STRING:
             w = put_time_rfc(r, w, sp)
         else:
@@ -525,36 +534,38 @@ cdef const char* _META_KEYS[9]
 
 
 cdef char* build_market_lifecycle(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
+    cdef Span* S = r.spans
+    cdef uint32_t G = r.gen
     cdef Span* sp
     cdef Span* ev
     cdef int k
     cdef bint first
     w = _lit(w, b'{"type":"market_lifecycle","feed":"kalshi","ticker":', 52)
-    w = put_ticker(b, r, w, fld(r, S_MARKET_TICKER), e)
+    w = put_ticker(b, r, w, fld(S, G, S_MARKET_TICKER), e)
     w = _lit(w, b',"event":', 9)
-    ev = fld(r, S_EVENT_TYPE)
+    ev = fld(S, G, S_EVENT_TYPE)
     if ev == NULL:
         _fail(r, R_MISSING)
     else:
         w = put_str(r, w, ev)
     w = _lit(w, b',"open_ts":', 11)
-    w = put_time(r, w, fld(r, S_OPEN_TS), 9)
+    w = put_time(r, w, fld(S, G, S_OPEN_TS), 9)
     w = _lit(w, b',"close_ts":', 12)
-    w = put_time(r, w, fld(r, S_CLOSE_TS), 9)
+    w = put_time(r, w, fld(S, G, S_CLOSE_TS), 9)
     w = _lit(w, b',"determination_ts":', 20)
-    w = put_time(r, w, fld(r, S_DETERMINATION_TS), 9)
+    w = put_time(r, w, fld(S, G, S_DETERMINATION_TS), 9)
     w = _lit(w, b',"settled_ts":', 14)
-    w = put_time(r, w, fld(r, S_SETTLED_TS), 9)
+    w = put_time(r, w, fld(S, G, S_SETTLED_TS), 9)
     w = _lit(w, b',"result":', 10)
-    w = put_str(r, w, fld(r, S_RESULT))
+    w = put_str(r, w, fld(S, G, S_RESULT))
     w = _lit(w, b',"settlement_value":', 20)
-    w = put_settlement(r, w, fld(r, S_SETTLEMENT_VALUE))
+    w = put_settlement(r, w, fld(S, G, S_SETTLEMENT_VALUE))
     w = _lit(w, b',"is_deactivated":', 18)
-    w = put_bool(r, w, fld(r, S_IS_DEACTIVATED))
+    w = put_bool(r, w, fld(S, G, S_IS_DEACTIVATED))
     w = _lit(w, b',"price_level_structure":', 25)
-    w = put_str(r, w, fld(r, S_PRICE_LEVEL_STRUCTURE))
+    w = put_str(r, w, fld(S, G, S_PRICE_LEVEL_STRUCTURE))
     w = _lit(w, b',"metadata":', 12)
-    sp = fld(r, S_ADDITIONAL_METADATA)
+    sp = fld(S, G, S_ADDITIONAL_METADATA)
     if sp != NULL:
         w = write_minified(w, r.p + sp.start, r.p + sp.end)
     elif ev != NULL and span_is(r.p, ev, b"metadata_updated", 16, r.buf):
@@ -562,7 +573,7 @@ cdef char* build_market_lifecycle(FrameBatch b, Rec* r, char* w, FrameEntry* e) 
         w += 1
         first = True
         for k in range(9):
-            sp = fld_exists(r, _META_SLOTS[k])
+            sp = fld_exists(S, G, _META_SLOTS[k])
             if sp == NULL:
                 continue
             if not first:
@@ -579,13 +590,15 @@ cdef char* build_market_lifecycle(FrameBatch b, Rec* r, char* w, FrameEntry* e) 
 
 
 cdef char* build_event_lifecycle(FrameBatch b, Rec* r, char* w, FrameEntry* e) noexcept:
+    cdef Span* S = r.spans
+    cdef uint32_t G = r.gen
     cdef Span* sp
     cdef Py_ssize_t n
     cdef const uint8_t* s
     w = _lit(w, b'{"type":"event_lifecycle","feed":"kalshi","event_ticker":', 57)
-    w = put_ticker(b, r, w, fld(r, S_EVENT_TICKER), e)
+    w = put_ticker(b, r, w, fld(S, G, S_EVENT_TICKER), e)
     w = _lit(w, b',"series_ticker":', 17)
-    sp = fld(r, S_SERIES_TICKER)
+    sp = fld(S, G, S_SERIES_TICKER)
     if sp == NULL:
         w = put_null(w)
     elif sp.kind != J_STRING:
@@ -597,14 +610,14 @@ cdef char* build_event_lifecycle(FrameBatch b, Rec* r, char* w, FrameEntry* e) n
         else:
             w = write_jstr(w, r.p, sp)
     w = _lit(w, b',"title":', 9)
-    w = put_str(r, w, fld(r, S_TITLE))
+    w = put_str(r, w, fld(S, G, S_TITLE))
     w = _lit(w, b',"subtitle":', 12)
-    sp = fld(r, S_SUBTITLE)
-    w = put_str(r, w, sp if sp != NULL else fld(r, S_SUB_TITLE))
+    sp = fld(S, G, S_SUBTITLE)
+    w = put_str(r, w, sp if sp != NULL else fld(S, G, S_SUB_TITLE))
     w = _lit(w, b',"collateral_return_type":', 26)
-    w = put_str(r, w, fld(r, S_COLLATERAL_RETURN_TYPE))
+    w = put_str(r, w, fld(S, G, S_COLLATERAL_RETURN_TYPE))
     w = _lit(w, b',"strike_date":', 15)
-    w = put_time(r, w, fld(r, S_STRIKE_DATE), 9)
+    w = put_time(r, w, fld(S, G, S_STRIKE_DATE), 9)
     w = _lit(w, b',"strike_period":', 17)
-    w = put_str(r, w, fld(r, S_STRIKE_PERIOD))
+    w = put_str(r, w, fld(S, G, S_STRIKE_PERIOD))
     return put_envelope(r, w, e)

@@ -44,6 +44,18 @@ cdef inline int _row_of(const uint8_t* s, const uint8_t* q) noexcept nogil:
     return <int>((<uint32_t>(q - s) + s[1]) & (P_ROWS - 1))
 
 
+cdef inline void _tmpl_msg(Span* spans, uint32_t gen, TItem* it, uint32_t at) noexcept nogil:
+    """msg's braces in the piece at offset `at` of the frame."""
+    cdef Span* sp = &spans[S_MSG]
+    if it.mopen:
+        sp.gen = gen
+        sp.start = at + it.mopen - 1
+        sp.kind = J_OBJECT
+        sp.esc = 0
+    if it.mclose:
+        sp.end = at + it.mclose
+
+
 cdef int scan_tmpl(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
     """The frame at p (n bytes, padded) against the template of its type: 0 when it matches and its
     values are valid (spans recorded as scan_json records them), 1 otherwise (nothing decided)."""
@@ -72,21 +84,13 @@ cdef int scan_tmpl(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
     sp.kind = J_STRING
     sp.esc = esc
     s = q + 1
-    for i in range(1, t.n + 1):
+    for i in range(1, t.n):
         it = &t.items[i]
         if not ssmd_member_eq(s, it.pat, it.need):
             return 1
-        if it.mopen:
-            sp = &spans[S_MSG]
-            sp.gen = gen
-            sp.start = <uint32_t>(s - p) + it.mopen - 1
-            sp.kind = J_OBJECT
-            sp.esc = 0
-        if it.mclose:
-            spans[S_MSG].end = <uint32_t>(s - p) + it.mclose
+        if it.mopen | it.mclose:
+            _tmpl_msg(spans, gen, it, <uint32_t>(s - p))
         s += it.plen
-        if i == t.n:
-            break
         # a scalar value, whatever its kind (the pieces around it are the structure)
         c = s[0]
         if c == 34:
@@ -119,7 +123,12 @@ cdef int scan_tmpl(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
         sp.kind = kind
         sp.esc = esc
         s = q
-    return 0 if s == p + n else 1
+    it = &t.items[t.n]          # the tail piece, then the end of the frame
+    if not ssmd_member_eq(s, it.pat, it.need):
+        return 1
+    if it.mopen | it.mclose:
+        _tmpl_msg(spans, gen, it, <uint32_t>(s - p))
+    return 0 if s + it.plen == p + n else 1
 
 
 cdef inline void _tv_add(uint32_t slot, const uint8_t* s, const uint8_t* q, const uint8_t* p) noexcept nogil:
