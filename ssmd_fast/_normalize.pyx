@@ -278,6 +278,63 @@ cdef inline void _next_gen(FrameBatch b) noexcept:
         b.gen = 1
 
 
+cdef FrameEntry* _new_entry(FrameBatch b) except NULL:
+    """The next entry, zeroed but for kind K_NONE, cmd_id -1 and raw_off (the batch's raw end)."""
+    cdef FrameEntry* e
+    cdef void* x
+    if b.count == b.capacity:
+        x = realloc(b.entries, 2 * b.capacity * sizeof(FrameEntry))
+        if x == NULL:
+            raise MemoryError()
+        b.entries = <FrameEntry*>x
+        b.capacity *= 2
+    e = &b.entries[b.count]
+    memset(e, 0, sizeof(FrameEntry))
+    e.kind = K_NONE
+    e.cmd_id = -1
+    e.raw_off = <uint32_t>b.raw.size
+    return e
+
+
+cdef int _add_copied(FrameBatch self, Py_ssize_t size, const uint8_t* src) except -1:
+    """Normalize the frame of `size` (<= MAX_FRAME) bytes just copied to the end of batch.raw (with
+    PAD + 48 bytes of room after it); returns its outcome. src: where the template walk reads the frame,
+    the copy itself or the caller's bytes when they end with a byte that stops any value and have 64
+    readable bytes after them."""
+    cdef FrameEntry* e = _new_entry(self)
+    cdef const uint8_t* p = <const uint8_t*>(self.raw.data + self.raw.size)
+    cdef const uint8_t* s
+    cdef int r
+    cdef Span* sp
+    self.n_bytes += size
+    _reserve_scan(self, size)
+    memset(<void*>(p + size), 0, PAD)
+    _next_gen(self)
+    if size >= 3 and p[0] == 0xEF and p[1] == 0xBB and p[2] == 0xBF:
+        r = R_UTF8
+    elif scan_tmpl(self, src, size) == 0:
+        r = R_NONE
+    else:
+        _next_gen(self)     # forget what the template walk recorded
+        r = scan_json(self, p, size)
+        if r == R_NONE:
+            learn_template(p, size)
+    if r:
+        return _invalid(self, e, <const char*>p, size, r)
+    s = skip_ws(p)
+    if s[0] != 123:
+        return _invalid(self, e, <const char*>p, size, R_SHAPE)
+    e.sid = _env_int(self, p, S_SID, 1, 0)
+    e.seq = _env_int(self, p, S_SEQ, 1, 0)
+    e.cmd_id = _env_int(self, p, S_ID, 0, -1)
+    sp = fld_exists_b(self, S_TYPE)
+    if sp == NULL or sp.kind != J_STRING:
+        return _invalid(self, e, <const char*>p, size, R_SHAPE)
+    e.raw_len = <uint32_t>size
+    self.raw.size += size
+    return _classify(self, e, p, size, sp)
+
+
 cdef FrameEntry* _entry(FrameBatch b, Py_ssize_t i) except NULL:
     if i < 0 or i >= b.count:
         raise IndexError(f"frame index {i} out of range 0..{b.count - 1}")
@@ -326,56 +383,12 @@ cdef class FrameBatch:
 
     cdef int add_ptr(self, const char* data, Py_ssize_t size) except -1:
         """Normalize one frame of `size` bytes at `data`; returns its outcome."""
-        cdef FrameEntry* e
-        cdef const uint8_t* p
-        cdef const uint8_t* s
-        cdef Py_ssize_t n
-        cdef int r
-        cdef void* x
-        cdef Span* sp
-        if self.count == self.capacity:
-            x = realloc(self.entries, 2 * self.capacity * sizeof(FrameEntry))
-            if x == NULL:
-                raise MemoryError()
-            self.entries = <FrameEntry*>x
-            self.capacity *= 2
-        e = &self.entries[self.count]
-        memset(e, 0, sizeof(FrameEntry))
-        e.kind = K_NONE
-        e.cmd_id = -1
-        e.raw_off = <uint32_t>self.raw.size
-        self.n_bytes += size
         if size > MAX_FRAME:
-            return _invalid(self, e, data, size, R_SIZE)
+            self.n_bytes += size
+            return _invalid(self, _new_entry(self), data, size, R_SIZE)
         buf_reserve(&self.raw, size + PAD + 48)     # the 32-byte member compare may read past PAD
-        _reserve_scan(self, size)
-        p = <const uint8_t*>(self.raw.data + self.raw.size)
-        memcpy(<void*>p, data, size)
-        memset(<void*>(p + size), 0, PAD)
-        _next_gen(self)
-        if size >= 3 and p[0] == 0xEF and p[1] == 0xBB and p[2] == 0xBF:
-            r = R_UTF8
-        elif scan_tmpl(self, p, size) == 0:
-            r = R_NONE
-        else:
-            _next_gen(self)     # forget what the template walk recorded
-            r = scan_json(self, p, size)
-            if r == R_NONE:
-                learn_template(p, size)
-        if r:
-            return _invalid(self, e, data, size, r)
-        s = skip_ws(p)
-        if s[0] != 123:
-            return _invalid(self, e, data, size, R_SHAPE)
-        e.sid = _env_int(self, p, S_SID, 1, 0)
-        e.seq = _env_int(self, p, S_SEQ, 1, 0)
-        e.cmd_id = _env_int(self, p, S_ID, 0, -1)
-        sp = fld_exists_b(self, S_TYPE)
-        if sp == NULL or sp.kind != J_STRING:
-            return _invalid(self, e, data, size, R_SHAPE)
-        e.raw_len = <uint32_t>size
-        self.raw.size += size
-        return _classify(self, e, p, size, sp)
+        memcpy(self.raw.data + self.raw.size, data, size)
+        return _add_copied(self, size, <const uint8_t*>(self.raw.data + self.raw.size))
 
     cdef int add_lines_ptr(self, const char* data, Py_ssize_t size) except -1:
         """One frame per LF-terminated line (a CR before the LF stays part of the frame); a last line
@@ -383,15 +396,24 @@ cdef class FrameBatch:
         cdef const char* s = data
         cdef const char* end = data + size
         cdef const char* nl
-        cdef int k = 0
+        cdef Py_ssize_t k
+        cdef int n = 0
         while s < end:
             nl = <const char*>memchr(s, 10, end - s)
             if nl == NULL:
                 nl = end
-            self.add_ptr(s, nl - s)
-            k += 1
+            k = nl - s
+            if k <= MAX_FRAME and end - nl >= 64:
+                # The template walk reads the line where it is: the LF after it stops any value, and
+                # 64 readable bytes follow. Reading the copy just written would wait for its stores.
+                buf_reserve(&self.raw, k + PAD + 48)
+                memcpy(self.raw.data + self.raw.size, s, k)
+                _add_copied(self, k, <const uint8_t*>s)
+            else:
+                self.add_ptr(s, k)
+            n += 1
             s = nl + 1
-        return k
+        return n
 
     # ---- Python API
 
