@@ -156,6 +156,8 @@ cdef inline char* put_dec(Rec* r, char* w, Span* sp, int q) noexcept nogil:
     cdef int n = <int>(sp.end - sp.start) - 2
     cdef int neg = s[0] == 45
     if sp.kind == J_STRING and not sp.esc and 0 < n - neg <= 16:
+        if n == 6 and ssmd_price4(&w, s, q):
+            return w
         if ssmd_dec_short(&w, s + neg, n - neg, neg, q):
             _fail(r, R_RANGE)
         return w

@@ -157,6 +157,30 @@ cdef extern from *:
         *wp = ssmd_copy16(w, s + lz, (size_t)((nf ? hi + 1 : dp) - lz));
         return 0;
     }
+    /* The commonest decimal on the wire, a price "0.dddd" (s: its 6 content bytes, padded buffer):
+       written canonically at *wp ("0.55", "0") and 1 returned; 0 when s has another form (or is zero
+       under rule q 1, "> 0"): the general path then decides. Valid under every other rule. */
+    static inline int ssmd_price4(char** wp, const uint8_t* s, int q) {
+        uint64_t w = ssmd_load64(s) & 0xFFFFFFFFFFFFULL;
+        uint64_t x = w ^ 0x303030302E30ULL;         /* '0', '.', then each digit's value */
+        int hi;
+        if ((x & 0xF0F0F0F0FFFFULL) | ((x + 0x060606060000ULL) & 0xF0F0F0F00000ULL))
+            return 0;
+        if (x == 0) {
+            if (q == 1) return 0;
+            **wp = '0';
+            *wp += 1;
+            return 1;
+        }
+        hi = (63 - __builtin_clzll(x)) >> 3;       /* the last digit that is not 0 */
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        memcpy(*wp, s, 8);
+    #else
+        memcpy(*wp, &w, 8);
+    #endif
+        *wp += hi + 1;
+        return 1;
+    }
     /* 1 to 1024 bytes of printable ASCII (0x21..0x7E) other than '*' and '>' (padded buffer). */
     static inline int ssmd_ticker_ok(const uint8_t* s, size_t n) {
         size_t i;
@@ -276,6 +300,7 @@ cdef extern from *:
     char* ssmd_zeros(char* d, size_t n) noexcept nogil
     int ssmd_dec_short(char** wp, const uint8_t* s, int n, int neg, int q) noexcept nogil
     int ssmd_ticker_ok(const uint8_t* s, size_t n) noexcept nogil
+    int ssmd_price4(char** wp, const uint8_t* s, int q) noexcept nogil
     uint64_t ssmd_key_hash(const uint8_t* s, size_t n, uint64_t seed) noexcept nogil
     uint64_t ssmd_low_mask(size_t n) noexcept nogil
     char* ssmd_write_u64(char* w, uint64_t v) noexcept nogil
