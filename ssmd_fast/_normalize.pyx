@@ -1,6 +1,8 @@
 """The compiled normalizer: one strict pass over each Kalshi frame, the schema v1 record written
 straight into a reusable FrameBatch (docs/design.md "FrameBatch", docs/schema-v1.md).
 
+A frame laid out like the last valid frame of its type only has its values checked (the template walk,
+_normalize_tmpl.pxi); any other frame goes through the full scanner (_normalize_scan.pxi).
 The pure-Python twin `_normalize_py.py` is the executable spec; the two agree byte for byte.
 """
 
