@@ -7,7 +7,9 @@ orderbook_delta 30%, trade 12%, lifecycle 3%, plus the acks and snapshots it sta
 normalizes the whole corpus in chunks of 4096 frames (a batch per chunk, as the connector resets its
 batch per socket read); the time is the best of --repeat runs (time.perf_counter), and each row's
 records are checked equal to the compiled ones before timing. Writes benchmarks/results/
-compare_normalizers.json and prints ns/frame, MB/s and the ratio to the compiled C loop.
+compare_normalizers.json and prints ns/frame, MB/s and the ratio to the compiled C loop; then the same
+per record type (the corpus's frames of each type in their session order) for the compiled rows and
+msgspec.
 """
 
 from __future__ import annotations
@@ -142,6 +144,36 @@ def measure(frames: list[bytes], repeat: int, slow_repeat: int) -> dict:
             "rows": results}
 
 
+BY_TYPE_ROWS = ("compiled_c_loop", "compiled_py_loop", "msgspec")
+
+
+def measure_by_type(frames: list[bytes], repeat: int, slow_repeat: int) -> dict:
+    """The compiled rows and msgspec on the frames of each record type of the corpus."""
+    groups: dict[str, list[bytes]] = {}
+    for f in frames:
+        t = json.loads(f).get("type")
+        if t in ("ticker", "orderbook_delta", "trade", "orderbook_snapshot", "market_lifecycle_v2",
+                 "event_lifecycle"):
+            groups.setdefault(t, []).append(f)
+    out = {}
+    for t, group in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        res, reference = {}, None
+        for name, _desc, prepare in rows(group):
+            if name not in BY_TYPE_ROWS:
+                continue
+            run, records = prepare()
+            recs = records()
+            reference = recs if reference is None else reference
+            seconds = best_of(run, repeat if name.startswith("compiled") else slow_repeat)
+            res[name] = {"ns_per_frame": seconds / len(group) * 1e9,
+                         "records_equal_to_compiled": recs == reference}
+        base = res["compiled_c_loop"]["ns_per_frame"]
+        for r in res.values():
+            r["x_compiled"] = r["ns_per_frame"] / base
+        out[t] = {"frames": len(group), "mean_frame_bytes": sum(map(len, group)) / len(group), "rows": res}
+    return out
+
+
 def report(res: dict) -> str:
     lines = [f"corpus: {res['frames']:,} frames, {res['bytes'] / 1e6:.1f} MB, {res['mean_frame_bytes']:.0f} B/frame "
              f"({res['corpus']})",
@@ -149,6 +181,15 @@ def report(res: dict) -> str:
     for r in res["rows"]:
         lines.append(f"{r['description']:<62} {r['ns_per_frame']:9.0f} {r['mb_per_s']:8.1f} "
                      f"{r['x_compiled']:10.2f}  {'yes' if r['records_equal_to_compiled'] else 'NO'}")
+    if res.get("by_type"):
+        lines.append("per record type (ns/frame; x = / compiled C loop):")
+        lines.append(f"{'type':<22} {'frames':>7} {'B/frame':>8} "
+                     + " ".join(f"{n:>17}" for n in BY_TYPE_ROWS))
+        for t, g in res["by_type"].items():
+            cells = [f"{g['rows'][n]['ns_per_frame']:8.0f} {g['rows'][n]['x_compiled']:6.2f}x"
+                     + ("" if g["rows"][n]["records_equal_to_compiled"] else "!") for n in BY_TYPE_ROWS]
+            lines.append(f"{t:<22} {g['frames']:>7} {g['mean_frame_bytes']:8.0f} "
+                         + " ".join(f"{c:>17}" for c in cells))
     t = res["targets"]
     lines.append(f"targets: compiled <= {TARGET_NS} ns/frame: {t['compiled_ns']:.0f} ns "
                  f"({'met' if t['ns_met'] else 'NOT met'}); msgspec / compiled >= {TARGET_MSGSPEC_RATIO:g}: "
@@ -170,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
     frames = corpus(a.frames, a.era, a.seed)
     res = measure(frames, a.repeat, a.slow_repeat)
+    res["by_type"] = measure_by_type(frames, a.repeat, a.slow_repeat)
     res["corpus"] = f"generate_session(n={a.frames}, seed={a.seed}, markets=20, era={a.era!r})"
     compiled_ns = res["rows"][0]["ns_per_frame"]
     ratio = next(r for r in res["rows"] if r["name"] == "msgspec")["x_compiled"]
@@ -182,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
-    return 0 if all(r["records_equal_to_compiled"] for r in res["rows"]) else 1
+    same = all(r["records_equal_to_compiled"] for r in res["rows"]) and all(
+        r["records_equal_to_compiled"] for g in res["by_type"].values() for r in g["rows"].values())
+    return 0 if same else 1
 
 
 if __name__ == "__main__":
