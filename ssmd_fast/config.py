@@ -144,6 +144,7 @@ class TransportConfig:
     retry_horizon: float = 60.0
     memory_queue_bytes: int = 64 * 2**20
     connect_timeout: float = 5.0
+    batching: bool = True  # JetStream fast-ingest batches when the server and stream allow them
     auth: NatsAuthConfig = field(default_factory=NatsAuthConfig)
     tls: NatsTlsConfig = field(default_factory=NatsTlsConfig)
     spill: SpillConfig = field(default_factory=SpillConfig)
@@ -428,6 +429,7 @@ _TRANSPORT = _section(TransportConfig, {
     "retry_horizon": _duration(0.1, 86400),
     "memory_queue_bytes": _size(0),
     "connect_timeout": _duration(0.1, 600),
+    "batching": _bool,
     "auth": _section(NatsAuthConfig, {
         "token_env": _str(pattern=_ENV_NAME_RE, what="not an environment variable name"),
         "user": _str(),

@@ -8,6 +8,7 @@ from ssmd_fast.config import (
     PRODUCTION_WS_URL,
     KalshiConfig,
     Secret,
+    TransportConfig,
     load_environment,
     loads_environment,
     resolve_credentials,
@@ -106,12 +107,14 @@ def test_transport_extras_and_storage_omitted():
           publish: [normalized]
           provision: verify
           max_bytes: 10GiB
+          batching: false
         """)
     assert cfg.storage is None
     assert cfg.transport.url == ("nats://a:4222", "tls://b:4222")
     assert cfg.transport.stream == "MY_STREAM" and cfg.transport.subject_prefix == "md.kalshi"
     assert cfg.transport.publish == ("normalized",) and cfg.transport.provision == "verify"
     assert cfg.transport.max_bytes == 10 * 2**30
+    assert cfg.transport.batching is False and TransportConfig().batching is True  # fast-ingest unless turned off
 
 
 def test_transport_none_with_storage():
