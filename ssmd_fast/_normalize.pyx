@@ -307,6 +307,7 @@ cdef int _add_copied(FrameBatch self, Py_ssize_t size, const uint8_t* src) excep
     cdef const uint8_t* p = <const uint8_t*>(self.raw.data + self.raw.size)
     cdef const uint8_t* s
     cdef int r
+    cdef bint learn
     cdef Span* sp
     self.n_bytes += size
     _reserve_scan(self, size)
@@ -314,13 +315,14 @@ cdef int _add_copied(FrameBatch self, Py_ssize_t size, const uint8_t* src) excep
     _next_gen(self)
     if size >= 3 and p[0] == 0xEF and p[1] == 0xBB and p[2] == 0xBF:
         r = R_UTF8
-    elif scan_tmpl(self, src, size) == 0:
-        r = R_NONE
     else:
-        _next_gen(self)     # forget what the template walk recorded
-        r = scan_json(self, p, size)
-        if r == R_NONE:
-            learn_template(p, size)
+        r = scan_tmpl(self, src, size)
+        if r != T_HIT:
+            _next_gen(self)     # forget what the template walk recorded
+            learn = r == T_MISS
+            r = scan_json(self, p, size)
+            if r == R_NONE and learn:
+                learn_template(p, size)
     if r:
         return _invalid(self, e, <const char*>p, size, r)
     s = skip_ws(p)

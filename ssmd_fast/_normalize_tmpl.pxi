@@ -27,6 +27,13 @@ cdef struct Tmpl:
     TItem items[T_ITEMS + 1]
 
 cdef Tmpl _tmpl[P_ROWS]     # per prediction row (the frame type)
+cdef uint8_t _tmiss[P_ROWS]     # misses in a row
+cdef uint8_t _tskip[P_ROWS]     # frames of the type still to send straight to scan_json
+
+cdef enum:
+    T_HIT = 0
+    T_MISS = 1
+    T_SKIP = 2
 cdef uint64_t _TYPE_PREFIX = ssmd_load64(<const uint8_t*><const char*>b'{"type":')
 
 # What scan_json saw at depth 1 and in msg, for learning: each value's slot and extent, msg's braces.
@@ -57,26 +64,44 @@ cdef inline void _tmpl_msg(Span* spans, uint32_t gen, TItem* it, uint32_t at) no
 
 
 cdef int scan_tmpl(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
-    """The frame at p (n bytes, padded) against the template of its type: 0 when it matches and its
-    values are valid (spans recorded as scan_json records them), 1 otherwise (nothing decided)."""
-    cdef const uint8_t* s
+    """The frame at p (n bytes, padded) against the template of its type: T_HIT when it matches and
+    its values are valid (spans recorded as scan_json records them), else T_MISS (nothing decided), or
+    T_SKIP when the type's frames keep changing layout (scan_json decides; no template is learned)."""
     cdef const uint8_t* q
-    cdef Tmpl* t
+    cdef int esc = 0, fail = 0, row, r
+    # '{"type":"' then the type string: it picks the template
+    if ssmd_load64(p) != _TYPE_PREFIX or p[8] != 34:
+        return T_MISS
+    q = _scan_string(p + 9, &esc, &fail)
+    if q == NULL:
+        return T_MISS
+    row = _row_of(p + 8, q)
+    if _tskip[row]:
+        _tskip[row] -= 1
+        return T_SKIP
+    if _tmpl[row].n == 0:
+        return T_MISS
+    r = _walk(b, p, n, &_tmpl[row], q, esc)
+    if r == T_HIT:
+        _tmiss[row] = 0
+    else:
+        _tmiss[row] += 1
+        if _tmiss[row] == 3:        # three misses in a row: walk none of the next 15 of this type
+            _tmiss[row] = 0
+            _tskip[row] = 15
+    return r
+
+
+cdef inline int _walk(FrameBatch b, const uint8_t* p, Py_ssize_t n, Tmpl* t, const uint8_t* q,
+                      int esc) noexcept:
+    """scan_tmpl past the type string (closing quote at q): T_HIT or T_MISS."""
+    cdef const uint8_t* s
     cdef TItem* it
     cdef Span* spans = b.spans
     cdef Span* sp
     cdef uint32_t gen = b.gen, i
-    cdef int esc = 0, fail = 0
+    cdef int fail = 0
     cdef uint8_t c, kind
-    # '{"type":"' then the type string: it picks the template
-    if ssmd_load64(p) != _TYPE_PREFIX or p[8] != 34:
-        return 1
-    q = _scan_string(p + 9, &esc, &fail)
-    if q == NULL:
-        return 1
-    t = &_tmpl[_row_of(p + 8, q)]
-    if t.n == 0:
-        return 1
     sp = &spans[S_TYPE]
     sp.gen = gen
     sp.start = 8
@@ -87,7 +112,7 @@ cdef int scan_tmpl(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
     for i in range(1, t.n):
         it = &t.items[i]
         if not ssmd_member_eq(s, it.pat, it.need):
-            return 1
+            return T_MISS
         if it.mopen | it.mclose:
             _tmpl_msg(spans, gen, it, <uint32_t>(s - p))
         s += it.plen
@@ -97,13 +122,13 @@ cdef int scan_tmpl(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             esc = 0
             q = _scan_string(s + 1, &esc, &fail)
             if q == NULL:
-                return 1
+                return T_MISS
             q += 1
             kind = J_STRING
         elif c == 45 or <uint8_t>(c - 48) < 10:
             q = _scan_number(s, c, &esc)
             if q == NULL:
-                return 1
+                return T_MISS
             kind = J_NUMBER
         elif c == 116 and memcmp(s, b"true", 4) == 0:
             q = s + 4
@@ -115,7 +140,7 @@ cdef int scan_tmpl(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
             q = s + 4
             kind = J_NULL
         else:
-            return 1
+            return T_MISS
         sp = &spans[it.slot]
         sp.gen = gen
         sp.start = <uint32_t>(s - p)
@@ -125,10 +150,10 @@ cdef int scan_tmpl(FrameBatch b, const uint8_t* p, Py_ssize_t n) noexcept:
         s = q
     it = &t.items[t.n]          # the tail piece, then the end of the frame
     if not ssmd_member_eq(s, it.pat, it.need):
-        return 1
+        return T_MISS
     if it.mopen | it.mclose:
         _tmpl_msg(spans, gen, it, <uint32_t>(s - p))
-    return 0 if s + it.plen == p + n else 1
+    return T_HIT if s + it.plen == p + n else T_MISS
 
 
 cdef inline void _tv_add(uint32_t slot, const uint8_t* s, const uint8_t* q, const uint8_t* p) noexcept nogil:
