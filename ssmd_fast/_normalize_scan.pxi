@@ -3,7 +3,9 @@
 # One pass over the frame checks RFC 8259 syntax, UTF-8, depth and duplicate keys, and records where
 # the fields of interest are: top-level type/sid/seq/id/msg and the msg members the six record types
 # read. The frame is scanned from the batch's own copy, which ends with PAD zero bytes: a 0 byte is
-# never valid outside a string nor inside one, so the sentinel replaces most bounds checks.
+# never valid outside a string nor inside one, so the sentinel replaces most bounds checks. It runs for
+# the frames the template walk (_normalize_tmpl.pxi) did not decide, and notes where the values of the
+# top-level object and msg are, for the template of the frame's type.
 
 cdef inline const uint8_t* skip_ws(const uint8_t* s) noexcept nogil:
     while s[0] <= 32 and (s[0] == 32 or s[0] == 10 or s[0] == 13 or s[0] == 9):
