@@ -1,25 +1,42 @@
-"""Pure-Python twin of ``_framing.pyx``: HPUB framing into a ring of in-flight messages, and the ack parser.
+"""Pure-Python twin of ``_framing.pyx``: message framing into a ring of in-flight messages, and the ack parser.
 
 The executable spec of the compiled module: same API, same bytes (tests/unit/test_framing.py compares
 them). The publisher (``nats.py``) drives both the same way:
 
 - ``PublishRing`` frames every publishable entry of a FrameBatch (and single messages: events, spill
-  replay) into one growing buffer of ``HPUB`` frames; each frame gets a 64-bit publish sequence used as
-  the reply token ``{inbox}.{pseq}``. Frames are kept until acked, for resends; ``take`` hands out the
-  queued frames that fit in the window as one ``bytes`` (one socket write).
-- ``AckParser`` reads the bytes of the data connection (INFO, MSG/HMSG, PING, PONG, +OK, -ERR),
-  resolves acks by reply token straight into the ring and keeps the rare things (errors, no
-  responders, pings, INFO) as events for the publisher.
+  replay) into one growing buffer; each frame gets a 64-bit publish sequence (pseq). Three framings:
+  core ``PUB`` (no header, no reply: benchmarks only), ``HPUB`` with a per-message reply ``{inbox}.{pseq}``
+  and a ``Nats-Msg-Id`` header (one JetStream ack per message), and ``HPUB`` into a JetStream fast-ingest
+  batch, reply ``{inbox}b{batch:08x}.{flow}.ok.{seq:07d}.{op}.$FI``, whose batch, seq and op are written
+  into the frame when it is sent (fixed widths: a resend into a new batch rewrites them in place).
+  Frames are kept until acked, for resends; ``take`` hands out (or writes straight to the socket) the
+  queued frames that fit in the window.
+- Fast-ingest batches (nats-server 2.14+, stream ``allow_batched``; gap mode ``ok``, so the batch
+  survives a rejected or dropped message): the server acks every ``flow`` messages with
+  ``{"type":"ack","seq":N,"msgs":F}`` (every seq <= N processed), reports per message ``err`` notices,
+  ``gap`` notices (seqs it never saw) and no-responders, and answers a commit with a pub ack carrying
+  ``"count"``. Entries named by an err, a gap or a no-responders are *held*: a later flow ack does not
+  settle them; the publisher resolves them (dead-letter, park, or resend in a new batch).
+- ``AckParser`` (``_framing_acks_py.py``) reads the data connection's bytes and resolves acks straight
+  into the ring; the rare things become events for the publisher.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import os
 import sys
-import time
 from collections import deque
 
+from ssmd_fast.sinks._framing_acks_py import (  # noqa: F401  (re-exported: the compiled module uses them)
+    LATENCY_BUCKETS,
+    AckParser,
+    control_event,
+    fast_reply,
+    latency_bucket,
+    latency_upper_ns,
+    on_fast_reply,
+    parse_ack_error,
+)
 from ssmd_fast.sinks.subjects import K_TRADE, SubjectEncoder
 
 IMPLEMENTATION = "python"
@@ -28,50 +45,62 @@ IMPLEMENTATION = "python"
 _OUT_RECORD, _OUT_OTHER = 0, 2
 _F_DROP = 3
 
-# message states and origins
+# message states and origins; framing modes; batch states
 QUEUED, SENT, ACKED, RETIRED = 0, 1, 2, 3
 ORIGIN_LIVE, ORIGIN_SPILL = 0, 1
+MODE_CORE, MODE_ACK, MODE_FAST = 0, 1, 2
+BATCH_OPEN, BATCH_CLOSING = 1, 2
+BATCH_MAX = 999_999     # messages per fast batch (+ its commit: seqs fit SEQ_DIGITS)
+SEQ_DIGITS = 7
+FLOW = 100              # acks asked for every FLOW messages (the server may choose fewer)
 
 _HDR_HEAD = b"NATS/1.0\r\nNats-Msg-Id: "
 _FORM_RAW, _FORM_NORM = b"raw", b"norm"
 _COMPACT_MIN = 1 << 20  # compact the buffer only when it frees at least this much
-LATENCY_BUCKETS = 128   # frame receive -> ack histogram (latency_bucket)
+
+# entry fields
+(_POS, _LEN, _SUBJ, _SLEN, _IDO, _IDL, _PAYO, _PAYL, _ST, _ORIG, _ATT, _FIRST, _SENTAT, _RECV, _REP, _BNO,
+ _BSEQ, _HELD) = range(18)
 
 
-def latency_bucket(ns: int) -> int:
-    """The histogram bucket of a latency in ns: 0 below 1024 ns, then 4 linear sub-buckets per power of
-    two (at most 25% wide), the last one open-ended."""
-    if ns < 1024:
-        return 0
-    e = ns.bit_length() - 1
-    return min(LATENCY_BUCKETS - 1, 1 + (e - 10) * 4 + ((ns >> (e - 2)) & 3))
+class _Batch:
+    """One fast-ingest batch: seqs 1..next_seq-1 assigned, flow-acked up to ``acked``; its entries are the
+    SENT ones with this ``bno`` between ``cursor`` and ``last_pseq`` (their seqs rise with the pseq)."""
 
+    __slots__ = ("acked", "bno", "cursor", "eob_seq", "first_subj", "flow", "last_pseq", "last_send", "next_seq",
+                 "state")
 
-def latency_upper_ns(i: int) -> float:
-    """The exclusive upper bound of bucket ``i`` in ns (``inf`` for the last)."""
-    if i >= LATENCY_BUCKETS - 1:
-        return float("inf")
-    if i == 0:
-        return 1024.0
-    e, sub = 10 + (i - 1) // 4, (i - 1) % 4
-    return float((5 + sub) << (e - 2))
+    def __init__(self, bno: int, flow: int):
+        self.bno, self.flow, self.state = bno, flow, BATCH_OPEN
+        self.next_seq, self.acked, self.eob_seq = 1, 0, 0
+        self.cursor = self.last_pseq = 0
+        self.last_send = 0.0
+        self.first_subj = b""
 
 
 class PublishRing:
     """Framed messages in publish order: queued -> sent -> acked (retired at the head, in order)."""
 
     def __init__(self, prefix: bytes, inbox: bytes, *, feed: bytes = b"kalshi", raw: bool = True,
-                 normalized: bool = True, acked: bool = True, max_payload: int = 1 << 20):
+                 normalized: bool = True, acked: bool = True, fast: bool = False, flow: int = FLOW,
+                 batch_max: int = BATCH_MAX, max_payload: int = 1 << 20):
         self.encoder = SubjectEncoder(prefix, feed)
         self.inbox = bytes(inbox)
         self.raw = bool(raw)
         self.normalized = bool(normalized)
         self.acked = bool(acked)
+        self.mode = MODE_CORE if not acked else (MODE_FAST if fast else MODE_ACK)
+        if not 1 <= flow <= 9999:
+            raise ValueError("flow must be 1..9999")
+        self.flow = int(flow)
+        if not 1 <= batch_max <= BATCH_MAX:
+            raise ValueError(f"batch_max must be 1..{BATCH_MAX}")
+        self.batch_max = int(batch_max)   # messages per fast batch before the publisher rolls it
+        self._flow_text = b"%d" % flow
         self.max_payload = int(max_payload)
         self._buf = bytearray()
         self._base = 0                  # absolute position of _buf[0]
-        self._entries: deque[list] = deque()  # [pos, len, subj_off, subj_len, id_off, id_len, pay_off,
-        #                                  pay_len, state, origin, attempts, first_sent, sent_at, recv_ns]
+        self._entries: deque[list] = deque()
         self.head = 1                   # oldest pseq still held
         self.tail = 1                   # next pseq to assign
         self.send_next = 1              # first queued (never sent) pseq
@@ -81,11 +110,20 @@ class PublishRing:
         self._spill_retired = 0
         self.resends_pending = 0        # resent messages not yet acked (new sends wait for them)
         self.framed = self.sent = self.resent = self.acked_count = self.duplicates = 0
-        self.rejected = self.oversized = 0
+        self.rejected = self.oversized = self.parked = 0
         self._recv_ns = 0               # recv_ts of the batch being framed
         self.now_ns = 0                 # when the bytes being parsed were read (set by AckParser.feed)
         self._lat_counts = [0] * LATENCY_BUCKETS
         self.latency_sum_ns = 0
+        self._batches: dict[int, _Batch] = {}
+        self._bno = 0                   # the last batch number handed out
+        self.cur_batch = 0              # the open batch new sends go into (0: none)
+        self.good_subject = b""         # a subject the stream took lately (commits and pings go there)
+        self.direct_bytes = 0           # bytes written straight from the ring to the socket
+
+    @property
+    def fast(self) -> bool:
+        return self.mode == MODE_FAST
 
     # ------------------------------------------------------------------ framing
 
@@ -129,25 +167,37 @@ class PublishRing:
         self._recv_ns = 0  # no receive time to measure its latency from
         return self._frame(bytes(subject), bytes(msg_id), bytes(payload), origin)
 
-    def _frame(self, subject: bytes, msg_id: bytes, payload: bytes, origin: int) -> int:
+    def _frame_bytes(self, pseq: int, subject: bytes, msg_id: bytes, payload: bytes) -> tuple[bytes, int, int, int]:
+        """(frame, offset of the id, offset of the payload, offset of the fast reply's batch field)."""
+        if self.mode == MODE_CORE:  # no header: a msg id only means something to JetStream
+            line = b"PUB %s %d\r\n" % (subject, len(payload))
+            return line + payload + b"\r\n", len(line), len(line), 0
         hdr_len = len(_HDR_HEAD) + len(msg_id) + 4
-        total = hdr_len + len(payload)
+        rep = 0
+        if self.mode == MODE_ACK:
+            reply = b"%s.%d" % (self.inbox, pseq)
+        else:
+            reply = b"%sb00000000.%s.ok.%s.1.$FI" % (self.inbox, self._flow_text, b"0" * SEQ_DIGITS)
+            rep = 5 + len(subject) + 1 + len(self.inbox) + 1
+        line = b"HPUB %s %s %d %d\r\n" % (subject, reply, hdr_len, hdr_len + len(payload))
+        frame = line + _HDR_HEAD + msg_id + b"\r\n\r\n" + payload + b"\r\n"
+        return frame, len(line) + len(_HDR_HEAD), len(line) + hdr_len, rep
+
+    def _frame(self, subject: bytes, msg_id: bytes, payload: bytes, origin: int) -> int:
+        total = len(payload) if self.mode == MODE_CORE else len(_HDR_HEAD) + len(msg_id) + 4 + len(payload)
         if total > self.max_payload:
             self._oversized.append((subject, msg_id, payload))
             self.oversized += 1
             return 0
         pseq = self.tail
-        if self.acked:
-            line = b"HPUB %s %s.%d %d %d\r\n" % (subject, self.inbox, pseq, hdr_len, total)
-        else:
-            line = b"HPUB %s %d %d\r\n" % (subject, hdr_len, total)
+        frame, id_off, pay_off, rep = self._frame_bytes(pseq, subject, msg_id, payload)
         pos = self._base + len(self._buf)
-        self._buf += line + _HDR_HEAD + msg_id + b"\r\n\r\n" + payload + b"\r\n"
-        frame_len = len(line) + total + 2
-        self._entries.append([pos, frame_len, 5, len(subject), len(line) + len(_HDR_HEAD), len(msg_id),
-                              len(line) + hdr_len, len(payload), QUEUED, origin, 0, 0.0, 0.0, self._recv_ns])
+        self._buf += frame
+        self._entries.append([pos, len(frame), 4 if self.mode == MODE_CORE else 5, len(subject), id_off,
+                              len(msg_id) if self.mode != MODE_CORE else 0, pay_off, len(payload), QUEUED,
+                              origin, 0, 0.0, 0.0, self._recv_ns, rep, 0, 0, 0])
         self.tail += 1
-        self.queued_bytes += frame_len
+        self.queued_bytes += len(frame)
         self.framed += 1
         return pseq
 
@@ -156,6 +206,27 @@ class PublishRing:
         out, self._oversized = self._oversized, []
         return out
 
+    def set_mode(self, mode: int) -> None:
+        """Reframe every held message for ``MODE_ACK`` or ``MODE_FAST`` (the server or the stream cannot
+        do fast-ingest batches, or can again); the batches are forgotten: the caller resends what was sent."""
+        if mode not in (MODE_ACK, MODE_FAST) or self.mode == MODE_CORE:
+            raise ValueError("only an acked ring switches between MODE_ACK and MODE_FAST")
+        self.drop_batches()
+        if mode == self.mode:
+            return
+        self.mode = mode
+        msgs = [(p, e, self._message(e)) for p, e in zip(range(self.head, self.tail), self._entries, strict=True)]
+        self._buf = bytearray()
+        self._base = 0
+        self.queued_bytes = 0
+        for p, e, (subject, msg_id, payload, _origin) in msgs:
+            frame, id_off, pay_off, rep = self._frame_bytes(p, subject, msg_id, payload)
+            e[_POS], e[_LEN], e[_IDO], e[_PAYO], e[_REP] = len(self._buf), len(frame), id_off, pay_off, rep
+            e[_BNO] = e[_BSEQ] = e[_HELD] = 0
+            self._buf += frame
+            if e[_ST] == QUEUED:
+                self.queued_bytes += len(frame)
+
     # ------------------------------------------------------------------ sending
 
     def _entry(self, pseq: int) -> list | None:
@@ -163,10 +234,10 @@ class PublishRing:
             return self._entries[pseq - self.head]
         return None
 
-    def _slice(self, first: int, last: int) -> bytes:
+    def _span(self, first: int, last: int) -> tuple[int, int]:
         a = self._entries[first - self.head]
         b = self._entries[last - self.head]
-        return bytes(self._buf[a[0] - self._base:b[0] + b[1] - self._base])
+        return a[_POS] - self._base, b[_POS] + b[_LEN] - self._base
 
     @property
     def queued(self) -> int:
@@ -180,82 +251,324 @@ class PublishRing:
     def retained_bytes(self) -> int:
         return len(self._buf)
 
-    def take(self, window: int, now: float, max_bytes: int = sys.maxsize) -> bytes | None:
-        """The queued frames that fit in ``window`` unacked messages and ``max_bytes`` (at least one
-        frame), as one buffer, marked sent."""
+    def can_send(self, window: int) -> bool:
+        """Queued frames that fit in ``window`` unacked messages?"""
+        return min(self.tail, self.head + window) > self.send_next
+
+    def _patch(self, e: list, b: _Batch) -> None:
+        """Write batch, seq and op into a fast frame's reply (fixed widths) and assign it to ``b``."""
+        seq = b.next_seq
+        b.next_seq += 1
+        o = e[_POS] - self._base + e[_REP]
+        self._buf[o:o + 8] = b"%08x" % b.bno
+        s = o + 8 + 1 + len(self._flow_text) + 4
+        self._buf[s:s + SEQ_DIGITS] = b"%0*d" % (SEQ_DIGITS, seq)
+        self._buf[s + SEQ_DIGITS + 1] = 0x30 if seq == 1 else 0x31   # op 0 starts the batch, 1 appends
+        e[_BNO], e[_BSEQ], e[_HELD] = b.bno, seq, 0
+
+    def _track(self, b: _Batch, pseq: int, e: list) -> None:
+        if not b.cursor:
+            b.cursor = pseq
+            o = e[_POS] - self._base
+            b.first_subj = bytes(self._buf[o + e[_SUBJ]:o + e[_SUBJ] + e[_SLEN]])
+        b.last_pseq = max(b.last_pseq, pseq)
+
+    def take(self, window: int, now: float, max_bytes: int = sys.maxsize, fd: int = -1) -> bytes | None:
+        """The queued frames that fit in ``window`` unacked messages and ``max_bytes`` (at least one frame),
+        marked sent: as one ``bytes``, or with ``fd >= 0`` written to that non-blocking socket straight from
+        the ring, returning what it did not take (``b""`` when all of it). None: nothing to send (in fast
+        mode also when no batch is open)."""
         end = min(self.tail, self.head + window)
         first = self.send_next
+        b = None
+        if self.mode == MODE_FAST:
+            b = self._batches.get(self.cur_batch)
+            if b is None:
+                return None
+            end = min(end, first + self.batch_max + 1 - b.next_seq)
         if end <= first:
             return None
         size = 0
         for p in range(first, end):
-            size += self._entries[p - self.head][1]
+            size += self._entries[p - self.head][_LEN]
             if size > max_bytes and p > first:
                 end = p
                 break
-        data = self._slice(first, end - 1)
         for p in range(first, end):
             e = self._entries[p - self.head]
-            self.queued_bytes -= e[1]
-            e[8] = SENT
-            e[10] = 1
-            e[11] = e[12] = now
+            if b is not None:
+                self._patch(e, b)
+            self.queued_bytes -= e[_LEN]
+            e[_ST] = SENT
+            e[_ATT] = 1
+            e[_FIRST] = e[_SENTAT] = now
+        if b is not None:
+            self._track(b, first, self._entries[first - self.head])
+            b.last_pseq = end - 1
+            b.last_send = now
+        lo, hi = self._span(first, end - 1)
+        data = self._write(fd, lo, hi) if fd >= 0 else bytes(self._buf[lo:hi])
         self.send_next = end
         self.sent += end - first
         if not self.acked:  # core mode: nothing to wait for
             for p in range(first, end):
-                self._entries[p - self.head][8] = RETIRED
+                self._entries[p - self.head][_ST] = RETIRED
             self._advance()
         return data
+
+    def _write(self, fd: int, lo: int, hi: int) -> bytes:
+        """Write buf[lo:hi] to ``fd``; the unwritten rest as bytes (the caller queues it on its transport,
+        which also reports a broken connection)."""
+        done = 0
+        with memoryview(self._buf) as mv:
+            try:
+                while lo + done < hi:
+                    done += os.write(fd, mv[lo + done:hi])
+            except OSError:   # EAGAIN: the socket is full; anything else: the transport will say
+                pass
+            rest = bytes(mv[lo + done:hi])
+        self.direct_bytes += done
+        return rest
 
     def _resend(self, pseqs: list[int], now: float) -> bytes | None:
         if not pseqs:
             return None
+        b = None
+        if self.mode == MODE_FAST:
+            b = self._batches.get(self.cur_batch)
+            if b is None or b.next_seq != 1:
+                raise RuntimeError("fast-ingest resends go first into a new batch (open_batch)")
         parts = []
         for p in pseqs:
             e = self._entries[p - self.head]
-            if e[10] == 1:
+            if b is not None:
+                self._patch(e, b)
+                self._track(b, p, e)
+            e[_HELD] = 0
+            if e[_ATT] == 1:
                 self.resends_pending += 1
-            e[10] += 1
-            e[12] = now
-            parts.append(bytes(self._buf[e[0] - self._base:e[0] + e[1] - self._base]))
+            e[_ATT] += 1
+            e[_SENTAT] = now
+            o = e[_POS] - self._base
+            parts.append(bytes(self._buf[o:o + e[_LEN]]))
+        if b is not None:
+            b.last_send = now
         self.resent += len(pseqs)
         return b"".join(parts)
 
+    def resend(self, pseqs: list[int], now: float) -> bytes | None:
+        """These sent, unacked messages again (ascending pseqs; fast mode: into the open, empty batch)."""
+        return self._resend([p for p in pseqs if (e := self._entry(p)) is not None and e[_ST] == SENT], now)
+
+    def expired(self, now: float, timeout: float, limit: int = 1 << 30) -> list[int]:
+        """Sent, unacked messages sent more than ``timeout`` ago (at most ``limit``)."""
+        out = []
+        for p in range(self.head, self.send_next):
+            e = self._entries[p - self.head]
+            if e[_ST] == SENT and now - e[_SENTAT] >= timeout:
+                out.append(p)
+                if len(out) >= limit:
+                    break
+        return out
+
     def resend_expired(self, now: float, timeout: float, limit: int = 1 << 30) -> bytes | None:
         """Frames sent more than ``timeout`` ago and still unacked (at most ``limit``), marked resent."""
-        due = [p for p in range(self.head, self.send_next)
-               if self._entries[p - self.head][8] == SENT and now - self._entries[p - self.head][12] >= timeout]
-        return self._resend(due[:limit], now)
+        return self._resend(self.expired(now, timeout, limit), now)
 
     def resend_all(self, now: float) -> bytes | None:
         """Every sent, unacked frame (after a reconnect: acks of the old connection are gone)."""
         return self._resend([p for p in range(self.head, self.send_next)
-                             if self._entries[p - self.head][8] == SENT], now)
+                             if self._entries[p - self.head][_ST] == SENT], now)
 
     def oldest_unacked_sent(self) -> float:
         """``first_sent`` of the oldest sent, unacked message; 0.0 when there is none."""
         for p in range(self.head, self.send_next):
             e = self._entries[p - self.head]
-            if e[8] == SENT:
-                return e[11]
+            if e[_ST] == SENT:
+                return e[_FIRST]
         return 0.0
+
+    # ------------------------------------------------------------------ fast-ingest batches
+
+    def _reply(self, b: _Batch, seq: int, op: int) -> bytes:
+        return b"%sb%08x.%s.ok.%0*d.%d.$FI" % (self.inbox, b.bno, self._flow_text, SEQ_DIGITS, seq, op)
+
+    def open_batch(self) -> int:
+        """Open a new batch for the next sends (the caller subscribes to its inbox first); its number."""
+        if self.mode != MODE_FAST:
+            raise RuntimeError("not in fast-ingest mode")
+        if self.cur_batch:
+            return self.cur_batch
+        self._bno = self._bno % 0x7FFFFFFF + 1
+        self._batches[self._bno] = _Batch(self._bno, self.flow)
+        self.cur_batch = self._bno
+        return self._bno
+
+    @property
+    def live_batches(self) -> int:
+        """Batches open or committed and not yet answered."""
+        return len(self._batches)
+
+    @property
+    def batch_full(self) -> bool:
+        b = self._batches.get(self.cur_batch)
+        return b is not None and b.next_seq > self.batch_max
+
+    def commit_batch(self) -> bytes | None:
+        """End the open batch: the commit frame (``op 3``, not stored; the server answers with a pub ack
+        counting the batch), or None when the batch took no message (it is simply forgotten)."""
+        b = self._batches.get(self.cur_batch)
+        self.cur_batch = 0
+        if b is None:
+            return None
+        if b.next_seq == 1:
+            del self._batches[b.bno]
+            return None
+        b.state = BATCH_CLOSING
+        b.eob_seq = b.next_seq
+        return b"PUB %s %s 0\r\n\r\n" % (self.good_subject or b.first_subj, self._reply(b, b.eob_seq, 3))
+
+    def ping_frame(self, bno: int) -> bytes | None:
+        """``op 4`` for a batch: the server sends its latest flow ack again (a committed batch it forgot:
+        an error, so the publisher resends what that batch still holds)."""
+        b = self._batches.get(bno)
+        if b is None or b.next_seq == 1:
+            return None
+        seq = b.eob_seq if b.state == BATCH_CLOSING else b.next_seq - 1
+        return b"PUB %s %s 0\r\n\r\n" % (self.good_subject or b.first_subj, self._reply(b, seq, 4))
+
+    def batches(self) -> list[tuple[int, int, int, int, int]]:
+        """(bno, state, messages, acked seq, flow) of every live batch, oldest first."""
+        return [(b.bno, b.state, (b.eob_seq or b.next_seq) - 1, b.acked, b.flow) for b in self._batches.values()]
+
+    def _walk(self, b: _Batch):
+        """pseqs of the batch's sent, unacked messages in order (its seqs rise with the pseq)."""
+        p = max(b.cursor, self.head)
+        stop = min(self.send_next, b.last_pseq + 1)
+        while p < stop:
+            if p >= self.head:
+                e = self._entries[p - self.head]
+                if e[_ST] == SENT and e[_BNO] == b.bno:
+                    yield p, e
+            p += 1
+
+    def fast_ack(self, bno: int, seq: int, flow: int = 0) -> bool:
+        """Flow ack of batch ``bno``: every seq <= ``seq`` processed; settle its sent messages up to it that
+        no notice held. False for a batch that is not live (a stale ack)."""
+        b = self._batches.get(bno)
+        if b is None:
+            return False
+        if flow > 0:
+            b.flow = flow
+        if seq > b.acked:
+            b.acked = seq
+        cursor = 0
+        for p, e in self._walk(b):
+            if e[_BSEQ] > seq:
+                cursor = cursor or p
+                break
+            if e[_HELD]:
+                cursor = cursor or p
+                continue
+            o = e[_POS] - self._base
+            subj = bytes(self._buf[o + e[_SUBJ]:o + e[_SUBJ] + e[_SLEN]])
+            if self.ack(p):
+                self.good_subject = subj
+        b.cursor = cursor or min(self.send_next, b.last_pseq + 1)
+        return True
+
+    def finish_batch(self, bno: int, count: int) -> list[int] | None:
+        """The commit's pub ack (``count`` seqs processed): settle, forget the batch; the pseqs it still held
+        unsettled and not held (to resend), or None for a batch that is not live."""
+        if bno not in self._batches:
+            return None
+        self.fast_ack(bno, count)
+        b = self._batches.pop(bno)
+        if self.cur_batch == bno:
+            self.cur_batch = 0
+        return [p for p, e in self._walk(b) if not e[_HELD]]
+
+    def batch_pseq(self, bno: int, seq: int) -> int:
+        """The pseq of the sent, unacked message at ``seq`` of batch ``bno``; 0 if none."""
+        b = self._batches.get(bno)
+        if b is not None:
+            for p, e in self._walk(b):
+                if e[_BSEQ] == seq:
+                    return p
+        return 0
+
+    def hold(self, pseq: int) -> bool:
+        """A notice named this sent message: flow acks no longer settle it (the publisher resolves it)."""
+        e = self._entry(pseq)
+        if e is None or pseq >= self.send_next or e[_ST] != SENT:
+            return False
+        e[_HELD] = 1
+        return True
+
+    def hold_range(self, bno: int, first: int, end: int) -> list[int]:
+        """Hold the batch's sent messages with ``first <= seq < end`` (a gap notice); their pseqs."""
+        b = self._batches.get(bno)
+        out = []
+        if b is not None:
+            for p, e in self._walk(b):
+                if e[_BSEQ] >= end:
+                    break
+                if e[_BSEQ] >= first:
+                    e[_HELD] = 1
+                    out.append(p)
+        return out
+
+    def held(self, bno: int, first: int, end: int) -> list[int]:
+        """The held messages of batch ``bno`` with ``first <= seq < end`` (still sent, unacked)."""
+        b = self._batches.get(bno)
+        if b is None:
+            return []
+        return [p for p, e in self._walk(b) if e[_HELD] and first <= e[_BSEQ] < end]
+
+    def batch_sent(self, bno: int) -> list[int]:
+        """Every sent, unacked message of batch ``bno``."""
+        b = self._batches.get(bno)
+        return [] if b is None else [p for p, _e in self._walk(b)]
+
+    def kill_batch(self, bno: int) -> None:
+        """Forget a batch the server no longer knows (its late answers are ignored)."""
+        self._batches.pop(bno, None)
+        if self.cur_batch == bno:
+            self.cur_batch = 0
+
+    def drop_batches(self) -> None:
+        """Forget every batch (a new connection, or a new framing)."""
+        self._batches.clear()
+        self.cur_batch = 0
+
+    def tail_state(self) -> tuple[int, float, float, int]:
+        """The open batch's (messages sent and not flow-acked, last send time, send time of the oldest of
+        them, flow): a tail shorter than the flow is settled only by more messages or a commit."""
+        b = self._batches.get(self.cur_batch)
+        if b is None:
+            return 0, 0.0, 0.0, 0
+        unsettled = b.next_seq - 1 - b.acked
+        first = 0.0
+        for _p, e in self._walk(b):
+            first = e[_SENTAT]
+            break
+        return unsettled, b.last_send, first, b.flow
 
     # ------------------------------------------------------------------ acks
 
     def ack(self, pseq: int, duplicate: bool = False) -> bool:
         """Mark ``pseq`` stored; False when it is not in flight (a late ack of a resent message)."""
         e = self._entry(pseq)
-        if e is None or pseq >= self.send_next or e[8] != SENT:
+        if e is None or pseq >= self.send_next or e[_ST] != SENT:
             return False
-        e[8] = ACKED
+        e[_ST] = ACKED
         self.acked_count += 1
         if duplicate:
             self.duplicates += 1
-        if e[10] > 1:
+        if e[_ATT] > 1:
             self.resends_pending -= 1
-        if e[13] > 0 and self.now_ns > 0:
-            d = max(0, self.now_ns - e[13])
+        if e[_RECV] > 0 and self.now_ns > 0:
+            d = max(0, self.now_ns - e[_RECV])
             self._lat_counts[latency_bucket(d)] += 1
             self.latency_sum_ns += d
         if pseq == self.head:
@@ -267,39 +580,49 @@ class PublishRing:
         messages framed from a batch with a receive time."""
         return list(self._lat_counts)
 
-    def reject(self, pseq: int) -> tuple[bytes, bytes, bytes, int] | None:
-        """Retire an unacked message the server refused; its (subject, id, payload, origin)."""
+    def _retire(self, pseq: int) -> tuple[bytes, bytes, bytes, int] | None:
         e = self._entry(pseq)
-        if e is None or pseq >= self.send_next or e[8] != SENT:
+        if e is None or pseq >= self.send_next or e[_ST] != SENT:
             return None
         msg = self._message(e)
-        e[8] = RETIRED
-        self.rejected += 1
-        if e[10] > 1:
+        e[_ST] = RETIRED
+        if e[_ATT] > 1:
             self.resends_pending -= 1
         if pseq == self.head:
             self._advance()
         return msg
 
+    def reject(self, pseq: int) -> tuple[bytes, bytes, bytes, int] | None:
+        """Retire an unacked message the server refused; its (subject, id, payload, origin)."""
+        msg = self._retire(pseq)
+        self.rejected += msg is not None
+        return msg
+
+    def park(self, pseq: int) -> tuple[bytes, bytes, bytes, int] | None:
+        """Take an unacked message out of the window (no stream stores its subject now); its message."""
+        msg = self._retire(pseq)
+        self.parked += msg is not None
+        return msg
+
     def _message(self, e: list) -> tuple[bytes, bytes, bytes, int]:
-        o = e[0] - self._base
+        o = e[_POS] - self._base
         buf = self._buf
-        return (bytes(buf[o + e[2]:o + e[2] + e[3]]), bytes(buf[o + e[4]:o + e[4] + e[5]]),
-                bytes(buf[o + e[6]:o + e[6] + e[7]]), e[9])
+        return (bytes(buf[o + e[_SUBJ]:o + e[_SUBJ] + e[_SLEN]]), bytes(buf[o + e[_IDO]:o + e[_IDO] + e[_IDL]]),
+                bytes(buf[o + e[_PAYO]:o + e[_PAYO] + e[_PAYL]]), e[_ORIG])
 
     def message(self, pseq: int) -> tuple[bytes, bytes, bytes, int] | None:
         e = self._entry(pseq)
-        return None if e is None or e[8] >= ACKED else self._message(e)
+        return None if e is None or e[_ST] >= ACKED else self._message(e)
 
     def attempts(self, pseq: int) -> int:
         e = self._entry(pseq)
-        return 0 if e is None else e[10]
+        return 0 if e is None else e[_ATT]
 
     def find_sent(self, subject: bytes) -> int:
         """The oldest sent, unacked pseq with this subject (mapping a -ERR to its message); 0 if none."""
         for p in range(self.head, self.send_next):
             e = self._entries[p - self.head]
-            if e[8] == SENT and self._message(e)[0] == subject:
+            if e[_ST] == SENT and self._message(e)[0] == subject:
                 return p
         return 0
 
@@ -310,9 +633,9 @@ class PublishRing:
 
     def _advance(self) -> None:
         entries = self._entries
-        while entries and entries[0][8] >= ACKED:
+        while entries and entries[0][_ST] >= ACKED:
             e = entries.popleft()
-            if e[9] == ORIGIN_SPILL:
+            if e[_ORIG] == ORIGIN_SPILL:
                 self._spill_retired += 1
             self.head += 1
         if self.send_next < self.head:
@@ -321,7 +644,7 @@ class PublishRing:
             self._base += len(self._buf)
             self._buf.clear()
         else:
-            dead = entries[0][0] - self._base
+            dead = entries[0][_POS] - self._base
             if dead >= _COMPACT_MIN and dead * 2 >= len(self._buf):
                 del self._buf[:dead]
                 self._base += dead
@@ -331,158 +654,30 @@ class PublishRing:
     def extract(self, from_pseq: int = 0, include_spill: bool = False) -> list[tuple[bytes, bytes, bytes]]:
         """Remove the messages from ``max(head, from_pseq)`` to the tail; their (subject, id, payload)
         in order, spill-origin ones left out unless ``include_spill`` (they are still in the spill file).
-        """
+        Emptying the ring never reuses the pseqs of messages that were sent (a late ack of one of them
+        must not settle a new message)."""
         start = max(self.head, from_pseq)
         if start >= self.tail:
             return []
         out = []
         for p in range(start, self.tail):
             e = self._entries[p - self.head]
-            if e[8] < ACKED and (include_spill or e[9] != ORIGIN_SPILL):
+            if e[_ST] < ACKED and (include_spill or e[_ORIG] != ORIGIN_SPILL):
                 out.append(self._message(e)[:3])
-            if e[8] == QUEUED:
-                self.queued_bytes -= e[1]
-            if e[10] > 1 and e[8] == SENT:
+            if e[_ST] == QUEUED:
+                self.queued_bytes -= e[_LEN]
+            if e[_ATT] > 1 and e[_ST] == SENT:
                 self.resends_pending -= 1
-        cut = self._entries[start - self.head][0] - self._base
+        cut = self._entries[start - self.head][_POS] - self._base
         for _ in range(start, self.tail):
             self._entries.pop()
         del self._buf[cut:]
-        self.tail = start
-        self.send_next = min(self.send_next, start)
+        if not self._entries and self.send_next > start:
+            self.head = self.tail = self.send_next    # skip the numbers that went out
+        else:
+            self.tail = start
+            self.send_next = min(self.send_next, start)
         if not self._entries:
             self._base += len(self._buf)
             self._buf.clear()
         return out
-
-
-# ---------------------------------------------------------------------- the ack parser
-
-def control_event(line: bytes) -> tuple:
-    """The event of a protocol line other than MSG/HMSG/+OK (both implementations use this)."""
-    op = line[:4]
-    if op == b"PING":
-        return ("ping",)
-    if op == b"PONG":
-        return ("pong",)
-    if op == b"INFO":
-        return ("info", line[5:].strip())
-    if op == b"-ERR":
-        return ("err", line[4:].strip().strip(b"'").decode("utf-8", "replace"))
-    return ("err", "unexpected protocol line: " + line[:80].decode("utf-8", "replace"))
-
-
-def parse_ack_error(payload: bytes) -> tuple[int, int, str]:
-    """(code, err_code, description) of a JetStream error reply (rare: plain json)."""
-    try:
-        err = json.loads(payload)["error"]
-        return int(err.get("code") or 0), int(err.get("err_code") or 0), str(err.get("description") or "")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return 0, 0, payload[:200].decode("utf-8", "replace")
-
-
-_DUP_TRUE = re.compile(rb'"duplicate":[ \t]*true')  # nats-server writes '"duplicate": true'
-
-
-def _valid_args(parts: list[bytes], op: bytes) -> bool:
-    nums = 1 if op == b"MSG " else 2
-    if parts[0] != op.strip():
-        return False
-    if not 3 + nums <= len(parts) <= 4 + nums:
-        return False
-    if not all(p.isdigit() and len(p) <= 12 for p in parts[-nums:]):
-        return False
-    return nums == 1 or int(parts[-2]) <= int(parts[-1])
-
-
-class AckParser:
-    """Reads the data connection's bytes; acks go into the ring, rare things into ``events``.
-
-    Events: ``("ping",)``, ``("pong",)``, ``("info", json_bytes)``, ``("err", text)``,
-    ``("ack_error", pseq, code, err_code, description)``, ``("no_responders", pseq)``,
-    ``("msg", subject, payload)`` for a message that is not an ack of ours.
-    """
-
-    def __init__(self, ring: PublishRing, inbox: bytes):
-        self.ring = ring
-        self.prefix = bytes(inbox) + b"."
-        self.events: list[tuple] = []
-        self._pending = bytearray()
-        self.acks = self.duplicates = self.errors = self.no_responders = self.stale = 0
-        self.protocol_errors = 0
-
-    def reset(self) -> None:
-        """A new connection: drop any partial protocol line of the old one."""
-        self._pending.clear()
-
-    def feed(self, data: bytes, now_ns: int = 0) -> int:
-        """Parse ``data`` (read at ``now_ns``, ns since the epoch; 0 = now); the number of events waiting
-        in ``events``."""
-        self.ring.now_ns = now_ns if now_ns > 0 else time.time_ns()
-        buf = self._pending
-        buf += data
-        pos = 0
-        n = len(buf)
-        while pos < n:
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                break
-            line = bytes(buf[pos:eol])
-            op = line[:4]
-            parts = line.split() if op in (b"MSG ", b"HMSG") else None
-            if parts is not None and not _valid_args(parts, op):
-                self.protocol_errors += 1
-                self.events.append(("err", "malformed protocol line: " + line[:80].decode("utf-8", "replace")))
-                pos = eol + 2
-                continue
-            if op == b"MSG ":
-                size = int(parts[-1])
-                if eol + 2 + size + 2 > n:
-                    break
-                payload = bytes(buf[eol + 2:eol + 2 + size])
-                self._on_msg(parts[1], b"", payload)
-                pos = eol + 2 + size + 2
-                continue
-            if op == b"HMSG":
-                hsize, size = int(parts[-2]), int(parts[-1])
-                if eol + 2 + size + 2 > n:
-                    break
-                body = bytes(buf[eol + 2:eol + 2 + size])
-                self._on_msg(parts[1], body[:hsize], body[hsize:])
-                pos = eol + 2 + size + 2
-                continue
-            if not op.startswith(b"+OK"):
-                ev = control_event(line)
-                if ev[0] == "err" and ev[1].startswith("unexpected"):
-                    self.protocol_errors += 1
-                self.events.append(ev)
-            pos = eol + 2
-        del buf[:pos]
-        return len(self.events)
-
-    def _on_msg(self, subject: bytes, headers: bytes, payload: bytes) -> None:
-        pseq = 0
-        if subject.startswith(self.prefix):
-            token = subject[len(self.prefix):]
-            if token.isdigit() and len(token) <= 19:
-                pseq = int(token)
-        if pseq == 0:
-            self.events.append(("msg", subject, payload))
-            return
-        if headers[:9] == b"NATS/1.0 " and headers[9:12] == b"503":
-            self.no_responders += 1
-            self.events.append(("no_responders", pseq))
-            return
-        if b'"error":' in payload:
-            self.errors += 1
-            self.events.append(("ack_error", pseq, *parse_ack_error(payload)))
-            return
-        if b'"seq":' not in payload:
-            self.events.append(("msg", subject, payload))
-            return
-        duplicate = _DUP_TRUE.search(payload) is not None
-        self.acks += 1
-        if duplicate:
-            self.duplicates += 1
-        if not self.ring.ack(pseq, duplicate):
-            self.stale += 1

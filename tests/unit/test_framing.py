@@ -64,14 +64,23 @@ def make_batch(norm_mod, lines, drop=()):
 
 
 HPUB_RE = re.compile(rb"HPUB (\S+) (?:(\S+) )?(\d+) (\d+)\r\n")
+PUB_RE = re.compile(rb"PUB (\S+) (?:(\S+) )?(\d+)\r\n")
 
 
 def parse_hpub(data: bytes) -> list[tuple[bytes, bytes | None, bytes, bytes]]:
-    """(subject, reply, msg_id, payload) of every HPUB frame: an independent reader of the framer's output."""
+    """(subject, reply, msg_id, payload) of every frame (``HPUB`` with the id header; core ``PUB`` without
+    one: id ``b""``): an independent reader of the framer's output."""
     out, pos = [], 0
     while pos < len(data):
         m = HPUB_RE.match(data, pos)
-        assert m, data[pos:pos + 80]
+        if m is None:
+            m = PUB_RE.match(data, pos)
+            assert m, data[pos:pos + 80]
+            total = int(m.group(3))
+            assert data[m.end() + total:m.end() + total + 2] == b"\r\n"
+            out.append((m.group(1), m.group(2), b"", data[m.end():m.end() + total]))
+            pos = m.end() + total + 2
+            continue
         hdr_len, total = int(m.group(3)), int(m.group(4))
         body = data[m.end():m.end() + total]
         headers, payload = body[:hdr_len], body[hdr_len:]
@@ -283,13 +292,17 @@ def test_oversized_messages_are_set_aside(impl):
     assert ring.pop_oversized() == []
 
 
-def test_core_mode_frames_without_reply_and_retires_on_send(impl):
+def test_core_mode_frames_plain_pub_and_retires_on_send(impl):
+    """Core mode (benchmarks only): ``PUB subject size`` with no reply and no header (a msg id only means
+    something to JetStream), retired as soon as it is written."""
     _, fr = impl
     ring = _ring(fr, 3, acked=False)
-    got = parse_hpub(ring.take(2, 0.0))
-    assert [r for _s, r, _i, _p in got] == [None, None]
+    data = ring.take(2, 0.0)
+    assert data.startswith(b"PUB s.0 9\r\npayload-0\r\nPUB s.1 9\r\n")
+    assert parse_hpub(data) == [(b"s.0", None, b"", b"payload-0"), (b"s.1", None, b"", b"payload-1")]
     assert ring.head == 3 and ring.inflight == 0
     assert len(parse_hpub(ring.take(2, 0.0))) == 1
+    assert fr.PublishRing(PREFIX, INBOX, acked=False, max_payload=9).add_message(b"s", b"i", b"x" * 10) == 0
 
 
 def test_ring_grows_and_compacts_under_sustained_traffic(impl):
