@@ -559,3 +559,17 @@ def test_key_order_of_every_record_type(impl):
         record = impl.normalize_frame(make(wire_type))
         assert list(json.loads(record)) == order.split()
         assert b" " not in record and b"\n" not in record
+
+
+def test_learned_key_prediction_never_accepts_broken_json(impl):
+    """Regression: after learning 'msg' then 'seq' on ticker frames, the compiled scanner once accepted
+    a container closing inside an array msg ({"type":"ticker","msg":[{},"seq":1]}) as valid JSON."""
+    batch = impl.FrameBatch()
+    good = b'{"type":"ticker","sid":1,"msg":{"market_ticker":"A","yes_bid_dollars":"0.5"},"seq":7}'
+    for _ in range(3):      # let the compiled normalizer learn the layout (key prediction, templates)
+        assert batch.add(good) == 0
+    for frame in (b'{"type":"ticker","msg":[{},"seq":1]}', b'{"type":"ticker","msg":[{"a":1},"seq":1]}',
+                  b'{"type":"ticker","msg":{"market_ticker":"A"},"seq":1,]}'):
+        assert reason(impl, frame) == "json"
+        assert batch.add(frame) == OUT_INVALID and batch.reason(len(batch) - 1) == "json"
+    assert batch.add(good) == 0 and batch.record(len(batch) - 1) == batch.record(0)
