@@ -575,6 +575,17 @@ cdef class FrameBatch:
                 w += e.rec_len + 1
         return out
 
+    def jsonl_lines(self, int skip_flags=F_DROP):
+        """``(raw lines, record lines)`` that raw_jsonl() and records_jsonl() return for these flags."""
+        cdef Py_ssize_t i, n_raw = 0, n_rec = 0
+        cdef FrameEntry* e
+        for i in range(self.count):
+            e = &self.entries[i]
+            if not (e.flags & skip_flags):
+                n_raw += e.outcome != OUT_INVALID
+                n_rec += e.rec_len != 0
+        return n_raw, n_rec
+
     def raw_jsonl(self, int skip_flags=F_DROP) -> bytes:
         """Raw frames of records, controls and others not flagged, one per line (CR/LF -> space)."""
         cdef Py_ssize_t i, j, total = 0
@@ -590,9 +601,11 @@ cdef class FrameBatch:
             e = &self.entries[i]
             if e.outcome != OUT_INVALID and not (e.flags & skip_flags):
                 memcpy(w, self.raw.data + e.raw_off, e.raw_len)
-                for j in range(e.raw_len):
-                    if w[j] == 10 or w[j] == 13:
-                        w[j] = 32
+                # CR/LF can only be JSON whitespace in a valid frame, and are rare: memchr finds them
+                if memchr(w, 10, e.raw_len) != NULL or memchr(w, 13, e.raw_len) != NULL:
+                    for j in range(e.raw_len):
+                        if w[j] == 10 or w[j] == 13:
+                            w[j] = 32
                 w[e.raw_len] = 10
                 w += e.raw_len + 1
         return out

@@ -487,6 +487,11 @@ class FrameBatch:
         return b"".join([e[_RECORD] + b"\n" for e in self._entries
                          if e[_RECORD] is not None and not e[_FLAGS] & skip_flags])
 
+    def jsonl_lines(self, skip_flags: int = F_DROP) -> tuple[int, int]:
+        """``(raw lines, record lines)`` that raw_jsonl() and records_jsonl() return for these flags."""
+        kept = [e for e in self._entries if not e[_FLAGS] & skip_flags]
+        return (sum(e[_OUTCOME] != OUT_INVALID for e in kept), sum(e[_RECORD] is not None for e in kept))
+
     def raw_jsonl(self, skip_flags: int = F_DROP) -> bytes:
         """Raw frames of records, controls and others not flagged, one per line (CR/LF become spaces)."""
         lines = []

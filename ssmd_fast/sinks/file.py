@@ -301,14 +301,11 @@ class FileSink:
         if self._closed:
             return
         ts = batch.recv_ts or self.clock()
-        if self.raw is not None:
-            data = batch.raw_jsonl()
-            if data:
-                self.raw.write(data, ts, data.count(b"\n"))
-        if self.norm is not None:
-            data = batch.records_jsonl()
-            if data:
-                self.norm.write(data, ts, data.count(b"\n"))
+        n_raw, n_rec = batch.jsonl_lines()   # from the entries: no scan of the bytes for newlines
+        if self.raw is not None and n_raw:
+            self.raw.write(batch.raw_jsonl(), ts, n_raw)
+        if self.norm is not None and n_rec:
+            self.norm.write(batch.records_jsonl(), ts, n_rec)
 
     def submit_event(self, event: StatusEvent) -> None:
         """A status event becomes a ``{"type":"status",...}`` line (a gap marker) in every output."""

@@ -81,6 +81,9 @@ def assert_same(frames, *, recv_ts: int = 0, flag_every: int = 0, batches=None) 
     assert cb.raw_jsonl() == pb.raw_jsonl()
     assert cb.records_jsonl(0) == pb.records_jsonl(0)
     assert cb.raw_jsonl(0) == pb.raw_jsonl(0)
+    for flags in (0, 3):  # the counts the file sink uses instead of scanning for newlines
+        assert cb.jsonl_lines(flags) == pb.jsonl_lines(flags) == (
+            cb.raw_jsonl(flags).count(b"\n"), cb.records_jsonl(flags).count(b"\n"))
 
 
 def frame(wire_type: str, msg: str, env: str = '"sid":1,"seq":2') -> bytes:
