@@ -1,4 +1,5 @@
-"""Facade: the compiled framer (``_framing.pyx``) or its pure-Python twin (``_framing_py.py``).
+"""Facade: the compiled framer (``_framing.pyx``) or its pure-Python twin (``_framing_py.py``, with its ack parser
+in ``_framing_acks_py.py``).
 
 ``SSMD_FAST_NO_EXTENSIONS=1`` selects the twin; otherwise the compiled module is used when it is built
 (``IMPLEMENTATION`` says which one loaded; a guard test fails when the compiled one silently did not).
@@ -22,6 +23,8 @@ PublishRing = _impl.PublishRing
 AckParser = _impl.AckParser
 QUEUED, SENT, ACKED, RETIRED = _impl.QUEUED, _impl.SENT, _impl.ACKED, _impl.RETIRED
 ORIGIN_LIVE, ORIGIN_SPILL = _impl.ORIGIN_LIVE, _impl.ORIGIN_SPILL
+MODE_CORE, MODE_ACK, MODE_FAST = _impl.MODE_CORE, _impl.MODE_ACK, _impl.MODE_FAST
+BATCH_OPEN, BATCH_CLOSING, BATCH_MAX, FLOW = _impl.BATCH_OPEN, _impl.BATCH_CLOSING, _impl.BATCH_MAX, _impl.FLOW
 
-__all__ = ["ACKED", "IMPLEMENTATION", "ORIGIN_LIVE", "ORIGIN_SPILL", "QUEUED", "RETIRED", "SENT",
-           "AckParser", "PublishRing"]
+__all__ = ["ACKED", "BATCH_CLOSING", "BATCH_MAX", "BATCH_OPEN", "FLOW", "IMPLEMENTATION", "MODE_ACK", "MODE_CORE",
+           "MODE_FAST", "ORIGIN_LIVE", "ORIGIN_SPILL", "QUEUED", "RETIRED", "SENT", "AckParser", "PublishRing"]

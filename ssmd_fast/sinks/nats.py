@@ -2,16 +2,21 @@
 
 Data path (docs/design.md "Sinks"): ``submit(batch, conn)`` frames the batch into the ``PublishRing``
 (compiled; one call per socket read) and, when connected, writes the frames that fit in the window in
-one ``write``. Acks are parsed from the socket bytes into the ring (``AckParser``): no future, callback
-or Python object per message. Only the rare things come back to Python: ack errors, no-responders,
-``-ERR``, a lost connection.
+one write, straight from the ring's memory when the socket takes it. By default the messages go into
+JetStream fast-ingest batches (``fastingest.py``: nats-server 2.14+, stream ``allow_batched``; one flow
+ack per ``FLOW`` messages instead of one ack each); with ``transport.batching: false``, an older server
+or a stream that does not allow batches (``provision: verify``), every message gets its own ack. Acks are
+parsed from the socket bytes into the ring (``AckParser``): no future, callback or Python object per
+message. Only the rare things come back to Python: rejections, no-responders, gaps, ``-ERR``, a lost
+connection.
 
 Guarantees and what happens when NATS is away or slow:
 
 - every data message carries a deterministic ``Nats-Msg-Id`` (``subjects.py``); resends and spill
   replays reuse it, so JetStream's duplicate window turns at-least-once into once-in-the-stream;
-- a message unacked ``ack_timeout`` after its send is resent (same bytes); new sends wait while
-  resends are pending; no answer from the server for ``ack_timeout`` + 0.5 s (at most 2 x
+- a message unacked ``ack_timeout`` after its send is resent (same bytes and id; in fast-ingest mode
+  first into a new batch, as after a reconnect, a gap or a batch the server forgot); new sends wait
+  while resends are pending; no answer from the server for ``ack_timeout`` + 0.5 s (at most 2 x
   ``ack_timeout``) with messages in flight forces a reconnect (the server or the path is stalled:
   under 3 s at the default 2 s deadline); reconnects back off briefly (capped);
 - ``submit`` never blocks: frames queue in memory up to ``memory_queue_bytes``; past that, or when the
@@ -21,9 +26,13 @@ Guarantees and what happens when NATS is away or slow:
   ``feed_stop_requested`` is set: the runner stops the WebSocket feed on purpose;
 - server rejections (stream full with discard new, permissions, too large, no stream for the
   subject past ``retry_horizon``) are counted by kind and their messages go to the dead-letter
-  spill (``{spill}/dead-letter``), never retried forever;
-- ``close(timeout)`` stops taking batches, waits for acks up to the timeout, spills what is left
-  (fsync) and reports published / acked / duplicates / resent / spilled / rejected / lost.
+  spill (``{spill}/dead-letter``), never retried forever; a message answered "no responders" is
+  parked out of the window (``parked.py``: retried on a slowing cadence, dead-lettered at
+  ``retry_horizon``) so the rest of the stream keeps flowing;
+- ``close(timeout)`` stops taking batches, commits the open fast-ingest batch, waits for acks (and
+  parked messages) up to the timeout, spills what is left (fsync) and reports published / acked /
+  duplicates (per-message acks only: a batch's acks do not say which messages were duplicates) /
+  resent / spilled / rejected / lost.
 """
 
 from __future__ import annotations
@@ -40,11 +49,13 @@ from ssmd_fast.config import TransportConfig
 from ssmd_fast.errors import PublishError, StorageError
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.metrics import HistogramSample
-from ssmd_fast.sinks import _framing_py, framing, natsconn
+from ssmd_fast.sinks import _framing_acks_py, framing, natsconn
+from ssmd_fast.sinks.fastingest import FastIngest
 from ssmd_fast.sinks.file import SinkReport
 from ssmd_fast.sinks.natsconn import AuthFailed, ConnectError, Endpoint
+from ssmd_fast.sinks.parked import ParkedMessages
 from ssmd_fast.sinks.spill import SpillFile, SpillFull
-from ssmd_fast.sinks.stream import provision
+from ssmd_fast.sinks.stream import FAST_INGEST_VERSION, provision
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +69,7 @@ RETRYABLE_ERR_CODES = {10008}  # "JetStream system temporarily unavailable"
 WATCHDOG_SLACK = 0.5         # the watchdog fires this long after the ack deadline (capped at 2 x the deadline)
 FULL_DESCRIPTIONS = ("maximum messages", "maximum bytes", "maximum messages per subject")
 LATENCY_LE_MIN_NS, LATENCY_LE_MAX_NS = 1 << 14, 1 << 34  # ack latency buckets exposed: 16 us .. 17 s
+BATCH_LENGTH = 100_000       # messages per fast-ingest batch before it is committed and a new one opened
 
 
 def valid_subject(subject: bytes) -> bool:
@@ -89,7 +101,8 @@ class JetStreamPublisher:
     def __init__(self, cfg: TransportConfig, *, spill_dir: str | os.PathLike[str] | None = None,
                  feed: str = "kalshi", on_event: Callable[[StatusEvent], None] | None = None,
                  endpoint: Endpoint | None = None, client_name: str = "ssmd-fast", mode: str = "jetstream",
-                 provision_stream: bool = True, clock: Callable[[], float] = time.monotonic):
+                 provision_stream: bool = True, clock: Callable[[], float] = time.monotonic,
+                 batch_length: int = BATCH_LENGTH):
         if mode not in ("jetstream", "core"):
             raise ValueError("mode must be 'jetstream' or 'core' (core: benchmarks only, no acks)")
         self.cfg = cfg
@@ -99,11 +112,16 @@ class JetStreamPublisher:
         self.provision_stream = provision_stream and mode == "jetstream"
         self.clock = clock
         self.instance = secrets.token_hex(6)  # the "conn" of the publisher's own events
-        self.inbox = b"_INBOX.ssmd" + secrets.token_hex(8).encode()
+        self.inbox = b"_INBOX.ssmd" + secrets.token_hex(6).encode()
+        # fast-ingest batches unless turned off; found unsupported (server, stream): per-message acks
         self.ring = framing.PublishRing(cfg.subject_prefix, self.inbox, feed=feed, raw="raw" in cfg.publish,
-                                        normalized="normalized" in cfg.publish, acked=mode == "jetstream")
+                                        normalized="normalized" in cfg.publish, acked=mode == "jetstream",
+                                        fast=cfg.batching and mode == "jetstream", batch_max=batch_length)
         self.parser = framing.AckParser(self.ring, self.inbox)
         self.encoder = self.ring.encoder
+        self.fast = FastIngest(self)
+        self.parked = ParkedMessages(retry=cfg.ack_timeout, horizon=cfg.retry_horizon)
+        self.per_message_why = "" if self.ring.fast else ("core mode" if mode == "core" else "transport.batching is off")
         self.spill_dir = os.fspath(spill_dir or cfg.spill.path or os.path.join("data", "spill"))
         self.spill: SpillFile | None = None
         self.dead: SpillFile | None = None
@@ -114,7 +132,6 @@ class JetStreamPublisher:
         self.stream_report = None
         self._event_n: dict[str, int] = {}
         self._replay_loaded = 0                # spill records in the ring, not yet consumed
-        self._no_resp: set[int] = set()        # pseqs answered "no responders" (no stream for them)
         self._closing = False
         self._stopping = False                 # close() is cancelling the background tasks
         self._closed = False
@@ -144,7 +161,7 @@ class JetStreamPublisher:
             self._to_spill(ring.extract(start))
         else:
             n = ring.add_batch(batch, conn)
-            if ring.queued_bytes > self.cfg.memory_queue_bytes:
+            if ring.queued_bytes + self.parked.bytes > self.cfg.memory_queue_bytes:
                 self._enter_spill(f"the memory queue passed {self.cfg.memory_queue_bytes} bytes")
             elif ring.queued:
                 self._pump()
@@ -211,10 +228,13 @@ class JetStreamPublisher:
         deadline = self.clock() + timeout
         # wait for acks; while disconnected give a reconnect CLOSE_GRACE, then the spill is the safe place
         grace = self.clock() + min(timeout, CLOSE_GRACE)
-        while self.ring.head < self.ring.tail and self.clock() < deadline and self.mode == "jetstream":
+        while (self.ring.head < self.ring.tail or len(self.parked)) and self.clock() < deadline \
+                and self.mode == "jetstream":
             if self.conn is not None:
                 self._pump()
                 self._after_acks()
+                if self.ring.fast:
+                    self.fast.flush()   # the commit's answer settles the tail at once
             elif self.clock() > grace:
                 break
             await asyncio.sleep(0.005)
@@ -231,8 +251,9 @@ class JetStreamPublisher:
         if self.conn is not None:
             self.conn.close("publisher closed")
             self.conn = None
+        self.fast.reset()
         self._consume_spill()
-        left = self.ring.extract(include_spill=False)
+        left = self.ring.extract(include_spill=False) + self.parked.drain()
         if left and self.mode == "jetstream":
             self._to_spill(left, final=True)
         elif left:
@@ -266,6 +287,9 @@ class JetStreamPublisher:
             "spill_pending": self.spill.pending_records if self.spill is not None and not self._closed else 0,
             "rejected": dict(self.rejected), "dead_lettered": self.counters["dead_lettered"],
             "no_responders": p.no_responders, "ack_errors": p.errors, "stale_acks": p.stale,
+            "parked": len(self.parked), "parked_total": self.parked.total, "gaps": p.gaps,
+            "batching": "fast-ingest" if r.fast else f"per-message ({self.per_message_why})",
+            "direct_bytes": r.direct_bytes, **self.fast.counters,
             "lost": self.counters["lost"], "lost_reasons": dict(self.lost_reasons),
             "connects": self.counters["connects"], "disconnects": self.counters["disconnects"],
             "watchdog_reconnects": self.counters["watchdog_reconnects"],
@@ -279,7 +303,7 @@ class JetStreamPublisher:
         buckets, cum = [], 0
         for i, c in enumerate(counts[:-1]):
             cum += c
-            upper = _framing_py.latency_upper_ns(i)
+            upper = _framing_acks_py.latency_upper_ns(i)
             if i % 4 == 0 and LATENCY_LE_MIN_NS <= upper <= LATENCY_LE_MAX_NS:  # bounds 2^k ns
                 buckets.append((upper / 1e9, cum))
         buckets.append((float("inf"), cum + counts[-1]))
@@ -289,16 +313,24 @@ class JetStreamPublisher:
 
     def _pump(self) -> None:
         """Write the queued frames that fit in the window, in writes of at most WRITE_CHUNK bytes while
-        the transport takes them (a huge write is copied and sent piecemeal), unless resends are pending."""
+        the transport takes them, unless resends are pending. A write goes straight from the ring to the
+        socket while the transport holds nothing (what the socket does not take is copied to it)."""
         conn = self.conn
         if conn is None or self.ring.resends_pending:
             return
-        ring, window, now = self.ring, self.cfg.window, self.clock()
+        ring, window, now, fast = self.ring, self.cfg.window, self.clock(), self.ring.fast
+        wrote = False
         while conn.writable:
-            data = ring.take(window, now, WRITE_CHUNK)
+            if fast and not self.fast.ready(window):
+                break
+            data = ring.take(window, now, WRITE_CHUNK, conn.direct_fd())
             if data is None:
                 break
-            conn.write(data)
+            if data:
+                conn.write(data)
+            wrote = True
+        if wrote and fast:
+            self.fast.arm()
 
     def _on_read(self) -> None:
         """After each socket read: acks may have freed the window or retired spill records."""
@@ -306,6 +338,8 @@ class JetStreamPublisher:
             self._pump()
         if self.store == SPILL or self._replay_loaded:
             self._after_acks()
+        if self.ring.fast:
+            self.fast.arm()
 
     def _after_acks(self) -> None:
         self._consume_spill()
@@ -318,9 +352,8 @@ class JetStreamPublisher:
     def _enter_spill(self, why: str) -> None:
         """Move every unacked message to the spill, in order; new batches follow them there."""
         self._consume_spill()
-        items = self.ring.extract(include_spill=False)
+        items = self.ring.extract(include_spill=False) + self.parked.drain()
         self._replay_loaded = 0  # spill-origin messages dropped from the ring are still in the file
-        self._no_resp.clear()
         if self.store != SPILL:
             log.warning("NATS publisher spilling to %s: %s", self.spill_dir, why)
             self.store = SPILL
@@ -400,7 +433,6 @@ class JetStreamPublisher:
 
     def _reject(self, pseq: int, kind: str) -> None:
         msg = self.ring.reject(pseq)
-        self._no_resp.discard(pseq)
         if msg is not None:
             self._dead_letter([msg[:3]], kind)
             n = self.rejected[kind]
@@ -408,16 +440,44 @@ class JetStreamPublisher:
                 log.warning("NATS rejected %s (%s): dead-lettered (%d %s so far)",
                             msg[0].decode("utf-8", "replace"), kind, n, kind)
 
+    def _park(self, pseq: int) -> None:
+        """No stream stores this message's subject now: out of the window, retried later (parked.py)."""
+        msg = self.ring.park(pseq)
+        if msg is not None and not self.parked.park(msg[:3], self.clock()):
+            self._dead_letter([msg[:3]], "no_stream")
+
+    def _unpark(self, now: float) -> None:
+        retry, dead = self.parked.due(now)
+        if dead:
+            self._dead_letter(dead, "no_stream")
+            log.warning("NATS: %d messages dead-lettered: no stream stored their subjects for %g s (%d so far)",
+                        len(dead), self.cfg.retry_horizon, self.rejected["no_stream"])
+        for subject, msg_id, payload in retry:
+            if self.store == SPILL:
+                self._to_spill([(subject, msg_id, payload)])
+            else:
+                self.ring.add_message(subject, msg_id, payload)
+
     def _on_events(self, events: list) -> None:
         for ev in events:
             kind = ev[0]
-            if kind == "ack_error":
+            if kind == "ack_error" or kind == "fi_err":
                 _, pseq, code, err_code, desc = ev
-                rk = _rejection_kind(code, err_code, desc)
-                if rk is not None:
-                    self._reject(pseq, rk)
+                if pseq:
+                    rk = _rejection_kind(code, err_code, desc)
+                    if rk is not None:
+                        self._reject(pseq, rk)
+                    elif kind == "fi_err":
+                        self.fast.resend([pseq])   # held by the notice: no later flow ack settles it
             elif kind == "no_responders":
-                self._no_resp.add(ev[1])  # resent on the deadline; dead-lettered past retry_horizon
+                self._park(ev[1])
+            elif kind == "fi_gap":
+                self.fast.on_gap(*ev[1:])
+            elif kind == "fi_done":
+                self.fast.on_done(*ev[1:])
+            elif kind == "fi_error":
+                if self.ring.fast and not self.fast.on_error(*ev[1:]):
+                    self._per_message(f"the server answered a batch with {ev[4]} ({ev[5]})")
             elif kind == "err":
                 self._on_server_error(ev[1])
             elif kind == "msg":
@@ -429,11 +489,28 @@ class JetStreamPublisher:
         low = text.lower()
         if "permissions violation for publish" in low:
             subject = text.split(" to ", 1)[-1].strip().strip('"').encode()
+            if self.ring.fast:
+                self.fast.denied.append(subject)   # the batch's gap notice names the message
+                return
             pseq = self.ring.find_sent(subject)
             if pseq:
                 self._reject(pseq, "permissions")
             return
         log.warning("NATS server error on the data connection: %s", text)
+
+    def _per_message(self, why: str) -> None:
+        """Fast-ingest batches cannot be used here: reframe for per-message acks, resend what was sent."""
+        if not self.ring.fast:
+            return
+        log.warning("NATS publisher: per-message acks from now on: %s", why)
+        self.fast.reset()
+        self.ring.set_mode(framing.MODE_ACK)
+        self.per_message_why = why
+        if self.conn is not None:
+            data = self.ring.resend_all(self.clock())
+            if data is not None:
+                self.conn.write(data)
+                self.counters["resend_writes"] += 1
 
     # ------------------------------------------------------------------ background tasks
 
@@ -445,6 +522,9 @@ class JetStreamPublisher:
             try:
                 self.stream_report = await provision(self.cfg, self.endpoint, timeout=self.cfg.connect_timeout)
                 self.error = None
+                if not self.stream_report.batched:
+                    self._per_message(f"stream {self.cfg.stream} does not take fast-ingest batches"
+                                      if self.cfg.batching else "transport.batching is off")
                 break
             except PublishError as exc:
                 self._fail(str(exc), warn_once=True)
@@ -489,10 +569,17 @@ class JetStreamPublisher:
             self.error = None
         log.info("NATS data connection up (%d in flight, %d queued, store %s)", self.ring.inflight,
                  self.ring.queued, self.store)
-        data = self.ring.resend_all(self.clock())  # acks of the old connection are gone
-        if data is not None:
-            conn.write(data)
-            self.counters["resend_writes"] += 1
+        if self.ring.fast and conn.server_version < FAST_INGEST_VERSION:
+            self._per_message(f"nats-server {conn.server_info.get('version')} has no fast-ingest batches (2.14+)")
+        # acks of the old connection are gone: everything unacked again (fast: into this connection's first batch)
+        self.fast.reset()
+        if self.ring.fast:
+            self.fast.resend_all()
+        else:
+            data = self.ring.resend_all(self.clock())
+            if data is not None:
+                conn.write(data)
+                self.counters["resend_writes"] += 1
         self._after_acks()
         self._pump()
 
@@ -511,30 +598,31 @@ class JetStreamPublisher:
             self.tick()
 
     def tick(self) -> None:
-        """Deadlines: resend, watchdog, retry horizon, replay, spill fsync."""
+        """Deadlines: resend, watchdog, parked messages, retry horizon, replay, spill fsync."""
         now = self.clock()
         ring, cfg = self.ring, self.cfg
-        answers = self.parser.acks + self.parser.no_responders + self.parser.errors  # the server is alive
+        answers = self.parser.replies  # the server is alive
         if answers != self._last_acked or ring.inflight == 0:
             self._last_acked = answers
             self._last_progress = now
         if self.conn is not None and ring.inflight:
-            data = ring.resend_expired(now, cfg.ack_timeout)
-            if data is not None:
-                self.conn.write(data)
-                self.counters["resend_writes"] += 1
+            if ring.fast:
+                self.fast.tick(now, cfg.ack_timeout)
+            else:
+                data = ring.resend_expired(now, cfg.ack_timeout)
+                if data is not None:
+                    self.conn.write(data)
+                    self.counters["resend_writes"] += 1
             silent_for = min(2 * cfg.ack_timeout, cfg.ack_timeout + WATCHDOG_SLACK)
-            if now - self._last_progress > silent_for:
+            if self.conn is not None and now - self._last_progress > silent_for:
                 self.counters["watchdog_reconnects"] += 1
                 self._last_progress = now
                 self.conn.close(f"no answer for {silent_for:g} s with {ring.inflight} in flight")
+        if len(self.parked) and self.parked.next_due() <= now:
+            self._unpark(now)
         oldest = ring.oldest_unacked_sent()
-        while oldest and now - oldest > cfg.retry_horizon and self.mode == "jetstream":
-            if ring.head not in self._no_resp:
-                self._enter_spill(f"messages unacked for more than {cfg.retry_horizon:g} s")
-                break
-            self._reject(ring.head, "no_stream")  # the server answered: nothing stores this subject
-            oldest = ring.oldest_unacked_sent()
+        if oldest and now - oldest > cfg.retry_horizon and self.mode == "jetstream":
+            self._enter_spill(f"messages unacked for more than {cfg.retry_horizon:g} s")
         if self.conn is not None:
             self._after_acks()
             self._pump()

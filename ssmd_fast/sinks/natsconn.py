@@ -151,6 +151,8 @@ class DataConnection(asyncio.Protocol):
         self.ping_interval = ping_interval
         self.max_outstanding_pings = max_outstanding_pings
         self.transport: asyncio.Transport | None = None
+        self.tls = False
+        self._fd = -1
         self.server_info: dict = {}
         self.writable = True
         self.closed = False
@@ -169,6 +171,8 @@ class DataConnection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
         if self._running:
@@ -227,6 +231,7 @@ class DataConnection(asyncio.Protocol):
         if not info.get("headers", False):
             raise ConnectError("the server does not support headers (nats-server 2.2+ is needed)")
         if tls_wanted or info.get("tls_required"):
+            self.tls = True   # from now on every byte goes through the TLS transport
             self.transport = await asyncio.wait_for(
                 self._loop.start_tls(self.transport, self, endpoint.ssl_context(), server_hostname=host), timeout)
         connect = {
@@ -265,6 +270,22 @@ class DataConnection(asyncio.Protocol):
     @property
     def max_payload(self) -> int:
         return int(self.server_info.get("max_payload", 1 << 20))
+
+    @property
+    def server_version(self) -> tuple[int, int, int]:
+        """The server's version from INFO, (0, 0, 0) when it is not a plain x.y.z."""
+        try:
+            parts = str(self.server_info.get("version", "")).split("-")[0].split(".")
+            return int(parts[0]), int(parts[1]), int(parts[2])
+        except (ValueError, IndexError):
+            return 0, 0, 0
+
+    def direct_fd(self) -> int:
+        """The socket for a write straight from the caller's memory, or -1: only on plain TCP with nothing
+        waiting in the transport's buffer (bytes then still leave in order)."""
+        if self.tls or self.closed or self.transport.get_write_buffer_size():
+            return -1
+        return self._fd
 
     def write(self, data: bytes) -> None:
         if self.closed:

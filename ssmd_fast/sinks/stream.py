@@ -2,6 +2,9 @@
 
 ``provision: create`` creates the stream, or updates it when its settings differ from the config;
 ``provision: verify`` only checks that it exists and stores ``{prefix}.>``, and says what differs.
+With ``transport.batching`` the stream allows JetStream fast-ingest batches (``allow_batched``, asked only
+of nats-server 2.14+: older servers reject unknown stream settings); the report says whether the stream
+takes them (``batched``), and the publisher publishes with per-message acks when it does not.
 The management connection reuses the publisher's credentials (``natsconn.Credentials``): nkey and
 creds auth go through nats-py's signature callbacks, so no extra nkeys package is needed.
 """
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME = 1 << 20
 MAX_MSG_SIZE = MAX_FRAME + 4096   # a 1 MiB Kalshi frame plus its headers
+FAST_INGEST_VERSION = (2, 14, 0)  # the first nats-server with fast-ingest batches
 
 
 class StreamMismatch(PublishError):
@@ -37,9 +41,19 @@ class StreamReport:
     action: str                       # created | updated | unchanged | verified
     differences: list[str] = field(default_factory=list)
     messages: int = 0
+    batched: bool = False             # the stream allows fast-ingest batches
 
 
-def wanted_config(cfg: TransportConfig) -> api.StreamConfig:
+def version_tuple(text: str | None) -> tuple[int, int, int]:
+    try:
+        parts = str(text or "").split("-")[0].split(".")
+        return int(parts[0]), int(parts[1]), int(parts[2])
+    except (ValueError, IndexError):
+        return 0, 0, 0
+
+
+def wanted_config(cfg: TransportConfig, batched: bool | None = None) -> api.StreamConfig:
+    """The stream the connector wants; ``allow_batched`` when ``batched`` (default: ``cfg.batching``)."""
     return api.StreamConfig(
         name=cfg.stream,
         subjects=[f"{cfg.subject_prefix}.>"],
@@ -51,6 +65,7 @@ def wanted_config(cfg: TransportConfig) -> api.StreamConfig:
         max_bytes=cfg.max_bytes,
         max_msg_size=MAX_MSG_SIZE,
         discard=api.DiscardPolicy.OLD,
+        allow_batched=True if (cfg.batching if batched is None else batched) else None,
     )
 
 
@@ -86,6 +101,8 @@ def differences(have: api.StreamConfig, want: api.StreamConfig) -> list[str]:
         h, w = getattr(have, name) or 0.0, getattr(want, name) or 0.0
         if abs(h - w) > 1.0:
             out.append(f"{name} is {h:g} s, wanted {w:g} s")
+    if want.allow_batched and not have.allow_batched:
+        out.append("allow_batched is off (fast-ingest batches): messages are acked one by one")
     return out
 
 
@@ -137,15 +154,16 @@ async def provision(cfg: TransportConfig, endpoint: Endpoint, *, timeout: float 
     """Create/update (``provision: create``) or check (``verify``) the stream; see the module docstring."""
     nc = await management_connection(endpoint, timeout)
     try:
-        return await asyncio.wait_for(_provision(nc.jetstream(), cfg), timeout)
+        fast = cfg.batching and version_tuple((nc._server_info or {}).get("version")) >= FAST_INGEST_VERSION
+        return await asyncio.wait_for(_provision(nc.jetstream(), cfg, fast), timeout)
     except TimeoutError:
         raise PublishError(f"stream {cfg.stream}: JetStream did not answer within {timeout} s") from None
     finally:
         await nc.close()
 
 
-async def _provision(js, cfg: TransportConfig) -> StreamReport:
-    want = wanted_config(cfg)
+async def _provision(js, cfg: TransportConfig, fast: bool) -> StreamReport:
+    want = wanted_config(cfg, fast)
     try:
         info = await js.stream_info(cfg.stream)
     except NotFoundError:
@@ -161,23 +179,26 @@ async def _provision(js, cfg: TransportConfig) -> StreamReport:
             raise StreamMismatch(f"stream {cfg.stream} exists but differs: " + "; ".join(diffs))
         for d in diffs:
             log.warning("stream %s: %s (provision: verify leaves it as it is)", cfg.stream, d)
-        return StreamReport(cfg.stream, "verified", diffs, info.state.messages)
+        return StreamReport(cfg.stream, "verified", diffs, info.state.messages, fast and bool(info.config.allow_batched))
     try:
         if info is None:
             info = await js.add_stream(want)
             log.info("stream %s created for %s", cfg.stream, want.subjects[0])
-            return StreamReport(cfg.stream, "created", [], info.state.messages)
+            return StreamReport(cfg.stream, "created", [], info.state.messages, fast and bool(info.config.allow_batched))
         diffs = differences(info.config, want)
         if not diffs:
-            return StreamReport(cfg.stream, "unchanged", [], info.state.messages)
+            return StreamReport(cfg.stream, "unchanged", [], info.state.messages,
+                                fast and bool(info.config.allow_batched))
         merged = info.config
         for name in ("subjects", "max_age", "duplicate_window", "num_replicas", "max_bytes", "max_msg_size"):
             setattr(merged, name, getattr(want, name))
+        if want.allow_batched:
+            merged.allow_batched = True
         if not _covers(merged.subjects, want.subjects[0]):
             merged.subjects = want.subjects
         info = await js.update_stream(merged)
         log.info("stream %s updated: %s", cfg.stream, "; ".join(diffs))
-        return StreamReport(cfg.stream, "updated", diffs, info.state.messages)
+        return StreamReport(cfg.stream, "updated", diffs, info.state.messages, fast and bool(info.config.allow_batched))
     except APIError as exc:
         raise PublishError(f"stream {cfg.stream}: the server refused the configuration: "
                            f"{exc.description or exc} (err_code {exc.err_code})") from None

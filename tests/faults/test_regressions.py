@@ -83,6 +83,9 @@ class FakeConn:
     def write(self, data: bytes) -> None:
         self.writes += 1
 
+    def direct_fd(self) -> int:
+        return -1   # no socket: every write goes through write()
+
     def close(self, reason: str) -> None:
         self.closed = reason
 
@@ -102,6 +105,7 @@ def test_the_ack_watchdog_declares_a_silent_link_dead_within_3_s_at_the_default_
     pub = _publisher(tmp_path, lambda: now[0])
     conn = pub.conn = FakeConn()
     pub.ring.add_message(b"t.kalshi.x", b"id-1", b"{}")
+    pub.ring.open_batch()    # fast-ingest (the default): sends go into a batch
     pub.ring.take(pub.cfg.window, now[0])
     pub._last_progress = now[0]
     for t, dead in ((1.0, False), (2.2, False), (2.4, False), (2.6, True)):
@@ -144,6 +148,7 @@ def test_a_burst_of_rejections_is_logged_in_summary_not_per_message(tmp_path, ca
             first = pub.ring.tail
             for k in range(3000):
                 pub.ring.add_message(b"t.kalshi.json.x.A", b"id-%d" % k, b"{}")
+            pub.ring.open_batch()    # fast-ingest (the default): sends go into a batch
             pub.ring.take(4096, time.monotonic())
             with caplog.at_level(logging.WARNING, logger="ssmd_fast.sinks.nats"):
                 for pseq in range(first, first + 3000):
