@@ -35,6 +35,7 @@ cdef struct Batch:
     uint32_t acked        # flow-acked up to here
     uint32_t flow         # the server's ack interval
     uint32_t eob_seq      # the commit's seq (closing)
+    uint32_t started      # the server acked the start: it has the batch
     uint64_t cursor       # its sent, unacked messages lie in cursor..last_pseq (seqs rising with the pseq)
     uint64_t last_pseq
     double last_send

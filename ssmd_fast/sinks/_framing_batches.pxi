@@ -55,6 +55,13 @@ cdef object b_commit(PublishRing r):
         return None
     b.state = B_CLOSING
     b.eob_seq = b.next_seq
+    return b_recommit(r, b.bno)
+
+
+cdef object b_recommit(PublishRing r, uint32_t bno):
+    cdef Batch* b = b_get(r, bno)
+    if b == NULL or b.state != B_CLOSING:
+        return None
     return b"PUB %s %s 0\r\n\r\n" % (b_subject(r, b), b_reply(r, b, b.eob_seq, 3))
 
 
@@ -73,7 +80,8 @@ cdef list b_list(PublishRing r):
     for k in range(NSLOTS):   # oldest first: numbers below the last one handed out, in order
         b = &r.batches_[(bno + 1 + k) & (NSLOTS - 1)]
         if b.bno:
-            out.append((b.bno, b.state, (b.eob_seq if b.eob_seq else b.next_seq) - 1, b.acked, b.flow))
+            out.append((b.bno, b.state, (b.eob_seq if b.eob_seq else b.next_seq) - 1, b.acked, b.flow,
+                        b.started != 0))
     out.sort()
     return out
 
@@ -87,6 +95,7 @@ cdef bint b_ack(PublishRing r, uint32_t bno, uint32_t seq, uint32_t flow):
     cdef Py_ssize_t subj_len = 0
     if b == NULL:
         return False
+    b.started = 1
     if flow > 0:
         b.flow = flow
     if seq > b.acked:

@@ -68,11 +68,12 @@ class _Batch:
     SENT ones with this ``bno`` between ``cursor`` and ``last_pseq`` (their seqs rise with the pseq)."""
 
     __slots__ = ("acked", "bno", "cursor", "eob_seq", "first_subj", "flow", "last_pseq", "last_send", "next_seq",
-                 "state")
+                 "started", "state")
 
     def __init__(self, bno: int, flow: int):
         self.bno, self.flow, self.state = bno, flow, BATCH_OPEN
         self.next_seq, self.acked, self.eob_seq = 1, 0, 0
+        self.started = False            # the server acked the start: it has the batch
         self.cursor = self.last_pseq = 0
         self.last_send = 0.0
         self.first_subj = b""
@@ -283,9 +284,10 @@ class PublishRing:
         b = None
         if self.mode == MODE_FAST:
             b = self._batches.get(self.cur_batch)
-            if b is None:
-                return None
-            end = min(end, first + self.batch_max + 1 - b.next_seq)
+            if b is None or (b.next_seq > 1 and not b.started):
+                return None  # no batch, or its start not acked yet: the start alone, so a start the
+            #              stream never sees (denied, no stream) costs one message, not a batch of them
+            end = min(end, first + (1 if b.next_seq == 1 else self.batch_max + 1 - b.next_seq))
         if end <= first:
             return None
         size = 0
@@ -426,6 +428,13 @@ class PublishRing:
             return None
         b.state = BATCH_CLOSING
         b.eob_seq = b.next_seq
+        return self.recommit(b.bno)
+
+    def recommit(self, bno: int) -> bytes | None:
+        """The commit of a closing batch again (the last one went to a subject no stream took)."""
+        b = self._batches.get(bno)
+        if b is None or b.state != BATCH_CLOSING:
+            return None
         return b"PUB %s %s 0\r\n\r\n" % (self.good_subject or b.first_subj, self._reply(b, b.eob_seq, 3))
 
     def ping_frame(self, bno: int) -> bytes | None:
@@ -437,9 +446,10 @@ class PublishRing:
         seq = b.eob_seq if b.state == BATCH_CLOSING else b.next_seq - 1
         return b"PUB %s %s 0\r\n\r\n" % (self.good_subject or b.first_subj, self._reply(b, seq, 4))
 
-    def batches(self) -> list[tuple[int, int, int, int, int]]:
-        """(bno, state, messages, acked seq, flow) of every live batch, oldest first."""
-        return [(b.bno, b.state, (b.eob_seq or b.next_seq) - 1, b.acked, b.flow) for b in self._batches.values()]
+    def batches(self) -> list[tuple[int, int, int, int, int, bool]]:
+        """(bno, state, messages, acked seq, flow, started) of every live batch, oldest first."""
+        return [(b.bno, b.state, (b.eob_seq or b.next_seq) - 1, b.acked, b.flow, b.started)
+                for b in self._batches.values()]
 
     def _walk(self, b: _Batch):
         """pseqs of the batch's sent, unacked messages in order (its seqs rise with the pseq)."""
@@ -458,6 +468,7 @@ class PublishRing:
         b = self._batches.get(bno)
         if b is None:
             return False
+        b.started = True
         if flow > 0:
             b.flow = flow
         if seq > b.acked:

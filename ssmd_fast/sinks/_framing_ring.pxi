@@ -405,10 +405,11 @@ cdef class PublishRing:
             end = self.head + <uint64_t>window
         if self.mode == M_FAST:
             b = self._batch(self.cur_batch)
-            if b == NULL:
-                return None
-            if end > first + (self.batch_max + 1 - b.next_seq):
-                end = first + (self.batch_max + 1 - b.next_seq)
+            if b == NULL or (b.next_seq > 1 and not b.started):
+                return None  # the start alone until the server acks it (see the twin)
+            n = 1 if b.next_seq == 1 else self.batch_max + 1 - b.next_seq
+            if end > first + <uint64_t>n:
+                end = first + <uint64_t>n
         if end <= first:
             return None
         p = first
@@ -559,6 +560,9 @@ cdef class PublishRing:
 
     def commit_batch(self):
         return b_commit(self)
+
+    def recommit(self, uint32_t bno):
+        return b_recommit(self, bno)
 
     def ping_frame(self, uint32_t bno):
         return b_ping(self, bno)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 
 from ssmd_fast.sinks import framing
 
@@ -47,7 +46,8 @@ class FastIngest:
     def __init__(self, pub):
         self.pub = pub
         self.ring = pub.ring
-        self.denied: deque[bytes] = deque(maxlen=DENIED_KEEP)
+        self.denied: dict[bytes, int] = {}   # subject -> publish permission violations not matched yet
+        self._recommit: set[int] = set()     # closing batches whose commit found no stream
         self._timer: asyncio.TimerHandle | None = None
         self._progress: dict[int, tuple[int, float]] = {}   # bno -> (acked seq, when it last moved)
         self._pinged: dict[int, float] = {}
@@ -59,6 +59,7 @@ class FastIngest:
         """A new connection or framing: every batch is forgotten, the tail timer stopped."""
         self.ring.drop_batches()
         self.denied.clear()
+        self._recommit.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -145,16 +146,31 @@ class FastIngest:
 
     # ------------------------------------------------------------------ deadlines
 
+    def deny(self, subject: bytes) -> None:
+        """A ``-ERR`` publish permission violation: the batch's gap notice (or its error) names the message."""
+        if len(self.denied) >= DENIED_KEEP:
+            del self.denied[next(iter(self.denied))]
+        self.denied[subject] = self.denied.get(subject, 0) + 1
+
     def tick(self, now: float, ack_timeout: float) -> None:
-        """Resend what is overdue (into a new batch); ping batches that owe an ack (a lost flow ack or
-        commit answer: the server re-sends its latest, or says it forgot the batch)."""
+        """Resend what is overdue (into a new batch); commit again where a commit found no stream; ping
+        batches that owe an ack (a lost flow ack or commit answer: the server re-sends its latest, or
+        says it forgot the batch)."""
         ring, conn = self.ring, self.pub.conn
+        for bno in self._recommit:
+            if ring.batch_sent(bno):
+                frame = ring.recommit(bno)
+                if frame is not None:
+                    conn.write(frame)
+            else:                 # nothing of it left to settle (resent elsewhere meanwhile)
+                self._forget(bno)
+        self._recommit.clear()
         due = ring.expired(now, ack_timeout)
         if due:
             self.resend(due)
         ping_after = max(0.05, ack_timeout / 4)
         live = set()
-        for bno, state, msgs, acked, flow in ring.batches():
+        for bno, state, msgs, acked, flow, _started in ring.batches():
             live.add(bno)
             if msgs <= acked or (state == framing.BATCH_OPEN and msgs - acked < flow):
                 continue  # settled, or an open batch's tail (the tail timer's)
@@ -174,14 +190,23 @@ class FastIngest:
 
     # ------------------------------------------------------------------ notices
 
+    def _forget(self, bno: int) -> None:
+        self.ring.kill_batch(bno)
+        if self.pub.conn is not None:
+            self.pub.conn.write(b"UNSUB %d\r\n" % batch_sid(bno))
+
     def _unseen(self, pseqs: list[int]) -> list[int]:
         """Messages the stream never saw: publish permission violations (a ``-ERR`` named the subject) are
         dead-lettered; the rest are returned, to be resent."""
         again = []
         for pseq in pseqs:
             msg = self.ring.message(pseq)
-            if msg is not None and msg[0] in self.denied:
-                self.denied.remove(msg[0])
+            n = self.denied.get(msg[0], 0) if msg is not None else 0
+            if n:
+                if n == 1:
+                    del self.denied[msg[0]]
+                else:
+                    self.denied[msg[0]] = n - 1
                 self.pub._reject(pseq, "permissions")
             else:
                 again.append(pseq)
@@ -207,17 +232,21 @@ class FastIngest:
         """An error reply to a batch's message, commit or ping; False when fast-ingest cannot go on here."""
         if err_code == 10205:
             return False  # the stream does not allow batches (changed since start-up)
+        live = [b for b in self.ring.batches() if b[0] == bno]
+        if code == 503 and live and live[0][5]:
+            # a commit or a ping to a subject no stream takes now (the stream changed): the batch lives on,
+            # its commit goes again at the next tick to the subject most recently stored
+            if live[0][1] == framing.BATCH_CLOSING:
+                self._recommit.add(bno)
+            return True
         if err_code == 10208 or code == 503:
-            # the server forgot the batch (idle, restarted, a commit it could not route) or never had it
-            # (its first message was denied or had no stream): its messages go again in a new batch,
-            # dedupe drops the ones it had stored. Every later message of it gets the same answer: only
-            # the first one acts.
-            if all(b[0] != bno for b in self.ring.batches()):
+            # the server forgot the batch (idle, restarted) or never had it (its start was denied or had
+            # no stream, and so had its commit): its messages go again in a new batch, dedupe drops the
+            # ones it had stored. Every later message of it gets the same answer: only the first one acts.
+            if not live:
                 return True
             pseqs = self._unseen(self.ring.batch_sent(bno))
-            self.ring.kill_batch(bno)
-            if self.pub.conn is not None:
-                self.pub.conn.write(b"UNSUB %d\r\n" % batch_sid(bno))
+            self._forget(bno)
             self.counters["batch_resends"] += len(pseqs)
             self.resend(pseqs)
             return True

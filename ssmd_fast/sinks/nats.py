@@ -490,7 +490,7 @@ class JetStreamPublisher:
         if "permissions violation for publish" in low:
             subject = text.split(" to ", 1)[-1].strip().strip('"').encode()
             if self.ring.fast:
-                self.fast.denied.append(subject)   # the batch's gap notice names the message
+                self.fast.deny(subject)   # the batch's gap notice names the message
                 return
             pseq = self.ring.find_sent(subject)
             if pseq:

@@ -142,13 +142,12 @@ def test_a_burst_of_rejections_is_logged_in_summary_not_per_message(tmp_path, ca
     import time
 
     async def main():
-        pub = _publisher(tmp_path, time.monotonic)
+        pub = _publisher(tmp_path, time.monotonic, batching=False)   # per-message acks: all 3000 go out at once
         await pub.start()
         try:
             first = pub.ring.tail
             for k in range(3000):
                 pub.ring.add_message(b"t.kalshi.json.x.A", b"id-%d" % k, b"{}")
-            pub.ring.open_batch()    # fast-ingest (the default): sends go into a batch
             pub.ring.take(4096, time.monotonic())
             with caplog.at_level(logging.WARNING, logger="ssmd_fast.sinks.nats"):
                 for pseq in range(first, first + 3000):

@@ -26,6 +26,14 @@ def _fast(fr, n: int, **kw):
     return ring
 
 
+def start(ring, now: float = 0.0) -> bytes:
+    """Open a batch, send its start (alone), and ack the start as the server does (seq 0)."""
+    bno = ring.open_batch()
+    data = ring.take(1 << 20, now)
+    assert ring.fast_ack(bno, 0)
+    return data
+
+
 def replies(data: bytes) -> list[tuple[int, int, int]]:
     """(batch, seq, op) of every frame's reply."""
     out = []
@@ -55,11 +63,15 @@ def test_sends_patch_batch_seq_and_op_into_fixed_width_replies(impl):
     bno = ring.open_batch()
     assert bno == 1 and ring.open_batch() == 1 and ring.cur_batch == 1
     first = ring.take(3, 1.0)
-    assert replies(first) == [(1, 1, 0), (1, 2, 1), (1, 3, 1)]   # op 0 starts the batch
+    assert replies(first) == [(1, 1, 0)]                 # op 0 starts the batch, alone ...
+    assert ring.take(3, 1.0) is None                     # ... until the server acks it
+    assert ring.fast_ack(1, 0)
+    first += ring.take(3, 1.0)
+    assert replies(first) == [(1, 1, 0), (1, 2, 1), (1, 3, 1)]
     assert [(s, i, p) for s, _r, i, p in parse_hpub(first)] == [(b"s.%d" % k, b"id-%d" % k, b"payload-%d" % k)
                                                                 for k in range(3)]
     assert replies(ring.take(10, 2.0)) == [(1, 4, 1), (1, 5, 1)]
-    assert ring.batches() == [(1, fr.BATCH_OPEN, 5, 0, 100)]
+    assert ring.batches() == [(1, fr.BATCH_OPEN, 5, 0, 100, True)]
     assert ring.tail_state() == (5, 2.0, 1.0, 100)
 
 
@@ -70,9 +82,10 @@ def test_flow_acks_settle_up_to_their_seq_and_notices_hold(impl):
     ring.take(10, 0.0)
     parser = fr.AckParser(ring, INBOX)
     assert parser.feed(flow_ack(1, 0, 100)) == 0 and ring.acked_count == 0      # the start's ack
+    ring.take(10, 0.0)
     assert ring.hold(3) and not ring.hold(99)
     assert parser.feed(flow_ack(1, 4, 50)) == 0
-    assert ring.acked_count == 3 and ring.head == 3 and ring.batches()[0][3:] == (4, 50)
+    assert ring.acked_count == 3 and ring.head == 3 and ring.batches()[0][3:] == (4, 50, True)
     assert ring.message(3) is not None                         # held: not settled by the ack covering it
     assert ring.finish_batch(1, 6) == [] and ring.acked_count == 5 and ring.batches() == []
     assert ring.held(1, 0, 10) == [] and ring.finish_batch(1, 6) is None
@@ -93,7 +106,7 @@ def test_parser_turns_fast_notices_into_events_at_any_split(impl):
               + b'MSG %sb%08x.100.ok.0000001.0.$FI 2 34\r\n{"type":"ack", "seq":1,"msgs":100}\r\n' % (INBOX, 2))
     for step in (1, 3, 11, len(stream)):
         ring = _fast(fr, 6)
-        ring.open_batch()
+        start(ring)
         ring.take(10, 0.0)
         assert ring.commit_batch() is not None
         ring.add_message(b"t", b"j", b"q")
@@ -115,8 +128,7 @@ def test_parser_turns_fast_notices_into_events_at_any_split(impl):
 def test_resends_go_first_into_a_new_batch_with_their_original_bytes(impl):
     _, fr = impl
     ring = _fast(fr, 4)
-    ring.open_batch()
-    sent = parse_hpub(ring.take(10, 0.0))
+    sent = parse_hpub(start(ring) + ring.take(10, 0.0))
     ring.add_message(b"s.4", b"id-4", b"payload-4")
     with pytest.raises(RuntimeError, match="new batch"):
         ring.resend([2, 3], 1.0)
@@ -126,6 +138,7 @@ def test_resends_go_first_into_a_new_batch_with_their_original_bytes(impl):
     assert replies(again) == [(2, 1, 0), (2, 2, 1)]
     assert [x[0::2] for x in parse_hpub(again)] == [sent[1][0::2], sent[3][0::2]]
     assert ring.resends_pending == 2 and ring.attempts(2) == 2
+    assert ring.take(10, 2.0) is None and ring.fast_ack(2, 0)
     assert replies(ring.take(10, 2.0)) == [(2, 3, 1)]       # new messages follow the resends
     assert ring.batch_sent(2) == [2, 4, 5] and ring.batch_sent(1) == [1, 3]
     assert ring.fast_ack(1, 4) and ring.acked_count == 2      # batch 1's ack settles only its own
@@ -140,15 +153,16 @@ def test_commit_ping_and_rolls(impl):
     assert ring.commit_batch() is None and ring.batches() == []   # an empty batch is just forgotten
     ring.open_batch()
     assert ring.ping_frame(2) is None
-    assert replies(ring.take(10, 0.0)) == [(2, 1, 0), (2, 2, 1)] and ring.batch_full
+    assert replies(ring.take(10, 0.0)) == [(2, 1, 0)] and ring.fast_ack(2, 0)
+    assert replies(ring.take(10, 0.0)) == [(2, 2, 1)] and ring.batch_full
     assert ring.take(10, 0.0) is None
     assert ring.ping_frame(2) == b"PUB s.0 _INBOX.abc123b00000002.100.ok.0000002.4.$FI 0\r\n\r\n"
     ring.fast_ack(2, 1)
     assert ring.good_subject == b"s.0"
     assert ring.commit_batch() == b"PUB s.0 _INBOX.abc123b00000002.100.ok.0000003.3.$FI 0\r\n\r\n"
     assert ring.ping_frame(2).endswith(b".0000003.4.$FI 0\r\n\r\n")   # a committed batch: ping its commit
-    ring.open_batch()
-    assert replies(ring.take(10, 0.0)) == [(3, 1, 0), (3, 2, 1)]
+    assert ring.recommit(2).endswith(b".0000003.3.$FI 0\r\n\r\n") and ring.recommit(9) is None
+    assert replies(start(ring) + ring.take(10, 0.0)) == [(3, 1, 0), (3, 2, 1)]
     assert [b[:3] for b in ring.batches()] == [(2, fr.BATCH_CLOSING, 2), (3, fr.BATCH_OPEN, 2)]
     ring.kill_batch(3)
     assert ring.cur_batch == 0 and [b[0] for b in ring.batches()] == [2]
@@ -159,7 +173,7 @@ def test_commit_ping_and_rolls(impl):
 def test_gap_notices_hold_a_range_and_expired_messages_are_listed(impl):
     _, fr = impl
     ring = _fast(fr, 6)
-    ring.open_batch()
+    start(ring, 1.0)
     ring.take(3, 1.0)
     ring.take(10, 5.0)
     assert ring.hold_range(1, 2, 5) == [2, 3, 4] and ring.held(1, 0, 9) == [2, 3, 4]
@@ -172,7 +186,7 @@ def test_gap_notices_hold_a_range_and_expired_messages_are_listed(impl):
 def test_park_takes_a_message_out_of_the_window(impl):
     _, fr = impl
     ring = _fast(fr, 3)
-    ring.open_batch()
+    start(ring)
     ring.take(10, 0.0)
     assert ring.park(1) == (b"s.0", b"id-0", b"payload-0", 0) and ring.park(1) is None
     assert ring.parked == 1 and ring.rejected == 0 and ring.head == 2
@@ -186,8 +200,7 @@ def test_compiled_and_python_fast_frames_and_reframes_are_byte_identical():
         ring = fr.PublishRing(PREFIX, INBOX, fast=True, flow=37)
         for k in range(0, len(lines), 7):
             ring.add_batch(make_batch(norm_mod, lines[k:k + 7]), "0123456789ab")
-        ring.open_batch()
-        out = [ring.take(40, 0.5), ring.take(1000, 0.6)]
+        out = [start(ring, 0.4), ring.take(40, 0.5), ring.take(1000, 0.6)]
         out.append(ring.commit_batch())
         ring.open_batch()
         out.append(ring.resend([3, 9, 27], 0.7))
@@ -200,13 +213,13 @@ def test_compiled_and_python_fast_frames_and_reframes_are_byte_identical():
         out.append(ring.resend_all(1.0))
         outs.append(out)
     assert outs[0] == outs[1]
-    assert b".37.ok." in outs[0][0] and b"$FI" not in outs[0][4] and len(outs[0][1]) > 10_000
+    assert b".37.ok." in outs[0][0] and b"$FI" not in outs[0][5] and len(outs[0][2]) > 10_000
 
 
 def test_set_mode_reframes_every_held_message(impl):
     _, fr = impl
     ring = _fast(fr, 4)
-    ring.open_batch()
+    start(ring)
     ring.take(2, 0.0)
     before = ring.message(1)
     ring.set_mode(fr.MODE_ACK)
@@ -230,14 +243,14 @@ def test_take_writes_straight_to_a_socket_and_returns_the_rest(impl):
         for r in (ring, copy):
             for k in range(2000):
                 r.add_message(b"s.%d" % k, b"id-%d" % k, b"p" * 500)
-            r.open_batch()
+            start(r)
         rest = ring.take(5000, 0.0, 1 << 30, a.fileno())
         want = copy.take(5000, 0.0, 1 << 30)
         assert 0 < len(rest) < len(want) and ring.direct_bytes == len(want) - len(rest)
         got = b""
         while len(got) < ring.direct_bytes:
             got += b.recv(1 << 20)
-        assert got + rest == want and ring.inflight == 2000
+        assert got + rest == want and ring.inflight == 2000 and len(want) > 1_000_000
         assert ring.take(5000, 0.0, 1 << 30, a.fileno()) is None
         ring.add_message(b"t", b"i", b"q")
         b.setblocking(False)
