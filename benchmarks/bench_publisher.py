@@ -1,14 +1,17 @@
 """Publisher benchmark: this project's JetStream publisher, nats-py ``publish_async`` and the raw pipelined
-ceiling, side by side in one run against one nats-server (file storage, acks on every message).
+ceilings, side by side in one run against one nats-server (file storage, every message acked).
 
     python -m benchmarks.bench_publisher [--frames 50000] [--rounds 3] [--quick]
 
 Rows (medians over the rounds, variants interleaved so machine noise hits them alike):
 
 - ``raw pipelined (ceiling)``: pre-built HPUB frames replayed with acks counted, nothing else
-  (``benchmarks/baselines/raw_jetstream.py``): what nats-server itself sustains here;
+  (``benchmarks/baselines/raw_jetstream.py``): what nats-server itself sustains here, one ack per message;
+- ``raw fast-ingest (ceiling)``: the same messages in one fast-ingest batch (a flow ack per 100);
 - ``ssmd publisher``: ``JetStreamPublisher.submit`` per socket read (batches already normalized), the
-  feed paced by the acks (at most 2 x window outstanding: steady operation at the server's rate);
+  feed paced by the acks (at most 2 x window outstanding: steady operation at the server's rate), in
+  fast-ingest batches (the default);
+- ``ssmd publisher, per-message acks``: the same with ``transport.batching: false``;
 - ``ssmd normalize + publisher``: the same with the normalizer in the loop (one reused FrameBatch per
   "socket read", as the listener does): the connector's CPU without the WebSocket receive;
 - ``ssmd publisher, burst``: the whole session submitted at once (it queues in memory first);
@@ -39,7 +42,7 @@ import nats
 import uvloop
 
 from benchmarks.baselines.nats_py_async import run_nats_py
-from benchmarks.baselines.raw_jetstream import build_frames, run_raw
+from benchmarks.baselines.raw_jetstream import build_fast_frames, build_frames, run_raw, run_raw_fast
 from ssmd_fast import normalize
 from ssmd_fast.config import SpillConfig, TransportConfig
 from ssmd_fast.kalshi.generator import generate_session
@@ -73,10 +76,10 @@ def messages_of(batches, prefix: str, conn: str) -> list[tuple[bytes, bytes, byt
     return ring.extract(include_spill=True)
 
 
-def cfg_for(url: str, name: str, spill: str, window: int) -> TransportConfig:
+def cfg_for(url: str, name: str, spill: str, window: int, batching: bool = True) -> TransportConfig:
     return TransportConfig(type="nats", url=(url,), stream=name.upper(), subject_prefix=f"{name}.kalshi",
                            window=window, memory_queue_bytes=2**31, ack_timeout=5.0, retry_horizon=60.0,
-                           spill=SpillConfig(path=spill))
+                           spill=SpillConfig(path=spill), batching=batching)
 
 
 async def run_publisher(pub: JetStreamPublisher, conn: str, reads, batches, mode: str,
@@ -116,9 +119,10 @@ async def run_publisher(pub: JetStreamPublisher, conn: str, reads, batches, mode
     return {"messages": n, "wall_s": wall, "cpu_s": cpu, "errors": s["ack_errors"], "resent": ring.resent - resent0}
 
 
-async def open_publisher(url: str, name: str, spill: str, window: int, reads, batches, mode: str):
+async def open_publisher(url: str, name: str, spill: str, window: int, reads, batches, mode: str,
+                         batching: bool = True):
     """A publisher as the connector holds one: started once, warmed by one untimed burst."""
-    pub = JetStreamPublisher(cfg_for(url, name, spill, window), spill_dir=spill)
+    pub = JetStreamPublisher(cfg_for(url, name, spill, window, batching), spill_dir=spill)
     await pub.start()
     if not await pub.wait_connected(15):
         raise RuntimeError(f"publisher did not connect: {pub.stats()['error']}")
@@ -150,7 +154,8 @@ async def bench_network(srv: NatsServer, n_frames: int, rounds: int, window: int
     gc.collect()
     gc.freeze()
     results: dict[str, list[dict]] = {}
-    variants = ["raw pipelined (ceiling)", "ssmd publisher", "ssmd normalize + publisher",
+    variants = ["raw pipelined (ceiling)", "raw fast-ingest (ceiling)", "ssmd publisher",
+                "ssmd publisher, per-message acks", "ssmd normalize + publisher",
                 "ssmd publisher, burst"] + [f"nats-py publish_async (window {w})" for w in py_windows]
     names = {v: f"bv{k}" for k, v in enumerate(variants)}
     pubs = {}
@@ -158,7 +163,7 @@ async def bench_network(srv: NatsServer, n_frames: int, rounds: int, window: int
         if v.startswith("ssmd"):
             mode = "normalize" if "normalize" in v else "publish"
             pubs[v] = await open_publisher(srv.url, names[v], os.path.join(spill_root, names[v]), window, reads,
-                                           batches, mode)
+                                           batches, mode, batching="per-message" not in v)
         else:
             await fresh_stream(srv.url, names[v])
     for rnd in range(rounds):
@@ -166,7 +171,11 @@ async def bench_network(srv: NatsServer, n_frames: int, rounds: int, window: int
         reads, batches = sessions[rnd]
         for variant in variants:
             prefix = f"{names[variant]}.kalshi"
-            if variant.startswith("raw"):
+            if variant.startswith("raw fast"):
+                inbox = b"_INBOX.rawfast%d" % rnd
+                frames_ = build_fast_frames(messages_of(batches, prefix, conn), inbox)
+                res = await run_raw_fast(srv.host, srv.port, frames_, inbox, window=window)
+            elif variant.startswith("raw"):
                 inbox = b"_INBOX.raw%d" % rnd
                 frames_ = build_frames(messages_of(batches, prefix, conn), inbox)
                 res = await run_raw(srv.host, srv.port, frames_, inbox, window=window)

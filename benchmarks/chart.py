@@ -9,9 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-ORDER = ("ssmd", "core", "lat", "a", "b", "c", "cc")
+ORDER = ("ssmd", "core", "lat", "a", "b", "c", "cf", "cc")
 COLORS = {"ssmd": "#1f77b4", "core": "#6baed6", "lat": "#9ecae1", "a": "#d62728", "b": "#ff7f0e", "c": "#7f7f7f",
-          "cc": "#bdbdbd"}
+          "cf": "#969696", "cc": "#bdbdbd"}
 
 
 def chart(summary: dict, out: Path) -> Path:

@@ -14,7 +14,10 @@ message). Pipelines (interleaved over the rounds, medians reported):
 - ``(a) websockets + json + nats-py``: ``baselines/ws_json_natspy.py``;
 - ``(b) picows + msgspec + nats-py``: ``baselines/picows_msgspec_natspy.py``;
 - ``(c) raw pipelined JetStream``: ``baselines/raw_jetstream.py`` replaying the connector's messages
-  for the same session, pre-built (nats-server's own ceiling here; no exchange, no WebSocket).
+  for the same session, pre-built, one ack per message (nats-server's own per-message-ack ceiling here;
+  no exchange, no WebSocket); ``(c') raw fast-ingest``: the same messages in one fast-ingest batch, one
+  flow ack per 100 messages (the ceiling of the connector's default path);
+- ``(d) raw core``: the connector's core-mode frames (plain ``PUB``) replayed as fast as nats-server reads.
 
 A **message** is one NATS message. Every pipeline publishes each data frame twice (the raw frame and
 its normalized record, as the connector's default ``publish: [raw, normalized]``), so one WebSocket
@@ -55,6 +58,7 @@ PIPELINES = {
     "a": "(a) websockets + json + nats-py",
     "b": "(b) picows + msgspec + nats-py",
     "c": "(c) raw pipelined JetStream (ceiling)",
+    "cf": "(c') raw fast-ingest JetStream (ceiling)",
     "cc": "(d) raw core HPUB replay (core ceiling)",
 }
 EVENTS_OF = {"core": "core_events", "cc": "core_events", "lat": "lat_events"}
@@ -212,12 +216,13 @@ async def run_raw_core(host: str, port: int, data: bytes, messages: int) -> dict
 
 def raw_process(args) -> None:
     """(c): the connector's messages for the session, pre-built, replayed by ``raw_jetstream.run_raw``;
-    (d) with ``--core``: the same as core ``HPUB`` frames (no reply), written as fast as the server reads."""
+    (c') with ``--fast``: the same in one fast-ingest batch (``run_raw_fast``); (d) with ``--core``: the
+    connector's core frames (plain ``PUB``, no reply, no header), written as fast as the server reads."""
     import resource
 
     import uvloop
 
-    from benchmarks.baselines.raw_jetstream import build_frames, run_raw
+    from benchmarks.baselines.raw_jetstream import build_fast_frames, build_frames, run_raw, run_raw_fast
     from ssmd_fast import normalize
     from ssmd_fast.kalshi.generator import generate_session
     from ssmd_fast.sinks import framing
@@ -236,6 +241,11 @@ def raw_process(args) -> None:
         data = b"".join(iter(lambda: ring.take(1 << 30, 0.0, 1 << 24), None))   # the framer's own core frames
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         res = uvloop.run(run_raw_core(host, int(port), data, n))
+    elif args.fast:
+        inbox = b"_INBOX.e2efast"
+        built = build_fast_frames(ring.extract(include_spill=True), inbox)
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        res = uvloop.run(run_raw_fast(host, int(port), built, inbox, window=WINDOW))
     else:
         inbox = b"_INBOX.e2eraw"
         built = build_frames(ring.extract(include_spill=True), inbox)
@@ -259,9 +269,9 @@ def one_run(key: str, rnd: int, ctx: dict) -> dict:
     if jetstream:
         streams(nats_url, create=[(stream, prefix)])
     try:
-        if key in ("c", "cc"):
+        if key in ("c", "cf", "cc"):
             return run_process(["benchmarks.e2e", "--raw-process", "--events", str(events), "--nats", nats_url,
-                                "--prefix", prefix] + (["--core"] if key == "cc" else []), ctx["timeout"])
+                                "--prefix", prefix] + {"c": [], "cf": ["--fast"], "cc": ["--core"]}[key], ctx["timeout"])
         ex = Exchange(ctx["public_key"], events, MARKETS, tmp / "exchange.log",
                       rate=ctx["lat_rate"] if key == "lat" else 0.0).wait_listening()
         try:
@@ -302,7 +312,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
                "sys_ns_per_msg": med(lambda r: r["sys_s"] * 1e9 / r["messages"]),
                "runs": rs}
         row["cpu_ns_per_frame"] = row["cpu_ns_per_msg"] * row["messages"] / max(1, row["frames"] or 1)
-        if key not in ("c", "cc"):
+        if key not in ("c", "cf", "cc"):
             row["peak_rss_mib"] = med(lambda r: r["peak_rss_kib"] / 1024)
         if rs[0].get("latency_p50_s") is not None:
             row["latency_p50_ms"] = med(lambda r: r["latency_p50_s"] * 1e3)
@@ -316,6 +326,8 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
                 ratios[f"cpu_{k}_over_ssmd"] = rows[k]["cpu_ns_per_msg"] / s["cpu_ns_per_msg"]
         if "c" in rows:
             ratios["throughput_ssmd_over_c"] = s["msgs_per_s"] / rows["c"]["msgs_per_s"]
+        if "cf" in rows:   # reported, not a threshold: the fast-ingest ceiling of the same messages
+            ratios["throughput_ssmd_over_cf"] = s["msgs_per_s"] / rows["cf"]["msgs_per_s"]
     if "core" in rows and "cc" in rows:
         ratios["throughput_core_over_d"] = rows["core"]["msgs_per_s"] / rows["cc"]["msgs_per_s"]
         # per run, the two pipelines of the same round (less noise than a ratio of medians)
@@ -349,6 +361,7 @@ def table(summary: dict) -> str:
     for k, label in (("cpu_a_over_ssmd", "CPU per message, (a) / ssmd-fast"),
                      ("cpu_b_over_ssmd", "CPU per message, (b) / ssmd-fast"),
                      ("throughput_ssmd_over_c", "acked msgs/s, ssmd-fast / (c)"),
+                     ("throughput_ssmd_over_cf", "acked msgs/s, ssmd-fast / (c')"),
                      ("throughput_core_over_d", "core msgs/s, ssmd-fast / (d)")):
         if k in ra:
             lines.append(f"{label:40s} {ra[k]:8.2f}" + ("" if k.startswith("cpu") else f"  ({ra[k]:.0%})"))
@@ -433,7 +446,7 @@ def run(plan: Plan, log=print) -> dict:
                         f" ns CPU/msg{lat}")
                     if res.get("lost") or res.get("spilled") or res.get("errors"):
                         raise RuntimeError(f"{key}: run not clean: {res}")
-                    if key not in ("c", "cc") and res["frames"] < 0.9 * ctx[EVENTS_OF.get(key, "events")]:
+                    if key not in ("c", "cf", "cc") and res["frames"] < 0.9 * ctx[EVENTS_OF.get(key, "events")]:
                         raise RuntimeError(f"{key}: {res['frames']} frames of {ctx[EVENTS_OF.get(key, 'events')]} events")
     summary = summarize(runs)
     summary.update(benchmark="e2e", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -466,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nats", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", help=argparse.SUPPRESS)
     ap.add_argument("--core", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--fast", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.raw_process:
         raw_process(args)

@@ -3,16 +3,19 @@
 It only replays pre-built ``HPUB`` frames (reply subject ``{inbox}.{n}``, ``Nats-Msg-Id`` header) over
 one socket, keeps at most ``window`` messages unacked, and counts acks by counting ``MSG`` lines: no
 framing, no ack bookkeeping, no retries. Whatever a real publisher adds shows as the gap to this one.
-Reused by the end-to-end benchmark (``run_raw(url, frames, window)``).
+Reused by the end-to-end benchmark (``run_raw(url, frames, window)``): the per-message-ack ceiling (c).
+``run_raw_fast`` does the same with the messages in one JetStream fast-ingest batch (one flow ack per
+``flow`` messages): the ceiling of the connector's default path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
-__all__ = ["build_frames", "run_raw"]
+__all__ = ["build_fast_frames", "build_frames", "run_raw", "run_raw_fast"]
 
 
 def build_frames(messages, inbox: bytes) -> list[bytes]:
@@ -88,3 +91,69 @@ async def run_raw(host: str, port: int, frames: list[bytes], inbox: bytes, *, wi
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     transport.close()
     return {"messages": len(frames), "wall_s": wall, "cpu_s": cpu, "errors": proto.errors}
+
+
+# --------------------------------------------------------------------------- fast-ingest ceiling
+
+FLOW_SEQ = re.compile(rb'"seq":(\d+),"msgs"')
+
+
+def build_fast_frames(messages, inbox: bytes, flow: int = 100) -> list[bytes]:
+    """The same messages as one JetStream fast-ingest batch: reply ``{inbox}.{flow}.ok.{seq}.{op}.$FI``
+    (``inbox`` two tokens: its second is the batch id), then the commit (op 3, not stored)."""
+    out = []
+    first = b""
+    for n, (subject, msg_id, payload) in enumerate(messages, 1):
+        first = first or subject
+        hdr = b"NATS/1.0\r\nNats-Msg-Id: " + msg_id + b"\r\n\r\n"
+        out.append(b"HPUB %s %s.%d.ok.%d.%d.$FI %d %d\r\n%s%s\r\n" % (
+            subject, inbox, flow, n, 0 if n == 1 else 1, len(hdr), len(hdr) + len(payload), hdr, payload))
+    out.append(b"PUB %s %s.%d.ok.%d.3.$FI 0\r\n\r\n" % (first, inbox, flow, len(out) + 1))
+    return out
+
+
+class _RawFast(_Raw):
+    """Counts flow acks (every seq <= N stored) instead of one ack per message; done at the commit's answer."""
+
+    def data_received(self, data: bytes) -> None:
+        if self.ready is not None and not self.ready.done():
+            self.buf += data
+            if b"PONG\r\n" in self.buf:
+                self.ready.set_result(None)
+            return
+        chunk = self.tail + data
+        for m in FLOW_SEQ.finditer(chunk):
+            self.acked = max(self.acked, int(m[1]))
+        if b'"count":' in chunk:
+            self.acked = self.total
+        self.errors += data.count(b'"err')
+        self.tail = data[-40:]     # an ack cut by the read is seen whole next time
+        if self.acked >= self.total and not self.done.done():
+            self.done.set_result(None)
+            return
+        self.pump()
+
+
+async def run_raw_fast(host: str, port: int, frames: list[bytes], inbox: bytes, *, window: int = 4096,
+                       chunk: int = 256) -> dict:
+    """Publish one fast-ingest batch (``build_fast_frames``), at most ``window`` messages past the last flow
+    ack; wall time and this process's CPU time to the commit's answer."""
+    loop = asyncio.get_running_loop()
+    chunks = [b"".join(frames[k:k + chunk]) for k in range(0, len(frames), chunk)]
+    sizes = [min(chunk, len(frames) - k) for k in range(0, len(frames), chunk)]
+    done = loop.create_future()
+    proto = _RawFast(chunks, sizes, max(window, chunk), done)
+    proto.total = len(frames) - 1          # the commit is not a message
+    proto.ready = loop.create_future()
+    transport, _ = await loop.create_connection(lambda: proto, host, port)
+    connect = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True, "protocol": 1}
+    transport.write(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+    await asyncio.wait_for(proto.ready, 5)
+    transport.write(b"SUB %s.> 1\r\nPING\r\n" % inbox)
+    await asyncio.sleep(0.05)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    proto.pump()
+    await asyncio.wait_for(done, 300)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    transport.close()
+    return {"messages": len(frames) - 1, "wall_s": wall, "cpu_s": cpu, "errors": proto.errors}

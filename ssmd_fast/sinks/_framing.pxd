@@ -75,6 +75,7 @@ cdef class PublishRing:
     cdef readonly uint32_t batch_max
     cdef readonly uint32_t cur_batch
     cdef public bytes good_subject
+    cdef public bint gate_starts      # a batch's start goes alone until acked (set while starts fail)
     cdef public Py_ssize_t max_payload
     cdef readonly uint64_t head
     cdef readonly uint64_t tail

@@ -52,7 +52,7 @@ MODE_CORE, MODE_ACK, MODE_FAST = 0, 1, 2
 BATCH_OPEN, BATCH_CLOSING = 1, 2
 BATCH_MAX = 999_999     # messages per fast batch (+ its commit: seqs fit SEQ_DIGITS)
 SEQ_DIGITS = 7
-FLOW = 100              # acks asked for every FLOW messages (the server may choose fewer)
+FLOW = 50              # acks asked for every FLOW messages (the server may choose fewer)
 
 _HDR_HEAD = b"NATS/1.0\r\nNats-Msg-Id: "
 _FORM_RAW, _FORM_NORM = b"raw", b"norm"
@@ -120,6 +120,7 @@ class PublishRing:
         self._bno = 0                   # the last batch number handed out
         self.cur_batch = 0              # the open batch new sends go into (0: none)
         self.good_subject = b""         # a subject the stream took lately (commits and pings go there)
+        self.gate_starts = False        # a batch's start goes alone until acked (set while starts fail)
         self.direct_bytes = 0           # bytes written straight from the ring to the socket
 
     @property
@@ -284,10 +285,15 @@ class PublishRing:
         b = None
         if self.mode == MODE_FAST:
             b = self._batches.get(self.cur_batch)
-            if b is None or (b.next_seq > 1 and not b.started):
-                return None  # no batch, or its start not acked yet: the start alone, so a start the
-            #              stream never sees (denied, no stream) costs one message, not a batch of them
-            end = min(end, first + (1 if b.next_seq == 1 else self.batch_max + 1 - b.next_seq))
+            if b is None:
+                return None
+            if self.gate_starts and not b.started:
+                # the start alone until the server acks it: a start the stream never sees (denied, no
+                # stream) then costs one message, not a batch of "batch unknown" answers
+                if b.next_seq > 1:
+                    return None
+                end = min(end, first + 1)
+            end = min(end, first + self.batch_max + 1 - b.next_seq)
         if end <= first:
             return None
         size = 0

@@ -53,6 +53,7 @@ cdef class PublishRing:
         memset(self.batches_, 0, sizeof(self.batches_))
         self._first_subj = [b""] * NSLOTS
         self.good_subject = b""
+        self.gate_starts = False
 
     def __dealloc__(self):
         free(self.ents)
@@ -405,9 +406,13 @@ cdef class PublishRing:
             end = self.head + <uint64_t>window
         if self.mode == M_FAST:
             b = self._batch(self.cur_batch)
-            if b == NULL or (b.next_seq > 1 and not b.started):
-                return None  # the start alone until the server acks it (see the twin)
-            n = 1 if b.next_seq == 1 else self.batch_max + 1 - b.next_seq
+            if b == NULL:
+                return None
+            n = self.batch_max + 1 - b.next_seq
+            if self.gate_starts and not b.started:  # the start alone until the server acks it (see the twin)
+                if b.next_seq > 1:
+                    return None
+                n = 1
             if end > first + <uint64_t>n:
                 end = first + <uint64_t>n
         if end <= first:

@@ -30,10 +30,11 @@ from ssmd_fast.sinks import framing
 
 log = logging.getLogger(__name__)
 
-TAIL_IDLE = 0.002    # commit a tail shorter than the flow after this long without a new send ...
-TAIL_MAX = 0.010     # ... or once its oldest message waited this long (bounds the ack latency)
+TAIL_IDLE = 0.005    # commit a tail shorter than the flow after this long without a new send ...
+TAIL_MAX = 0.020     # ... or once its oldest message waited this long (bounds the ack latency)
 MAX_LIVE = 8         # batches open or awaiting their commit's answer; past it sends wait
 DENIED_KEEP = 4096   # subjects of publish permission violations waiting for their gap notice
+GATE_HOLD = 30.0     # after a sign that starts can fail, each batch's start goes alone this long
 
 
 def batch_sid(bno: int) -> int:
@@ -51,7 +52,9 @@ class FastIngest:
         self._timer: asyncio.TimerHandle | None = None
         self._progress: dict[int, tuple[int, float]] = {}   # bno -> (acked seq, when it last moved)
         self._pinged: dict[int, float] = {}
-        self.counters = {"batches": 0, "commits": 0, "pings": 0, "gap_resends": 0, "batch_resends": 0}
+        self._gate_until = 0.0
+        self.counters = {"batches": 0, "commits": 0, "pings": 0, "gap_resends": 0, "batch_resends": 0,
+                         "dead_starts": 0}
 
     # ------------------------------------------------------------------ batches
 
@@ -151,12 +154,34 @@ class FastIngest:
         if len(self.denied) >= DENIED_KEEP:
             del self.denied[next(iter(self.denied))]
         self.denied[subject] = self.denied.get(subject, 0) + 1
+        self.trouble()
+
+    def trouble(self) -> None:
+        """Some subject is denied or has no stream: a batch could start with such a message, which the stream
+        never sees (then every later message of that batch is answered "batch unknown" and resent). For a
+        while each start goes alone and the rest waits for its ack (one round trip per batch)."""
+        self.ring.gate_starts = True
+        self._gate_until = self.pub.clock() + max(GATE_HOLD, self.pub.cfg.retry_horizon)
+
+    def drop_dead_starts(self) -> None:
+        """Forget the batches whose start the stream never saw (parked, or denied) and that hold nothing
+        else: the next sends open a new batch at once."""
+        for bno, state, _msgs, _acked, _flow, started in self.ring.batches():
+            if started or state != framing.BATCH_OPEN:
+                continue
+            pending = self.ring.batch_sent(bno)
+            if len(pending) > 1 or (pending and self._unseen(pending)):
+                continue   # still on its way: its ack (or its answers) settle it
+            self.counters["dead_starts"] += 1
+            self._forget(bno)
 
     def tick(self, now: float, ack_timeout: float) -> None:
         """Resend what is overdue (into a new batch); commit again where a commit found no stream; ping
         batches that owe an ack (a lost flow ack or commit answer: the server re-sends its latest, or
         says it forgot the batch)."""
         ring, conn = self.ring, self.pub.conn
+        if ring.gate_starts and now > self._gate_until:
+            ring.gate_starts = False
         for bno in self._recommit:
             if ring.batch_sent(bno):
                 frame = ring.recommit(bno)
@@ -240,6 +265,8 @@ class FastIngest:
                 self._recommit.add(bno)
             return True
         if err_code == 10208 or code == 503:
+            if live and not live[0][5]:
+                self.trouble()   # a batch that never started: its start was denied or had no stream
             # the server forgot the batch (idle, restarted) or never had it (its start was denied or had
             # no stream, and so had its commit): its messages go again in a new batch, dedupe drops the
             # ones it had stored. Every later message of it gets the same answer: only the first one acts.

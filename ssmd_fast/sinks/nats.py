@@ -471,6 +471,8 @@ class JetStreamPublisher:
                         self.fast.resend([pseq])   # held by the notice: no later flow ack settles it
             elif kind == "no_responders":
                 self._park(ev[1])
+                if self.ring.fast:
+                    self.fast.trouble()
             elif kind == "fi_gap":
                 self.fast.on_gap(*ev[1:])
             elif kind == "fi_done":
@@ -482,6 +484,8 @@ class JetStreamPublisher:
                 self._on_server_error(ev[1])
             elif kind == "msg":
                 log.debug("NATS: unexpected message on %r", ev[1])
+        if self.ring.fast and self.ring.gate_starts:
+            self.fast.drop_dead_starts()
         self._after_acks()
         self._pump()
 

@@ -13,7 +13,7 @@ from test_framing import INBOX, PREFIX, _impl, _ring, corpus_lines, make_batch, 
 
 pytestmark = [pytest.mark.twin, pytest.mark.timeout(60)]
 
-REPLY_RE = re.compile(rb"_INBOX\.abc123b([0-9a-f]{8})\.100\.ok\.(\d{7})\.([0-4])\.\$FI")
+REPLY_RE = re.compile(rb"_INBOX\.abc123b([0-9a-f]{8})\.(?:100|50)\.ok\.(\d{7})\.([0-4])\.\$FI")
 
 
 @pytest.fixture(params=["cython", "python"])
@@ -22,7 +22,9 @@ def impl(request):
 
 
 def _fast(fr, n: int, **kw):
-    ring = _ring(fr, n, fast=True, **kw)
+    """A fast-mode ring of ``n`` messages, flow 100, starts gated (each start alone until acked)."""
+    ring = _ring(fr, n, fast=True, flow=100, **kw)
+    ring.gate_starts = True
     return ring
 
 
@@ -73,6 +75,14 @@ def test_sends_patch_batch_seq_and_op_into_fixed_width_replies(impl):
     assert replies(ring.take(10, 2.0)) == [(1, 4, 1), (1, 5, 1)]
     assert ring.batches() == [(1, fr.BATCH_OPEN, 5, 0, 100, True)]
     assert ring.tail_state() == (5, 2.0, 1.0, 100)
+
+
+def test_ungated_starts_send_the_whole_window_at_once(impl):
+    _, fr = impl
+    ring = _ring(fr, 5, fast=True)
+    assert not ring.gate_starts and ring.flow == fr.FLOW
+    ring.open_batch()
+    assert replies(ring.take(4, 0.0)) == [(1, 1, 0), (1, 2, 1), (1, 3, 1), (1, 4, 1)]
 
 
 def test_flow_acks_settle_up_to_their_seq_and_notices_hold(impl):
@@ -198,6 +208,7 @@ def test_compiled_and_python_fast_frames_and_reframes_are_byte_identical():
     outs = []
     for norm_mod, fr in ((nc, fc), (np_, fp)):
         ring = fr.PublishRing(PREFIX, INBOX, fast=True, flow=37)
+        ring.gate_starts = True
         for k in range(0, len(lines), 7):
             ring.add_batch(make_batch(norm_mod, lines[k:k + 7]), "0123456789ab")
         out = [start(ring, 0.4), ring.take(40, 0.5), ring.take(1000, 0.6)]
