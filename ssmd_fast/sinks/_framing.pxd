@@ -114,7 +114,6 @@ cdef class PublishRing:
     cdef OutMsg* _at(self, uint64_t pseq) noexcept
     cdef tuple _message(self, OutMsg* e)
     cdef tuple _retire(self, uint64_t pseq)
-    cdef bytes _resend(self, list pseqs, double now)
 
 
 @cython.final

@@ -205,5 +205,6 @@ cdef Py_ssize_t put_id_text(char* out, const unsigned char* v, Py_ssize_t n) exc
 
 
 include "_framing_batches.pxi"
+include "_framing_moves.pxi"
 include "_framing_ring.pxi"
 include "_framing_acks.pxi"

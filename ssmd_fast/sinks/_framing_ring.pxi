@@ -303,52 +303,11 @@ cdef class PublishRing:
         return out
 
     def set_mode(self, int mode):
-        cdef uint64_t p
-        cdef OutMsg* e
-        cdef Py_ssize_t need = 0, w = 0, n, cap
-        cdef char* nb
-        cdef const char* o
-        cdef const char* subj
-        cdef const char* mid
-        cdef const char* pay
-        cdef Py_ssize_t subj_len, mid_len, pay_len
         if mode not in (M_ACK, M_FAST) or self.mode == M_CORE:
             raise ValueError("only an acked ring switches between MODE_ACK and MODE_FAST")
         self.drop_batches()
-        if mode == self.mode:
-            return
-        self.mode = mode
-        self.reply_b = self._reply_template()
-        p = self.head
-        while p < self.tail:
-            need += self._at(p).len + PyBytes_GET_SIZE(self.reply_b) + 24
-            p += 1
-        cap = max(self.buf_cap, need)
-        nb = <char*>malloc(cap)
-        if nb == NULL:
-            raise MemoryError()
-        self.queued_bytes = 0
-        p = self.head
-        while p < self.tail:
-            e = self._at(p)
-            o = self.buf + (e.pos - self.base)
-            subj, subj_len = o + e.subj_off, e.subj_len
-            mid, mid_len = o + e.id_off, e.id_len
-            pay, pay_len = o + e.pay_off, e.pay_len
-            n = self._write_frame(nb + w, e, p, subj, subj_len, NULL, 0, mid, mid_len, pay, pay_len)
-            e.pos = <uint64_t>w
-            e.bno = 0
-            e.bseq = 0
-            e.held = 0
-            if e.state == S_QUEUED:
-                self.queued_bytes += n
-            w += n
-            p += 1
-        free(self.buf)
-        self.buf = nb
-        self.buf_cap = cap
-        self.buf_len = w
-        self.base = 0
+        if mode != self.mode:
+            r_reframe(self, mode)
 
     # ------------------------------------------------------------------ sending
 
@@ -395,112 +354,7 @@ cdef class PublishRing:
             b.last_pseq = pseq
 
     def take(self, Py_ssize_t window, double now, Py_ssize_t max_bytes=PY_SSIZE_T_MAX, int fd=-1):
-        cdef uint64_t first = self.send_next, end = self.tail, p
-        cdef OutMsg* a
-        cdef OutMsg* z
-        cdef OutMsg* e
-        cdef Batch* b = NULL
-        cdef Py_ssize_t size = 0, lo, n
-        cdef bytes data
-        if self.head + <uint64_t>window < end:
-            end = self.head + <uint64_t>window
-        if self.mode == M_FAST:
-            b = self._batch(self.cur_batch)
-            if b == NULL:
-                return None
-            n = self.batch_max + 1 - b.next_seq
-            if self.gate_starts and not b.started:  # the start alone until the server acks it (see the twin)
-                if b.next_seq > 1:
-                    return None
-                n = 1
-            if end > first + <uint64_t>n:
-                end = first + <uint64_t>n
-        if end <= first:
-            return None
-        p = first
-        while p < end:  # at least one frame; then up to max_bytes
-            size += self._at(p).len
-            if size > max_bytes and p > first:
-                end = p
-                break
-            p += 1
-        p = first
-        while p < end:
-            e = self._at(p)
-            if b != NULL:
-                self._patch(e, b)
-            self.queued_bytes -= e.len
-            e.state = S_SENT
-            e.attempts = 1
-            e.first_sent = now
-            e.sent_at = now
-            p += 1
-        if b != NULL:
-            self._track(b, first, self._at(first))
-            b.last_pseq = end - 1
-            b.last_send = now
-        a = self._at(first)
-        z = self._at(end - 1)
-        lo = <Py_ssize_t>(a.pos - self.base)
-        n = <Py_ssize_t>(z.pos + z.len - a.pos)
-        data = self._write_fd(fd, lo, n) if fd >= 0 else PyBytes_FromStringAndSize(self.buf + lo, n)
-        self.send_next = end
-        self.sent += end - first
-        if not self.acked:
-            p = first
-            while p < end:
-                self._at(p).state = S_RETIRED
-                p += 1
-            self._advance()
-        return data
-
-    def _write_fd(self, int fd, Py_ssize_t lo, Py_ssize_t n):
-        """buf[lo:lo+n] to ``fd``; the unwritten rest as bytes (the caller's transport takes it, and
-        reports a broken connection)."""
-        cdef Py_ssize_t done = 0, r
-        while done < n:
-            r = c_write(fd, self.buf + lo + done, n - done)
-            if r < 0:
-                if errno == EINTR:
-                    continue
-                break   # EAGAIN: the socket is full; anything else: the transport will say
-            done += r
-        self.direct_bytes += done
-        return PyBytes_FromStringAndSize(self.buf + lo + done, n - done)
-
-    cdef bytes _resend(self, list pseqs, double now):
-        cdef Py_ssize_t total = 0, w = 0
-        cdef uint64_t p
-        cdef OutMsg* e
-        cdef Batch* b = NULL
-        cdef bytes out
-        cdef char* o
-        if not pseqs:
-            return None
-        if self.mode == M_FAST:
-            b = self._batch(self.cur_batch)
-            if b == NULL or b.next_seq != 1:
-                raise RuntimeError("fast-ingest resends go first into a new batch (open_batch)")
-        for p in pseqs:
-            total += self._at(p).len
-        out = PyBytes_FromStringAndSize(NULL, total)
-        o = PyBytes_AS_STRING(out)
-        for p in pseqs:
-            e = self._at(p)
-            if b != NULL:
-                self._patch(e, b)
-                self._track(b, p, e)
-            e.held = 0
-            if e.attempts == 1:
-                self.resends_pending += 1
-            e.attempts += 1
-            e.sent_at = now
-            memcpy(o + w, self.buf + (e.pos - self.base), e.len)
-            w += e.len
-        if b != NULL:
-            b.last_send = now
-        self.resent += len(pseqs)
-        return out
+        return r_take(self, window, now, max_bytes, fd)
 
     def resend(self, pseqs, double now):
         cdef list ok = []
@@ -508,7 +362,7 @@ cdef class PublishRing:
         for p in pseqs:
             if self.head <= p < self.send_next and self._at(p).state == S_SENT:
                 ok.append(p)
-        return self._resend(ok, now)
+        return r_resend(self, ok, now)
 
     def expired(self, double now, double timeout, Py_ssize_t limit=1 << 30):
         cdef list due = []
@@ -522,7 +376,7 @@ cdef class PublishRing:
         return due
 
     def resend_expired(self, double now, double timeout, Py_ssize_t limit=1 << 30):
-        return self._resend(self.expired(now, timeout, limit), now)
+        return r_resend(self, self.expired(now, timeout, limit), now)
 
     def resend_all(self, double now):
         cdef list due = []
@@ -531,7 +385,7 @@ cdef class PublishRing:
             if self._at(p).state == S_SENT:
                 due.append(p)
             p += 1
-        return self._resend(due, now)
+        return r_resend(self, due, now)
 
     def oldest_unacked_sent(self):
         cdef uint64_t p = self.head
@@ -723,29 +577,4 @@ cdef class PublishRing:
     # ------------------------------------------------------------------ bulk moves
 
     def extract(self, uint64_t from_pseq=0, bint include_spill=False):
-        cdef uint64_t start = from_pseq if from_pseq > self.head else self.head, p
-        cdef OutMsg* e
-        cdef list out = []
-        if start >= self.tail:
-            return out
-        p = start
-        while p < self.tail:
-            e = self._at(p)
-            if e.state < S_ACKED and (include_spill or e.origin != O_SPILL):
-                out.append(self._message(e)[:3])
-            if e.state == S_QUEUED:
-                self.queued_bytes -= e.len
-            if e.attempts > 1 and e.state == S_SENT:
-                self.resends_pending -= 1
-            p += 1
-        self.buf_len = <Py_ssize_t>(self._at(start).pos - self.base)
-        if start == self.head and self.send_next > start:
-            self.head = self.tail = self.send_next    # skip the numbers that went out
-        else:
-            self.tail = start
-            if self.send_next > start:
-                self.send_next = start
-        if self.head == self.tail:
-            self.base += <uint64_t>self.buf_len
-            self.buf_len = 0
-        return out
+        return r_extract(self, from_pseq, include_spill)

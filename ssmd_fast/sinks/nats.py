@@ -50,6 +50,7 @@ from ssmd_fast.errors import PublishError, StorageError
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.metrics import HistogramSample
 from ssmd_fast.sinks import _framing_acks_py, framing, natsconn
+from ssmd_fast.sinks.answers import ServerAnswers
 from ssmd_fast.sinks.fastingest import FastIngest
 from ssmd_fast.sinks.file import SinkReport
 from ssmd_fast.sinks.natsconn import AuthFailed, ConnectError, Endpoint
@@ -65,9 +66,7 @@ CLOSE_GRACE = 1.0            # close(): how long to wait for a reconnect before 
 PING_INTERVAL = 2.0          # data connection keepalive (x2 unanswered = stale)
 WRITE_CHUNK = 256 * 1024     # bytes per socket write
 REPLAY_CHUNK = 4096          # spill records loaded into the ring at a time
-RETRYABLE_ERR_CODES = {10008}  # "JetStream system temporarily unavailable"
 WATCHDOG_SLACK = 0.5         # the watchdog fires this long after the ack deadline (capped at 2 x the deadline)
-FULL_DESCRIPTIONS = ("maximum messages", "maximum bytes", "maximum messages per subject")
 LATENCY_LE_MIN_NS, LATENCY_LE_MAX_NS = 1 << 14, 1 << 34  # ack latency buckets exposed: 16 us .. 17 s
 BATCH_LENGTH = 100_000       # messages per fast-ingest batch before it is committed and a new one opened
 
@@ -79,21 +78,7 @@ def valid_subject(subject: bytes) -> bool:
     return all(t and t not in (b"*", b">") for t in subject.split(b"."))
 
 
-def _rejection_kind(code: int, err_code: int, description: str) -> str | None:
-    """The counter a JetStream error reply goes to, or None when it is worth resending."""
-    if err_code in RETRYABLE_ERR_CODES:
-        return None
-    d = description.lower()
-    if any(s in d for s in FULL_DESCRIPTIONS):
-        return "stream_full"
-    if "message size" in d or err_code == 10054:
-        return "too_large"
-    if "stream not found" in d or "no stream" in d:
-        return "no_stream"
-    return "error"
-
-
-class JetStreamPublisher:
+class JetStreamPublisher(ServerAnswers):
     """The NATS sink (see the module docstring). Runs on the caller's event loop."""
 
     name = "nats"
@@ -412,109 +397,6 @@ class JetStreamPublisher:
             self.store = MEMORY  # everything left is in the ring: new batches can follow in memory
             log.info("NATS publisher: spill replayed, back to the memory queue")
         self._pump()
-
-    # ------------------------------------------------------------------ rejections
-
-    def _dead_letter(self, items: list, kind: str) -> None:
-        self.rejected[kind] = self.rejected.get(kind, 0) + len(items)
-        try:
-            self.dead.append_many(items)
-            self.counters["dead_lettered"] += len(items)
-        except StorageError as exc:
-            self._count_lost(len(items), f"rejected ({kind}) and the dead-letter file failed")
-            self._fail(f"dead-letter write failed: {exc}")
-
-    def _dead_letter_oversized(self) -> None:
-        items = self.ring.pop_oversized()
-        if self.dead is None:
-            self._count_lost(len(items), "too large for the server")
-            return
-        self._dead_letter(items, "too_large")
-
-    def _reject(self, pseq: int, kind: str) -> None:
-        msg = self.ring.reject(pseq)
-        if msg is not None:
-            self._dead_letter([msg[:3]], kind)
-            n = self.rejected[kind]
-            if n & (n - 1) == 0:   # 1, 2, 4, 8, ...: a full stream rejects thousands a second, the log must not
-                log.warning("NATS rejected %s (%s): dead-lettered (%d %s so far)",
-                            msg[0].decode("utf-8", "replace"), kind, n, kind)
-
-    def _park(self, pseq: int) -> None:
-        """No stream stores this message's subject now: out of the window, retried later (parked.py)."""
-        msg = self.ring.park(pseq)
-        if msg is not None and not self.parked.park(msg[:3], self.clock()):
-            self._dead_letter([msg[:3]], "no_stream")
-
-    def _unpark(self, now: float) -> None:
-        retry, dead = self.parked.due(now)
-        if dead:
-            self._dead_letter(dead, "no_stream")
-            log.warning("NATS: %d messages dead-lettered: no stream stored their subjects for %g s (%d so far)",
-                        len(dead), self.cfg.retry_horizon, self.rejected["no_stream"])
-        for subject, msg_id, payload in retry:
-            if self.store == SPILL:
-                self._to_spill([(subject, msg_id, payload)])
-            else:
-                self.ring.add_message(subject, msg_id, payload)
-
-    def _on_events(self, events: list) -> None:
-        for ev in events:
-            kind = ev[0]
-            if kind == "ack_error" or kind == "fi_err":
-                _, pseq, code, err_code, desc = ev
-                if pseq:
-                    rk = _rejection_kind(code, err_code, desc)
-                    if rk is not None:
-                        self._reject(pseq, rk)
-                    elif kind == "fi_err":
-                        self.fast.resend([pseq])   # held by the notice: no later flow ack settles it
-            elif kind == "no_responders":
-                self._park(ev[1])
-                if self.ring.fast:
-                    self.fast.trouble()
-            elif kind == "fi_gap":
-                self.fast.on_gap(*ev[1:])
-            elif kind == "fi_done":
-                self.fast.on_done(*ev[1:])
-            elif kind == "fi_error":
-                if self.ring.fast and not self.fast.on_error(*ev[1:]):
-                    self._per_message(f"the server answered a batch with {ev[4]} ({ev[5]})")
-            elif kind == "err":
-                self._on_server_error(ev[1])
-            elif kind == "msg":
-                log.debug("NATS: unexpected message on %r", ev[1])
-        if self.ring.fast and self.ring.gate_starts:
-            self.fast.drop_dead_starts()
-        self._after_acks()
-        self._pump()
-
-    def _on_server_error(self, text: str) -> None:
-        low = text.lower()
-        if "permissions violation for publish" in low:
-            subject = text.split(" to ", 1)[-1].strip().strip('"').encode()
-            if self.ring.fast:
-                self.fast.deny(subject)   # the batch's gap notice names the message
-                return
-            pseq = self.ring.find_sent(subject)
-            if pseq:
-                self._reject(pseq, "permissions")
-            return
-        log.warning("NATS server error on the data connection: %s", text)
-
-    def _per_message(self, why: str) -> None:
-        """Fast-ingest batches cannot be used here: reframe for per-message acks, resend what was sent."""
-        if not self.ring.fast:
-            return
-        log.warning("NATS publisher: per-message acks from now on: %s", why)
-        self.fast.reset()
-        self.ring.set_mode(framing.MODE_ACK)
-        self.per_message_why = why
-        if self.conn is not None:
-            data = self.ring.resend_all(self.clock())
-            if data is not None:
-                self.conn.write(data)
-                self.counters["resend_writes"] += 1
 
     # ------------------------------------------------------------------ background tasks
 

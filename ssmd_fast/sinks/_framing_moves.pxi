@@ -1,0 +1,188 @@
+# Moves out of the PublishRing's log (included by _framing.pyx; API: _framing_py.py): sends (take, written
+# to the socket straight from the log), resends, reframing every held message for another reply mode,
+# extracting the tail.
+
+
+cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_bytes, int fd):
+    cdef uint64_t first = r.send_next, end = r.tail, p
+    cdef OutMsg* a
+    cdef OutMsg* z
+    cdef OutMsg* e
+    cdef Batch* b = NULL
+    cdef Py_ssize_t size = 0, lo, n
+    cdef bytes data
+    if r.head + <uint64_t>window < end:
+        end = r.head + <uint64_t>window
+    if r.mode == M_FAST:
+        b = r._batch(r.cur_batch)
+        if b == NULL:
+            return None
+        n = r.batch_max + 1 - b.next_seq
+        if r.gate_starts and not b.started:  # the start alone until the server acks it (see the twin)
+            if b.next_seq > 1:
+                return None
+            n = 1
+        if end > first + <uint64_t>n:
+            end = first + <uint64_t>n
+    if end <= first:
+        return None
+    p = first
+    while p < end:  # at least one frame; then up to max_bytes
+        size += r._at(p).len
+        if size > max_bytes and p > first:
+            end = p
+            break
+        p += 1
+    p = first
+    while p < end:
+        e = r._at(p)
+        if b != NULL:
+            r._patch(e, b)
+        r.queued_bytes -= e.len
+        e.state = S_SENT
+        e.attempts = 1
+        e.first_sent = now
+        e.sent_at = now
+        p += 1
+    if b != NULL:
+        r._track(b, first, r._at(first))
+        b.last_pseq = end - 1
+        b.last_send = now
+    a = r._at(first)
+    z = r._at(end - 1)
+    lo = <Py_ssize_t>(a.pos - r.base)
+    n = <Py_ssize_t>(z.pos + z.len - a.pos)
+    data = r_write_fd(r, fd, lo, n) if fd >= 0 else PyBytes_FromStringAndSize(r.buf + lo, n)
+    r.send_next = end
+    r.sent += end - first
+    if not r.acked:
+        p = first
+        while p < end:
+            r._at(p).state = S_RETIRED
+            p += 1
+        r._advance()
+    return data
+
+
+cdef bytes r_resend(PublishRing r, list pseqs, double now):
+    cdef Py_ssize_t total = 0, w = 0
+    cdef uint64_t p
+    cdef OutMsg* e
+    cdef Batch* b = NULL
+    cdef bytes out
+    cdef char* o
+    if not pseqs:
+        return None
+    if r.mode == M_FAST:
+        b = r._batch(r.cur_batch)
+        if b == NULL or b.next_seq != 1:
+            raise RuntimeError("fast-ingest resends go first into a new batch (open_batch)")
+    for p in pseqs:
+        total += r._at(p).len
+    out = PyBytes_FromStringAndSize(NULL, total)
+    o = PyBytes_AS_STRING(out)
+    for p in pseqs:
+        e = r._at(p)
+        if b != NULL:
+            r._patch(e, b)
+            r._track(b, p, e)
+        e.held = 0
+        if e.attempts == 1:
+            r.resends_pending += 1
+        e.attempts += 1
+        e.sent_at = now
+        memcpy(o + w, r.buf + (e.pos - r.base), e.len)
+        w += e.len
+    if b != NULL:
+        b.last_send = now
+    r.resent += len(pseqs)
+    return out
+
+
+cdef int r_reframe(PublishRing r, int mode) except -1:
+    cdef uint64_t p
+    cdef OutMsg* e
+    cdef Py_ssize_t need = 0, w = 0, n, cap
+    cdef char* nb
+    cdef const char* o
+    cdef const char* subj
+    cdef const char* mid
+    cdef const char* pay
+    cdef Py_ssize_t subj_len, mid_len, pay_len
+    r.mode = mode
+    r.reply_b = r._reply_template()
+    p = r.head
+    while p < r.tail:
+        need += r._at(p).len + PyBytes_GET_SIZE(r.reply_b) + 24
+        p += 1
+    cap = max(r.buf_cap, need)
+    nb = <char*>malloc(cap)
+    if nb == NULL:
+        raise MemoryError()
+    r.queued_bytes = 0
+    p = r.head
+    while p < r.tail:
+        e = r._at(p)
+        o = r.buf + (e.pos - r.base)
+        subj, subj_len = o + e.subj_off, e.subj_len
+        mid, mid_len = o + e.id_off, e.id_len
+        pay, pay_len = o + e.pay_off, e.pay_len
+        n = r._write_frame(nb + w, e, p, subj, subj_len, NULL, 0, mid, mid_len, pay, pay_len)
+        e.pos = <uint64_t>w
+        e.bno = 0
+        e.bseq = 0
+        e.held = 0
+        if e.state == S_QUEUED:
+            r.queued_bytes += n
+        w += n
+        p += 1
+    free(r.buf)
+    r.buf = nb
+    r.buf_cap = cap
+    r.buf_len = w
+    r.base = 0
+    return 0
+
+
+cdef bytes r_write_fd(PublishRing r, int fd, Py_ssize_t lo, Py_ssize_t n):
+    """buf[lo:lo+n] to ``fd``; the unwritten rest as bytes (the caller's transport takes it, and
+    reports a broken connection)."""
+    cdef Py_ssize_t done = 0, k
+    while done < n:
+        k = c_write(fd, r.buf + lo + done, n - done)
+        if k < 0:
+            if errno == EINTR:
+                continue
+            break   # EAGAIN: the socket is full; anything else: the transport will say
+        done += k
+    r.direct_bytes += done
+    return PyBytes_FromStringAndSize(r.buf + lo + done, n - done)
+
+
+cdef list r_extract(PublishRing r, uint64_t from_pseq, bint include_spill):
+    cdef uint64_t start = from_pseq if from_pseq > r.head else r.head, p
+    cdef OutMsg* e
+    cdef list out = []
+    if start >= r.tail:
+        return out
+    p = start
+    while p < r.tail:
+        e = r._at(p)
+        if e.state < S_ACKED and (include_spill or e.origin != O_SPILL):
+            out.append(r._message(e)[:3])
+        if e.state == S_QUEUED:
+            r.queued_bytes -= e.len
+        if e.attempts > 1 and e.state == S_SENT:
+            r.resends_pending -= 1
+        p += 1
+    r.buf_len = <Py_ssize_t>(r._at(start).pos - r.base)
+    if start == r.head and r.send_next > start:
+        r.head = r.tail = r.send_next    # skip the numbers that went out
+    else:
+        r.tail = start
+        if r.send_next > start:
+            r.send_next = start
+    if r.head == r.tail:
+        r.base += <uint64_t>r.buf_len
+        r.buf_len = 0
+    return out
