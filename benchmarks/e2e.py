@@ -51,6 +51,7 @@ from benchmarks.e2e_common import emit, read_result
 RESULTS = Path(__file__).resolve().parent / "results"
 MARKETS = 20
 WINDOW = 4096
+SETTLE = 0.5      # seconds of quiet after each run's flush (see one_run)
 PIPELINES = {
     "ssmd": "ssmd-fast connector (JetStream, acked)",
     "core": "ssmd-fast connector (core NATS)",
@@ -291,6 +292,10 @@ def one_run(key: str, rnd: int, ctx: dict) -> dict:
     finally:
         if jetstream:
             streams(nats_url, delete=[stream])
+        # the stream's file storage is written back by the kernel after the run: flush it now, so that the
+        # next run's CPU and throughput do not carry this run's writeback (IO completions, page reclaim)
+        os.sync()
+        time.sleep(SETTLE)
 
 
 # --------------------------------------------------------------------------- summary

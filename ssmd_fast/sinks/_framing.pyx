@@ -31,6 +31,7 @@ if LATENCY_BUCKETS != 128:
 
 cdef extern from *:
     int __builtin_clzll(unsigned long long) nogil
+    void __builtin_prefetch(const void*, int, int) nogil
 
 QUEUED, SENT, ACKED, RETIRED = 0, 1, 2, 3
 ORIGIN_LIVE, ORIGIN_SPILL = 0, 1

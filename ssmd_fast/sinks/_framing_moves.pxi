@@ -3,6 +3,10 @@
 # extracting the tail.
 
 
+cdef enum:
+    PATCH_AHEAD = 8   # messages between a prefetch of a reply and its patch
+
+
 cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_bytes, int fd):
     cdef uint64_t first = r.send_next, end = r.tail, p
     cdef OutMsg* a
@@ -37,6 +41,9 @@ cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_
     while p < end:
         e = r._at(p)
         if b != NULL:
+            if p + PATCH_AHEAD < end:  # the log is cold by now (queued behind the window): overlap the misses
+                z = r._at(p + PATCH_AHEAD)
+                __builtin_prefetch(r.buf + (z.pos - r.base) + z.rep_off, 1, 3)
             r._patch(e, b)
         r.queued_bytes -= e.len
         e.state = S_SENT
