@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -27,3 +28,18 @@ def free_port() -> int:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The twin pass (``SSMD_FAST_NO_EXTENSIONS=1``, see the Makefile) is there for the pure-Python
+    implementations: a test's compiled instance (its ``impl`` parameter ``"cython"``) ran, side by side
+    with the Python one, in the compiled pass. It is deselected here, not reported as one more skip."""
+    if os.environ.get("SSMD_FAST_NO_EXTENSIONS", "").strip().lower() not in ("1", "true", "yes", "on"):
+        return
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        (drop if callspec is not None and callspec.params.get("impl") == "cython" else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
