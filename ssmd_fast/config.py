@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -572,95 +571,3 @@ def _finish(cfg: EnvironmentConfig, ctx: _Ctx, root: yaml.Node, file: str) -> En
         if key.source == "file" and not key.path:
             raise ctx.error(_node_at(root, "keys"), f"keys[{i}].path", "required when source is file")
     return dataclasses.replace(cfg, exchange=ex, transport=tr, source=file)
-
-
-# --------------------------------------------------------------------------- credentials
-
-
-@dataclass(frozen=True)
-class KalshiConfig:
-    """Kalshi API credentials and environment choice. The private key never shows in ``repr``."""
-
-    api_key: str
-    private_key: Secret = field(repr=False)
-    use_demo: bool = False
-
-    def __repr__(self) -> str:
-        return f"KalshiConfig(api_key={self.api_key!r}, private_key={self.private_key!r}, use_demo={self.use_demo})"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> KalshiConfig:
-        """Read ``KALSHI_API_KEY``, ``KALSHI_PRIVATE_KEY`` (PEM) or ``KALSHI_PRIVATE_KEY_FILE``,
-        and ``KALSHI_USE_DEMO`` (``true``/``false``)."""
-        env = os.environ if environ is None else environ
-        api_key = env.get("KALSHI_API_KEY", "").strip()
-        if not api_key:
-            raise ConfigError("KALSHI_API_KEY is not set", file="environment", key="KALSHI_API_KEY")
-        pem = _private_key_from_env(env, "KALSHI_PRIVATE_KEY")
-        raw_demo = env.get("KALSHI_USE_DEMO", "false").strip().lower()
-        if raw_demo not in ("true", "false"):
-            raise ConfigError(f"must be true or false, got {raw_demo!r}", file="environment", key="KALSHI_USE_DEMO")
-        return cls(api_key=api_key, private_key=pem, use_demo=raw_demo == "true")
-
-
-def read_private_key_file(path: str | os.PathLike[str]) -> Secret:
-    """Read a PEM private key file, refusing one that group or others may read."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the private key file: {exc.strerror}", file=str(p))
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError("the private key path is not a regular file", file=str(p))
-    if st.st_mode & 0o077:
-        raise ConfigError(
-            f"the private key file is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"run: chmod 600 {p}", file=str(p))
-    try:
-        return Secret(p.read_text(encoding="ascii"))
-    except (OSError, UnicodeDecodeError):
-        raise ConfigError("cannot read the private key file as PEM text", file=str(p))
-
-
-def _private_key_from_env(env: Mapping[str, str], name: str) -> Secret:
-    text, file_path = env.get(name, ""), env.get(f"{name}_FILE", "")
-    if text.strip() and file_path.strip():
-        raise ConfigError(f"set either {name} or {name}_FILE, not both", file="environment", key=name)
-    if file_path.strip():
-        return read_private_key_file(file_path.strip())
-    if text.strip():
-        # Containers often pass PEM with literal "\n" sequences: accept them.
-        return Secret(text.replace("\\n", "\n"))
-    raise ConfigError(f"neither {name} (PEM text) nor {name}_FILE (a path) is set", file="environment", key=name)
-
-
-def resolve_credentials(cfg: EnvironmentConfig, environ: Mapping[str, str] | None = None) -> KalshiConfig:
-    """Credentials from the ``keys`` named in the environment file.
-
-    ``api_key`` keys name the variable holding the key id; ``api_secret`` keys name the variable
-    holding the PEM text, or ``{NAME}_FILE`` holding a path (``source: file`` reads ``path``).
-    Without a ``keys`` section, ``KalshiConfig.from_env`` is used.
-    """
-    env = os.environ if environ is None else environ
-    use_demo = cfg.exchange.use_demo
-    if not cfg.keys:
-        creds = KalshiConfig.from_env(env)
-        return dataclasses.replace(creds, use_demo=use_demo or creds.use_demo)
-    api_key: str | None = None
-    secret: Secret | None = None
-    for key in cfg.keys:
-        if key.type == "api_key":
-            if key.source == "file":
-                api_key = Path(key.path).read_text(encoding="utf-8").strip()
-            else:
-                api_key = env.get(key.name, "").strip()
-            if not api_key:
-                raise ConfigError(f"environment variable {key.name} (the API key id) is not set",
-                                  file=os.path.basename(cfg.source) or None, key=f"keys.{key.name}")
-        else:
-            secret = read_private_key_file(key.path) if key.source == "file" else _private_key_from_env(env, key.name)
-    if api_key is None or secret is None:
-        missing = "api_key" if api_key is None else "api_secret"
-        raise ConfigError(f"no key of type {missing} is listed", file=os.path.basename(cfg.source) or None,
-                          key="keys")
-    return KalshiConfig(api_key=api_key, private_key=secret, use_demo=use_demo)

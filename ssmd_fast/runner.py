@@ -18,7 +18,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from ssmd_fast.config import EnvironmentConfig, resolve_credentials
+from ssmd_fast.config import EnvironmentConfig
+from ssmd_fast.credentials import resolve_credentials
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.kalshi.auth import KalshiCredentials
 from ssmd_fast.metrics import MetricsCollector, MetricsServer, Sample

@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import yaml
 
-    from ssmd_fast.config import load_environment, resolve_credentials
+    from ssmd_fast.config import load_environment
+    from ssmd_fast.credentials import resolve_credentials
     from ssmd_fast.kalshi.auth import KalshiCredentials
 
     cfg = load_environment(args.env)

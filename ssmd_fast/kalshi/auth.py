@@ -11,7 +11,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ssmd_fast.config import KalshiConfig, Secret
+from ssmd_fast.config import Secret
+from ssmd_fast.credentials import KalshiConfig
 from ssmd_fast.errors import AuthError
 
 WS_SIGN_PATH = "/trade-api/ws/v2"

@@ -20,7 +20,8 @@ import asyncio
 import collections
 from collections.abc import AsyncIterator, Iterable, Sequence
 
-from ssmd_fast.config import DEFAULT_CHANNELS, DEMO_WS_URL, PRODUCTION_WS_URL, EnvironmentConfig, KalshiConfig
+from ssmd_fast.config import DEFAULT_CHANNELS, DEMO_WS_URL, PRODUCTION_WS_URL, EnvironmentConfig
+from ssmd_fast.credentials import KalshiConfig
 from ssmd_fast.errors import AuthError
 from ssmd_fast.events import StatusEvent, now_ns
 from ssmd_fast.kalshi.auth import KalshiCredentials

@@ -6,13 +6,12 @@ import pytest
 from ssmd_fast.config import (
     DEMO_WS_URL,
     PRODUCTION_WS_URL,
-    KalshiConfig,
     Secret,
     TransportConfig,
     load_environment,
     loads_environment,
-    resolve_credentials,
 )
+from ssmd_fast.credentials import KalshiConfig, resolve_credentials
 from ssmd_fast.errors import ConfigError
 
 SEED = textwrap.dedent("""\
