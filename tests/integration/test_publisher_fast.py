@@ -57,17 +57,22 @@ async def settled(pub, timeout: float = 20) -> None:
     await wait_for(lambda: pub.ring.head == pub.ring.tail and not len(pub.parked), timeout, "everything acked")
 
 
+async def run_through(pub, bl, pace: float = 0.0):
+    """Start ``pub``, publish ``bl`` once connected, wait until all is acked, close: the close's report."""
+    await pub.start()
+    assert await pub.wait_connected(10)
+    await publish(pub, bl, pace)
+    await settled(pub)
+    return await pub.close(10)
+
+
 def test_batches_roll_at_their_length_and_store_everything_once(tmp_path):
     bl = batches(session(3000), size=25)
     want = expected(bl)
     with NatsServer() as srv:
         async def main():
             pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path)), batch_length=500)
-            await pub.start()
-            assert await pub.wait_connected(10)
-            await publish(pub, bl, 0.001)
-            await settled(pub)
-            rep = await pub.close(10)
+            rep = await run_through(pub, bl, 0.001)
             s = rep.stats
             assert s["batching"] == "fast-ingest" and rep.lost == 0 and s["acked"] == len(want)
             assert s["batches"] >= len(want) // 500 and s["commits"] >= s["batches"] - 1
@@ -90,11 +95,7 @@ def test_a_lost_flow_ack_is_asked_for_again_with_a_ping(tmp_path):
                     return True
                 return False
             pub.parser = LossyParser(pub.parser, drop)
-            await pub.start()
-            assert await pub.wait_connected(10)
-            await publish(pub, bl)
-            await settled(pub)
-            rep = await pub.close(10)
+            rep = await run_through(pub, bl)
             s = rep.stats
             assert pub.parser.dropped == 1 and s["pings"] >= 1      # the ping brought the ack back ...
             assert s["resent"] == 0 and s["acked"] == len(want)     # ... before anything expired
@@ -110,11 +111,7 @@ def test_unanswered_batch_is_resent_into_a_new_batch_and_deduplicated(tmp_path):
             pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path), ack_timeout=0.5))
             # batch 1's flow acks after its start's never arrive (nor do the answers to its pings)
             pub.parser = LossyParser(pub.parser, lambda bno, msg: bno == 1 and b'"seq":0,' not in msg)
-            await pub.start()
-            assert await pub.wait_connected(10)
-            await publish(pub, bl)
-            await settled(pub)
-            rep = await pub.close(10)
+            rep = await run_through(pub, bl)
             s = rep.stats
             assert pub.parser.dropped > 0 and s["resent"] > 0 and s["watchdog_reconnects"] == 0
             assert s["acked"] == len(want) and rep.lost == 0

@@ -10,75 +10,23 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
-from exchange_helpers import make_exchange, wait_until
+from exchange_helpers import wait_until
+from session_helpers import CHANNELS, RecordingSink, book_order_ok, exchange_running, live_session, running
 
 from ssmd_fast.config import EnvironmentConfig, ExchangeConfig, OrderbookConfig, TransportConfig
 from ssmd_fast.errors import AuthError
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.kalshi.auth import KalshiCredentials, generate_key_pair
 from ssmd_fast.kalshi.connector import KalshiConnector, build_sessions
-from ssmd_fast.kalshi.session import KalshiSession
-from ssmd_fast.kalshi.shards import plan_connections
 from ssmd_fast.normalize import F_DROP, F_DUPLICATE, F_SUPPRESSED
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-CHANNELS = ("ticker", "trade", "market_lifecycle_v2")
-
-
-class RecordingSink:
-    """A sink that keeps, per frame: (conn, type, sid, seq, flags, market) and every status event."""
-
-    def __init__(self):
-        self.frames: list[tuple] = []
-        self.events: list[StatusEvent] = []
-        self.records = 0
-
-    def submit(self, batch, conn: str) -> None:
-        for i in range(len(batch)):
-            key = batch.key(i)
-            self.frames.append((conn, batch.type_name(i), batch.sid(i), batch.seq(i), batch.flags(i),
-                                key.decode() if key is not None else None))
-            if batch.record(i) is not None:
-                self.records += 1
-
-    def submit_event(self, event: StatusEvent) -> None:
-        self.events.append(event)
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.events]
-
-    def of_type(self, *types: str) -> list[tuple]:
-        return [f for f in self.frames if f[1] in types]
 
 
 @pytest.fixture(scope="module")
 def keys():
     private, public = generate_key_pair()
     return KalshiCredentials("test-key", private), public
-
-
-def session_for(ex, creds, books=(), sinks=(), channels=CHANNELS, **kw) -> KalshiSession:
-    plan = plan_connections(channels, orderbook_markets=books)[0]
-    kw.setdefault("stale_after", 3.0)
-    kw.setdefault("ping_interval", 0.5)
-    kw.setdefault("backoff_initial", 0.05)
-    kw.setdefault("backoff_max", 1.0)
-    return KalshiSession(creds, ex.url, plan, list(sinks), **kw)
-
-
-async def running(ex, session: KalshiSession, timeout: float = 5.0) -> None:
-    session.start()
-    await session.wait_subscribed(timeout)
-
-
-def book_order_ok(frames: list[tuple]) -> None:
-    """Per (conn, sid, market): the first book frame is a snapshot."""
-    first: dict[tuple, str] = {}
-    for conn, typ, sid, _seq, _flags, market in frames:
-        if typ in ("book_snapshot", "book_delta"):
-            first.setdefault((conn, sid, market), typ)
-    assert first and all(t == "book_snapshot" for t in first.values()), first
 
 
 # ------------------------------------------------------------------ the full flow
@@ -88,19 +36,11 @@ def test_full_flow_auth_subscriptions_snapshots_then_deltas_records_out(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 50_000, markets=6, rate=4000)
-        await ex.start()
-        sink = RecordingSink()
-        books = ex.feed.markets[:3]
-        s = session_for(ex, creds, books, [sink])
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 50_000, markets=6, rate=4000, books=3) as (ex, s, sink):
+            books = ex.feed.markets[:3]
             await wait_until(lambda: len(sink.of_type("book_delta")) >= 30 and sink.of_type("trade"), 10,
                              "deltas and trades")
             stats, n_seen = s.stats(), len(sink.frames)
-        finally:
-            await s.close()
-            await ex.close()
         assert ex.handshakes["101"] == 1
         conn = sink.frames[0][0]
         assert len(conn) == 12 and all(f[0] == conn for f in sink.frames)
@@ -125,18 +65,11 @@ def test_close_returns_quickly_and_stops_reconnecting(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 20_000, rate=2000)
-        await ex.start()
-        sink = RecordingSink()
-        s = session_for(ex, creds, ex.feed.markets[:2], [sink])
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 20_000, rate=2000, books=2) as (ex, s, sink):
             t0 = time.monotonic()
             await s.close()
             took = time.monotonic() - t0
             await asyncio.sleep(0.3)
-        finally:
-            await ex.close()
         assert took < 1.0
         assert ex.handshakes["101"] == 1 and not ex.conns            # no reconnect after close
         assert [f[1] for f in sink.frames].count("unsubscribed") == 4
@@ -149,18 +82,12 @@ def test_close_without_answers_is_bounded(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 20_000, rate=1000)
-        await ex.start()
-        s = session_for(ex, creds)
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 20_000, rate=1000, record=False) as (ex, s, _):
             ex.set_faults("freeze-after=1")          # the exchange stops answering anything
             await asyncio.sleep(0.3)
             t0 = time.monotonic()
             await s.close(timeout=1.0)
             took = time.monotonic() - t0
-        finally:
-            await ex.close()
         assert took < 1.5
 
     asyncio.run(main())
@@ -174,17 +101,12 @@ def test_bad_signature_401_is_reported_and_backed_off(keys, caplog):
     wrong = KalshiCredentials("test-key", generate_key_pair()[0])      # signs with another key
 
     async def main():
-        ex = make_exchange(public, 5_000, rate=1000)
-        await ex.start()
-        s = session_for(ex, wrong, backoff_initial=0.1, backoff_max=0.8)
-        try:
+        async with live_session(wrong, public, 5_000, rate=1000, record=False, subscribe=False,
+                                session=dict(backoff_initial=0.1, backoff_max=0.8)) as (ex, s, _):
             s.start()
             await asyncio.sleep(3.0)
             attempts = ex.handshakes["401"]
             stats = s.stats()
-        finally:
-            await s.close()
-            await ex.close()
         return attempts, stats
 
     with caplog.at_level(logging.ERROR, logger="ssmd_fast.kalshi.session"):
@@ -200,17 +122,12 @@ def test_403_at_handshake_backs_off_then_connects(keys, caplog):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 20_000, rate=1000, faults="reject-handshake=3")
-        await ex.start()
-        s = session_for(ex, creds, backoff_initial=0.1, backoff_max=2.0)
-        try:
+        async with live_session(creds, public, 20_000, rate=1000, faults="reject-handshake=3", record=False,
+                                subscribe=False, session=dict(backoff_initial=0.1, backoff_max=2.0)) as (ex, s, _):
             t0 = time.monotonic()
             await running(ex, s, timeout=10)
             took = time.monotonic() - t0
             stats = s.stats()
-        finally:
-            await s.close()
-            await ex.close()
         return took, stats, dict(ex.handshakes)
 
     with caplog.at_level(logging.ERROR, logger="ssmd_fast.kalshi.session"):
@@ -226,15 +143,13 @@ def test_connector_raises_auth_error(keys):
     wrong = KalshiCredentials("test-key", generate_key_pair()[0])
 
     async def main():
-        ex = make_exchange(public, 5_000, rate=1000)
-        await ex.start()
-        kc = KalshiConnector(wrong, url=ex.url, channels=CHANNELS)
-        try:
-            with pytest.raises(AuthError, match=r"authentication rejected \(HTTP 401\)"):
-                await kc.connect(timeout=5)
-        finally:
-            await kc.close()
-            await ex.close()
+        async with exchange_running(public, 5_000, rate=1000) as ex:
+            kc = KalshiConnector(wrong, url=ex.url, channels=CHANNELS)
+            try:
+                with pytest.raises(AuthError, match=r"authentication rejected \(HTTP 401\)"):
+                    await kc.connect(timeout=5)
+            finally:
+                await kc.close()
 
     asyncio.run(main())
 
@@ -246,18 +161,12 @@ def test_pings_answered_and_own_pings_ponged(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 5_000, rate=50, ping_interval=0.2)
-        await ex.start()
-        s = session_for(ex, creds, stale_after=1.0, ping_interval=0.25)
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 5_000, rate=50, ping_interval=0.2, record=False,
+                                session=dict(stale_after=1.0, ping_interval=0.25)) as (_, s, _):
             await asyncio.sleep(1.5)
             lst = s.listener
             pings, pongs = lst.pings, lst.pongs
             stats = s.stats()
-        finally:
-            await s.close()
-            await ex.close()
         assert pings >= 4 and pongs >= 3
         assert stats["reconnects"] == 0 and stats["stale"] == 0
 
@@ -269,16 +178,10 @@ def test_quiet_feed_is_not_stale(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 0, rate=1, ping_interval=60)       # no events, no server pings
-        await ex.start()
-        s = session_for(ex, creds, stale_after=0.6, ping_interval=0.2)
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 0, rate=1, ping_interval=60, record=False,   # no events, no server pings
+                                session=dict(stale_after=0.6, ping_interval=0.2)) as (_, s, _):
             await asyncio.sleep(2.0)
             stats = s.stats()
-        finally:
-            await s.close()
-            await ex.close()
         assert stats["stale"] == 0 and stats["reconnects"] == 0 and stats["pongs"] >= 5
 
     asyncio.run(main())
@@ -291,25 +194,24 @@ def test_sharding_puts_every_market_on_exactly_one_connection(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 20_000, markets=10, rate=2000)
-        await ex.start()
-        books = ex.feed.markets[:7]
-        cfg = EnvironmentConfig(
-            name="t", feed="kalshi", transport=TransportConfig(type="none"),
-            exchange=ExchangeConfig(url=ex.url, stale_after=3.0, ping_interval=0.5, backoff_initial=0.05,
-                                    orderbook=OrderbookConfig(markets=tuple(books), max_markets_per_subscription=3)))
-        sink = RecordingSink()
-        sessions = build_sessions(cfg, creds, [sink])
-        try:
-            for s in sessions:
-                s.start()
-            for s in sessions:
-                await s.wait_subscribed(5)
-            await wait_until(lambda: len(sink.of_type("book_snapshot")) >= 7 and len(sink.of_type("ticker")) >= 5,
-                             5, "snapshots and tickers")
-        finally:
-            await asyncio.gather(*(s.close() for s in sessions))
-            await ex.close()
+        async with exchange_running(public, 20_000, markets=10, rate=2000) as ex:
+            books = ex.feed.markets[:7]
+            cfg = EnvironmentConfig(
+                name="t", feed="kalshi", transport=TransportConfig(type="none"),
+                exchange=ExchangeConfig(url=ex.url, stale_after=3.0, ping_interval=0.5, backoff_initial=0.05,
+                                        orderbook=OrderbookConfig(markets=tuple(books),
+                                                                  max_markets_per_subscription=3)))
+            sink = RecordingSink()
+            sessions = build_sessions(cfg, creds, [sink])
+            try:
+                for s in sessions:
+                    s.start()
+                for s in sessions:
+                    await s.wait_subscribed(5)
+                await wait_until(lambda: len(sink.of_type("book_snapshot")) >= 7 and len(sink.of_type("ticker")) >= 5,
+                                 5, "snapshots and tickers")
+            finally:
+                await asyncio.gather(*(s.close() for s in sessions))
         assert len(sessions) == 3 and ex.handshakes["101"] == 3
         by_conn: dict[str, set] = defaultdict(set)
         for conn, _typ, _sid, _seq, _fl, market in sink.of_type("book_snapshot", "book_delta"):
@@ -328,23 +230,21 @@ def test_connector_yields_owned_batches_and_events(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 20_000, rate=3000)
-        await ex.start()
-        kc = KalshiConnector(creds, url=ex.url, orderbook_markets=ex.feed.markets[:2], stale_after=3.0,
-                             ping_interval=0.5)
-        kept, events = [], []
-        try:
-            await kc.connect(timeout=5)
-            async for item in kc.messages():
-                if isinstance(item, StatusEvent):
-                    events.append(item)
-                else:
-                    kept.append(item)
-                if sum(len(b) for b in kept) >= 500:
-                    break
-        finally:
-            await kc.close()
-            await ex.close()
+        async with exchange_running(public, 20_000, rate=3000) as ex:
+            kc = KalshiConnector(creds, url=ex.url, orderbook_markets=ex.feed.markets[:2], stale_after=3.0,
+                                 ping_interval=0.5)
+            kept, events = [], []
+            try:
+                await kc.connect(timeout=5)
+                async for item in kc.messages():
+                    if isinstance(item, StatusEvent):
+                        events.append(item)
+                    else:
+                        kept.append(item)
+                    if sum(len(b) for b in kept) >= 500:
+                        break
+            finally:
+                await kc.close()
         raws = [b.raw(i) for b in kept for i in range(len(b))]
         # batches stay valid after later reads: they are the consumer's, none was reset or reused
         assert len(raws) >= 500 and len({id(b) for b in kept}) == len(kept)
@@ -360,22 +260,20 @@ def test_connector_slow_consumer_overflow_is_counted_and_reported(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 30_000, rate=0)                 # as fast as the socket takes it
-        await ex.start()
-        kc = KalshiConnector(creds, url=ex.url, max_batches=4, stale_after=5.0)
-        items = []
-        try:
-            await kc.connect(timeout=5)
-            await asyncio.sleep(0.5)                               # consume nothing for a while
-            deadline = time.monotonic() + 5
-            async for item in kc.messages():
-                items.append(item)
-                if isinstance(item, StatusEvent) and item.kind == "gap" or time.monotonic() > deadline:
-                    break
-            stats = kc.stats()
-        finally:
-            await kc.close()
-            await ex.close()
+        async with exchange_running(public, 30_000, rate=0) as ex:          # as fast as the socket takes it
+            kc = KalshiConnector(creds, url=ex.url, max_batches=4, stale_after=5.0)
+            items = []
+            try:
+                await kc.connect(timeout=5)
+                await asyncio.sleep(0.5)                               # consume nothing for a while
+                deadline = time.monotonic() + 5
+                async for item in kc.messages():
+                    items.append(item)
+                    if isinstance(item, StatusEvent) and item.kind == "gap" or time.monotonic() > deadline:
+                        break
+                stats = kc.stats()
+            finally:
+                await kc.close()
         gaps = [i for i in items if isinstance(i, StatusEvent) and i.kind == "gap"]
         assert stats["dropped_frames"] > 0 and stats["dropped_batches"] > 0
         assert gaps and gaps[0].detail.startswith("consumer overflow:") and "frames dropped" in gaps[0].detail

@@ -8,8 +8,8 @@ import time
 from collections import defaultdict
 
 import pytest
-from exchange_helpers import make_exchange, wait_until
-from test_session import RecordingSink, book_order_ok, running, session_for
+from exchange_helpers import wait_until
+from session_helpers import RecordingSink, book_order_ok, live_session
 
 from ssmd_fast.kalshi.auth import KalshiCredentials, generate_key_pair
 from ssmd_fast.kalshi.session import KalshiSession
@@ -33,13 +33,9 @@ def test_drop_reconnects_within_1s_of_accepting_again(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 60_000, markets=6, rate=3000)
-        await ex.start()
-        sink = RecordingSink()
-        books = ex.feed.markets[:3]
-        s = session_for(ex, creds, books, [sink], backoff_initial=0.25, backoff_max=30.0)
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 60_000, markets=6, rate=3000, books=3,
+                                session=dict(backoff_initial=0.25, backoff_max=30.0)) as (ex, s, sink):
+            books = ex.feed.markets[:3]
             await asyncio.sleep(0.3)
             first_conn = s.conn
             await ex.set_accepting(False)
@@ -53,9 +49,6 @@ def test_drop_reconnects_within_1s_of_accepting_again(keys):
             await wait_until(lambda: sum(1 for f in sink.of_type("book_snapshot") if f[0] == s.conn) >= 3, 3,
                              "fresh snapshots")
             await asyncio.sleep(0.2)
-        finally:
-            await s.close()
-            await ex.close()
         print(f"capture resumed {took * 1000:.0f} ms after the exchange accepted again")
         assert took < 1.0, f"resumed {took:.2f}s after the exchange accepted again"
         assert not refused_stats["connected"] and refused_stats["last_error"]
@@ -86,12 +79,8 @@ def test_freeze_declared_stale_within_stale_after_plus_1s_then_reconnect(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 60_000, rate=2000, ping_interval=0.3)
-        await ex.start()
-        sink = RecordingSink()
-        s = session_for(ex, creds, ex.feed.markets[:2], [sink], stale_after=1.0, ping_interval=0.25)
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 60_000, rate=2000, ping_interval=0.3, books=2,
+                                session=dict(stale_after=1.0, ping_interval=0.25)) as (ex, s, sink):
             ex.set_faults("freeze-after=100")
             await wait_until(lambda: ex.stats()["frozen"] == 1, 5, "the freeze")
             ex.clear_faults()                          # the next connection is served normally
@@ -100,9 +89,6 @@ def test_freeze_declared_stale_within_stale_after_plus_1s_then_reconnect(keys):
             stale_after_s = time.monotonic() - frozen_at
             first = s.conn
             await wait_until(lambda: s.core.subscribed and s.conn != first, 5, "the reconnect")
-        finally:
-            await s.close()
-            await ex.close()
         print(f"stale declared {stale_after_s * 1000:.0f} ms after the freeze (stale_after 1 s)")
         assert stale_after_s <= 1.0 + 1.0
         stale = next(e for e in sink.events if e.kind == "stale")
@@ -118,22 +104,14 @@ def test_injected_gap_detected_snapshot_requested_deltas_suppressed_until_it(key
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 60_000, markets=6, rate=4000)
-        await ex.start()
-        sink = RecordingSink()
-        books = ex.feed.markets[:3]
-        s = session_for(ex, creds, books, [sink])
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 60_000, markets=6, rate=4000, books=3) as (ex, s, sink):
+            books = ex.feed.markets[:3]
             await asyncio.sleep(0.2)
             ex.set_faults("gap-every=40")
             await wait_until(lambda: s.stats()["resyncs"] >= 6, 10, "two resyncs")
             ex.clear_faults()
             await asyncio.sleep(0.3)
             stats = s.stats()
-        finally:
-            await s.close()
-            await ex.close()
         gaps = [e for e in sink.events if e.kind == "gap"]
         assert gaps and stats["gaps"] >= 2
         g = gaps[0]
@@ -170,20 +148,12 @@ def test_duplicates_are_dropped_and_counted(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 60_000, rate=4000)
-        await ex.start()
-        sink = RecordingSink()
-        s = session_for(ex, creds, ex.feed.markets[:2], [sink])
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 60_000, rate=4000, books=2) as (ex, s, sink):
             ex.set_faults("duplicate-every=25")
             await wait_until(lambda: s.stats()["duplicates"] >= 20, 10, "duplicates")
             ex.clear_faults()
             stats = s.stats()
             injected = ex.injected["duplicate"]
-        finally:
-            await s.close()
-            await ex.close()
         assert stats["duplicates"] >= 20 and stats["gaps"] == 0 and not any(e.kind == "gap" for e in sink.events)
         assert injected >= stats["duplicates"]
         # what the sinks publish (not F_DROP) has strictly increasing seqs per sid
@@ -204,21 +174,13 @@ def test_error_25_ends_the_subscription_and_it_is_renewed(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 60_000, rate=3000)
-        await ex.start()
-        sink = RecordingSink()
-        s = session_for(ex, creds, ex.feed.markets[:2], [sink])
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 60_000, rate=3000, books=2) as (ex, s, sink):
             sids_before = {sub.channel: sub.sid for sub in s.core.table.subs}
             ex.set_faults("error25-after=200")
             await wait_until(lambda: "subscription" in sink.kinds() and s.core.subscribed, 5, "the renewal")
             ex.clear_faults()
             sids_after = {sub.channel: sub.sid for sub in s.core.table.subs}
             await asyncio.sleep(0.3)
-        finally:
-            await s.close()
-            await ex.close()
         ev = next(e for e in sink.events if e.kind == "subscription")
         assert "error 25" in ev.detail and ev.sid in sids_before.values()
         changed = [ch for ch in sids_before if sids_before[ch] != sids_after[ch]]
@@ -234,18 +196,11 @@ def test_error_26_splits_the_markets(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 20_000, markets=10, rate=2000, max_markets=2)
-        await ex.start()
-        sink = RecordingSink()
-        books = tuple(ex.feed.markets[:7])
-        s = session_for(ex, creds, books, [sink])
-        try:
-            await running(ex, s, timeout=5)
+        async with live_session(creds, public, 20_000, markets=10, rate=2000, max_markets=2,
+                                books=7) as (ex, s, sink):
+            books = tuple(ex.feed.markets[:7])
             await wait_until(lambda: len(sink.of_type("book_snapshot")) >= 7, 5, "snapshots")
             subs = [(sub.channel, sub.markets, sub.sid) for sub in s.core.table.subs]
-        finally:
-            await s.close()
-            await ex.close()
         book_subs = [(m, sid) for ch, m, sid in subs if ch == BOOK_CHANNEL]
         assert all(len(m) <= 2 for m, _ in book_subs)
         assert sorted(x for m, _ in book_subs for x in m) == sorted(books)
@@ -263,22 +218,14 @@ def test_get_snapshot_refused_falls_back_to_resubscribe(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 60_000, markets=6, rate=3000)
-        await ex.start()
-        sink = RecordingSink()
-        books = ex.feed.markets[:2]
-        s = session_for(ex, creds, books, [sink])
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 60_000, markets=6, rate=3000, books=2) as (ex, s, sink):
+            books = ex.feed.markets[:2]
             old = next(sub for sub in s.core.table.subs if sub.channel == BOOK_CHANNEL)
             old_sid = old.sid
             # the core believes one more market is on the sid: the exchange answers error 11
             s.core.table.update_markets(old, (*books, "NOT-A-MARKET"))
             s._apply(s.core.request_snapshot(old_sid, books, time.monotonic()))
             await wait_until(lambda: old.sid not in (None, old_sid) and s.core.subscribed, 5, "the renewal")
-        finally:
-            await s.close()
-            await ex.close()
         assert any(e.kind == "subscription" and "get_snapshot failed" in e.detail for e in sink.events)
         assert [f for f in sink.frames if f[1] == "unsubscribed" and f[2] == old_sid]
         assert s.core.renewals == 1
@@ -290,19 +237,11 @@ def test_oversize_frame_closes_and_reconnects(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 60_000, rate=3000)
-        await ex.start()
-        sink = RecordingSink()
-        s = session_for(ex, creds, (), [sink])
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 60_000, rate=3000) as (ex, s, sink):
             first = s.conn
             ex.set_faults("oversize-after=50")
             await wait_until(lambda: s.conn != first and s.core.subscribed, 5, "the reconnect")
             ex.clear_faults()
-        finally:
-            await s.close()
-            await ex.close()
         disc = next(e for e in sink.events if e.kind == "disconnect")
         assert "1048576" in disc.detail or "size" in disc.detail
 
@@ -313,19 +252,12 @@ def test_malformed_and_binary_frames_are_counted_not_fatal(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 60_000, rate=3000)
-        await ex.start()
-        s = session_for(ex, creds, ex.feed.markets[:1])
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 60_000, rate=3000, books=1, record=False) as (ex, s, _):
             ex.set_faults("malformed-every=30,binary-every=40")
             await wait_until(lambda: sum(s.stats()["invalid"].values()) >= 6 and s.stats()["binary_dropped"] >= 3,
                              10, "invalid and binary frames")
             ex.clear_faults()
             stats = s.stats()
-        finally:
-            await s.close()
-            await ex.close()
         assert set(stats["invalid"]) >= {"json", "utf8"} and stats["reconnects"] == 0 and stats["gaps"] == 0
 
     asyncio.run(main())
@@ -336,18 +268,12 @@ def test_spec_split_survives_a_reconnect(keys):
     creds, public = keys
 
     async def main():
-        ex = make_exchange(public, 60_000, markets=6, rate=2000, max_markets=2)
-        await ex.start()
-        s = session_for(ex, creds, ex.feed.markets[:4])
-        try:
-            await running(ex, s)
+        async with live_session(creds, public, 60_000, markets=6, rate=2000, max_markets=2, books=4,
+                                record=False) as (ex, s, _):
             specs = list(s.core.table.specs)
             ex.drop_all()
             first = s.conn
             await wait_until(lambda: s.conn != first and s.core.subscribed, 5, "the reconnect")
-        finally:
-            await s.close()
-            await ex.close()
         assert s.core.splits == 1 and s.core.table.specs == specs
         assert SubscriptionSpec(BOOK_CHANNEL, tuple(ex.feed.markets[:2])) in specs
         assert isinstance(s, KalshiSession)
