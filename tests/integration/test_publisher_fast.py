@@ -127,10 +127,12 @@ def test_a_connection_lost_mid_batch_loses_and_duplicates_nothing(tmp_path):
             pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path)))
             await pub.start()
             assert await pub.wait_connected(10)
-            await publish(pub, bl[:len(bl) // 2], 0.002)
+            half = len(bl) // 2
+            await publish(pub, bl[:half - 1], 0.002)
+            pub.submit(bl[half - 1], CONN)   # written at once; no ack can be read before the abort below
             assert pub.ring.inflight > 0 and pub.ring.batches()   # unacked messages in a live batch
             pub.conn.transport.abort()                 # mid-batch: its unacked messages go again
-            await publish(pub, bl[len(bl) // 2:], 0.002)
+            await publish(pub, bl[half:], 0.002)
             assert await pub.wait_connected(10)
             await settled(pub)
             rep = await pub.close(10)
