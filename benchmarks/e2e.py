@@ -9,7 +9,7 @@ message). Pipelines (interleaved over the rounds, medians reported):
 
 - ``ssmd-fast``: the connector (``e2e_connector.py``: ``runner.Runner``'s objects, ``publish: [raw,
   normalized]``, window 4096), acked JetStream;
-- ``ssmd-fast core``: the same with the publisher in core mode (plain ``HPUB``, no stream, no ack),
+- ``ssmd-fast core``: the same with the publisher in core mode (plain ``PUB``, no stream, no ack),
   on a longer session (``--core-events``);
 - ``(a) websockets + json + nats-py``: ``baselines/ws_json_natspy.py``;
 - ``(b) picows + msgspec + nats-py``: ``baselines/picows_msgspec_natspy.py``;
@@ -60,7 +60,7 @@ PIPELINES = {
     "b": "(b) picows + msgspec + nats-py",
     "c": "(c) raw pipelined JetStream (ceiling)",
     "cf": "(c') raw fast-ingest JetStream (ceiling)",
-    "cc": "(d) raw core HPUB replay (core ceiling)",
+    "cc": "(d) raw core PUB replay (core ceiling)",
 }
 EVENTS_OF = {"core": "core_events", "cc": "core_events", "lat": "lat_events"}
 BASELINE_MODULES = {"a": "benchmarks.baselines.ws_json_natspy", "b": "benchmarks.baselines.picows_msgspec_natspy"}
@@ -195,7 +195,7 @@ def streams(nats_url: str, create=(), delete=()) -> None:
 
 
 async def run_raw_core(host: str, port: int, data: bytes, messages: int) -> dict:
-    """(d): pre-built core ``HPUB`` frames written in 1 MiB pieces (flow control honoured), then a PING:
+    """(d): pre-built core ``PUB`` frames written in 1 MiB pieces (flow control honoured), then a PING:
     its PONG says the server has read them all."""
     reader, writer = await asyncio.open_connection(host, port)
     await reader.readline()                                           # INFO

@@ -8,7 +8,7 @@ benchmark-only differences:
 
 - the meter (``e2e_common.Meter``) starts once the stream is provisioned and the NATS data connection
   is up, just before the sessions connect, and stops at the last ack: start-up is not counted;
-- ``--mode core`` builds the publisher with ``mode="core"`` (plain ``HPUB``, no reply, no ack, no stream);
+- ``--mode core`` builds the publisher with ``mode="core"`` (plain ``PUB``: no header, no reply, no ack, no stream);
 - ``Pacer``: the WebSocket reads pause while the publisher holds more than 2 x window messages
   (core: 4 MiB of unwritten frames) and resume below 1.5 x window (1 MiB) as the acks come in. The
   local exchange replays at full speed; without this the whole session would pile up in the memory
