@@ -109,6 +109,23 @@ def emit(result: dict) -> None:
     sys.stdout.flush()
 
 
+def baseline_main(run: Callable, doc: str, argv: list[str] | None = None) -> int:
+    """The command line every peer-stack baseline shares (e2e.py passes the same options to each):
+    parse, run ``run(args)`` on uvloop, print its RESULT line."""
+    import argparse
+
+    import uvloop
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    for a in ("--url", "--nats", "--key", "--prefix", "--markets"):
+        ap.add_argument(a, required=True)
+    ap.add_argument("--window", type=int, default=4096)
+    ap.add_argument("--idle", type=float, default=1.0)
+    ap.add_argument("--timeout", type=float, default=600.0)
+    emit(uvloop.run(run(ap.parse_args(argv))))
+    return 0
+
+
 def read_result(stdout: str) -> dict:
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):

@@ -73,24 +73,33 @@ class _Raw(asyncio.Protocol):
 async def run_raw(host: str, port: int, frames: list[bytes], inbox: bytes, *, window: int = 4096,
                   chunk: int = 256) -> dict:
     """Publish every frame, wait for every ack; wall time and this process's CPU time."""
+    proto = _Raw(*_chunked(frames, chunk), max(window, chunk), asyncio.get_running_loop().create_future())
+    wall, cpu = await _timed(proto, host, port, b"SUB %s.* 1\r\n" % inbox)
+    return {"messages": len(frames), "wall_s": wall, "cpu_s": cpu, "errors": proto.errors}
+
+
+def _chunked(frames: list[bytes], chunk: int) -> tuple[list[bytes], list[int]]:
+    """The frames joined ``chunk`` at a time, and how many frames each piece holds."""
+    return ([b"".join(frames[k:k + chunk]) for k in range(0, len(frames), chunk)],
+            [min(chunk, len(frames) - k) for k in range(0, len(frames), chunk)])
+
+
+async def _timed(proto, host: str, port: int, sub: bytes) -> tuple[float, float]:
+    """Connect ``proto``, subscribe to its acks, then time ``proto.pump()`` to ``proto.done``: (wall, CPU) s."""
     loop = asyncio.get_running_loop()
-    chunks = [b"".join(frames[k:k + chunk]) for k in range(0, len(frames), chunk)]
-    sizes = [min(chunk, len(frames) - k) for k in range(0, len(frames), chunk)]
-    done = loop.create_future()
-    proto = _Raw(chunks, sizes, max(window, chunk), done)
     proto.ready = loop.create_future()
     transport, _ = await loop.create_connection(lambda: proto, host, port)
     connect = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True, "protocol": 1}
     transport.write(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
     await asyncio.wait_for(proto.ready, 5)
-    transport.write(b"SUB %s.* 1\r\nPING\r\n" % inbox)
+    transport.write(sub + b"PING\r\n")
     await asyncio.sleep(0.05)
     cpu0, t0 = time.process_time(), time.perf_counter()
     proto.pump()
-    await asyncio.wait_for(done, 300)
+    await asyncio.wait_for(proto.done, 300)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     transport.close()
-    return {"messages": len(frames), "wall_s": wall, "cpu_s": cpu, "errors": proto.errors}
+    return wall, cpu
 
 
 # --------------------------------------------------------------------------- fast-ingest ceiling
@@ -138,22 +147,7 @@ async def run_raw_fast(host: str, port: int, frames: list[bytes], inbox: bytes, 
                        chunk: int = 256) -> dict:
     """Publish one fast-ingest batch (``build_fast_frames``), at most ``window`` messages past the last flow
     ack; wall time and this process's CPU time to the commit's answer."""
-    loop = asyncio.get_running_loop()
-    chunks = [b"".join(frames[k:k + chunk]) for k in range(0, len(frames), chunk)]
-    sizes = [min(chunk, len(frames) - k) for k in range(0, len(frames), chunk)]
-    done = loop.create_future()
-    proto = _RawFast(chunks, sizes, max(window, chunk), done)
+    proto = _RawFast(*_chunked(frames, chunk), max(window, chunk), asyncio.get_running_loop().create_future())
     proto.total = len(frames) - 1          # the commit is not a message
-    proto.ready = loop.create_future()
-    transport, _ = await loop.create_connection(lambda: proto, host, port)
-    connect = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True, "protocol": 1}
-    transport.write(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
-    await asyncio.wait_for(proto.ready, 5)
-    transport.write(b"SUB %s.> 1\r\nPING\r\n" % inbox)
-    await asyncio.sleep(0.05)
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    proto.pump()
-    await asyncio.wait_for(done, 300)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    transport.close()
+    wall, cpu = await _timed(proto, host, port, b"SUB %s.> 1\r\n" % inbox)
     return {"messages": len(frames) - 1, "wall_s": wall, "cpu_s": cpu, "errors": proto.errors}

@@ -13,7 +13,6 @@ Measured like every pipeline (``e2e_common.Meter``): from the connect to the las
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import secrets
@@ -25,8 +24,8 @@ from benchmarks.e2e_common import (
     CONTROL_TYPES,
     Meter,
     PeerIds,
+    baseline_main,
     cap_receive_buffer,
-    emit,
     subscribe_commands,
     with_recv_ts,
 )
@@ -105,17 +104,7 @@ async def run(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for a in ("--url", "--nats", "--key", "--prefix", "--markets"):
-        ap.add_argument(a, required=True)
-    ap.add_argument("--window", type=int, default=4096)
-    ap.add_argument("--idle", type=float, default=1.0)
-    ap.add_argument("--timeout", type=float, default=600.0)
-    args = ap.parse_args(argv)
-    import uvloop
-
-    emit(uvloop.run(run(args)))
-    return 0
+    return baseline_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from decimal import Decimal, InvalidOperation
 from itertools import islice
 from operator import itemgetter
@@ -103,7 +104,7 @@ def _apply(book: Book | None, change: tuple) -> Book | None:
     return book
 
 
-class Feed:
+class Feed(ABC):
     """The common part: chunks, checkpoints, snapshots at a position, trimming."""
 
     kind = "feed"
@@ -118,15 +119,17 @@ class Feed:
         return self.total
 
     # -- subclasses
+    @abstractmethod
     def _make_chunk(self, k: int) -> Chunk:
-        raise NotImplementedError
+        """Chunk ``k``, made after chunks 0 .. k-1."""
 
+    @abstractmethod
     def _current_books(self) -> dict[str, Book]:
         """The books after the last chunk made so far."""
-        raise NotImplementedError
 
+    @abstractmethod
     def render(self, market: str, book: Book) -> bytes:
-        raise NotImplementedError
+        """A snapshot frame of ``book`` in the feed's era."""
 
     # -- common
     def chunk(self, k: int) -> Chunk:
