@@ -111,6 +111,16 @@ class NatsServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def lame_duck(self, timeout: float = 60.0) -> None:
+        """SIGUSR2: lame-duck mode (JetStream stops at once, no new clients, the connected ones closed after
+        ``lame_duck_grace_period``, then the server exits); waits for the exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR2)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
     def pause(self) -> None:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGSTOP)

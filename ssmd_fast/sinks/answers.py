@@ -79,6 +79,7 @@ class ServerAnswers:
                 self.ring.add_message(subject, msg_id, payload)
 
     def _on_events(self, events: list) -> None:
+        conn = self.conn   # every answer here came on it (a lame-duck notice closes it on the way)
         for ev in events:
             kind = ev[0]
             if kind == "ack_error" or kind == "fi_err":
@@ -89,7 +90,11 @@ class ServerAnswers:
                         self._reject(pseq, rk)
                     elif kind == "fi_err":
                         self.fast.resend([pseq])   # held by the notice: no later flow ack settles it
+            elif kind == "lame_duck":
+                self._on_lame_duck()
             elif kind == "no_responders":
+                if conn is not None and conn.lame_duck:
+                    continue   # its JetStream stopped, not the stream: resent in order on the next connection
                 self._park(ev[1])
                 if self.ring.fast:
                     self.fast.trouble()
@@ -108,6 +113,16 @@ class ServerAnswers:
             self.fast.drop_dead_starts()
         self._after_acks()
         self._pump()
+
+    def _on_lame_duck(self) -> None:
+        """nats-server entered lame-duck mode: it stopped its JetStream and will close this connection after
+        its grace period. Leave now (another server of the URL list, or this one once restarted): what is
+        unacked stays in the ring and goes out first on the next connection, in order, with its ids."""
+        self.counters["lame_duck"] += 1
+        log.warning("NATS server entered lame-duck mode: reconnecting (%d messages in flight are resent)",
+                    self.ring.inflight)
+        if self.conn is not None:
+            self.conn.close("the server entered lame-duck mode")
 
     def _on_server_error(self, text: str) -> None:
         low = text.lower()

@@ -18,7 +18,9 @@ Guarantees and what happens when NATS is away or slow:
   first into a new batch, as after a reconnect, a gap or a batch the server forgot); new sends wait
   while resends are pending; no answer from the server for ``ack_timeout`` + 0.5 s (at most 2 x
   ``ack_timeout``) with messages in flight forces a reconnect (the server or the path is stalled:
-  under 3 s at the default 2 s deadline); reconnects back off briefly (capped);
+  under 3 s at the default 2 s deadline); reconnects back off briefly (capped); a server's lame-duck
+  notice (INFO ``ldm``: it is stopping its JetStream) closes the connection at once, so what is unacked
+  goes out again in order on the next one instead of being parked on its "no responders" answers;
 - ``submit`` never blocks: frames queue in memory up to ``memory_queue_bytes``; past that, or when the
   oldest message stayed unacked past ``retry_horizon``, everything unacked moves to the ``SpillFile``
   in order and new batches go there too, until the spill is replayed (oldest first, original ids)
@@ -126,8 +128,8 @@ class JetStreamPublisher(ServerAnswers):
         self._last_progress = 0.0
         self._last_acked = 0
         self.counters = {"accepted": 0, "spilled": 0, "replayed": 0, "dead_lettered": 0, "lost": 0,
-                         "connects": 0, "disconnects": 0, "watchdog_reconnects": 0, "resend_writes": 0,
-                         "late_submits": 0}
+                         "connects": 0, "disconnects": 0, "watchdog_reconnects": 0, "lame_duck": 0,
+                         "resend_writes": 0, "late_submits": 0}
         self.rejected: dict[str, int] = {}
         self.lost_reasons: dict[str, int] = {}
 
@@ -277,7 +279,7 @@ class JetStreamPublisher(ServerAnswers):
             "direct_bytes": r.direct_bytes, **self.fast.counters,
             "lost": self.counters["lost"], "lost_reasons": dict(self.lost_reasons),
             "connects": self.counters["connects"], "disconnects": self.counters["disconnects"],
-            "watchdog_reconnects": self.counters["watchdog_reconnects"],
+            "watchdog_reconnects": self.counters["watchdog_reconnects"], "lame_duck": self.counters["lame_duck"],
             "feed_stop_requested": self.feed_stop_requested, "error": self.error,
         }
 

@@ -154,6 +154,7 @@ class DataConnection(asyncio.Protocol):
         self.tls = False
         self._fd = -1
         self.server_info: dict = {}
+        self.lame_duck = False     # the server said (INFO "ldm") that it is going away
         self.writable = True
         self.closed = False
         self.close_reason = ""
@@ -340,6 +341,9 @@ class DataConnection(asyncio.Protocol):
                     self.server_info.update(json.loads(ev[1]))
                 except ValueError:
                     pass
+                if self.server_info.get("ldm") and not self.lame_duck:
+                    self.lame_duck = True
+                    rest.append(("lame_duck",))   # in order: before the answers that follow it
             else:
                 rest.append(ev)
         if rest:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import time
 
 import nats
@@ -169,6 +170,25 @@ def test_server_side_close_is_reported_once():
             srv.kill()
             await _wait(lambda: sink.lost)
             assert len(sink.lost) == 1 and conn.closed
+        run(main())
+    finally:
+        srv.close()
+
+
+def test_lame_duck_notice_becomes_one_event_ahead_of_the_answers_after_it():
+    """nats-server in lame-duck mode sends an INFO with "ldm" (then stops JetStream): the connection flags
+    itself and hands the publisher one ("lame_duck",) event, in order with the answers."""
+    srv = NatsServer(extra_config="lame_duck_duration: 30s\nlame_duck_grace_period: 2s\n").start()
+    try:
+        async def main():
+            sink = Sink()
+            conn, _ = await _open(Endpoint(urls=(srv.url,)), sink)
+            assert not conn.lame_duck
+            srv.proc.send_signal(signal.SIGUSR2)
+            await _wait(lambda: sink.events)
+            assert conn.lame_duck and sink.events == [("lame_duck",)] and conn.server_info["ldm"] is True
+            await _wait(lambda: sink.lost)          # then the server closes the connection (after the grace)
+            assert sink.events == [("lame_duck",)]  # one notice, even if the INFO came again
         run(main())
     finally:
         srv.close()
