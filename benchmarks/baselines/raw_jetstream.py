@@ -44,11 +44,17 @@ class _Raw(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
 
+    def _handshaking(self, data: bytes) -> bool:
+        """Until the PONG that ends the handshake, bytes only go to its buffer."""
+        if self.ready is None or self.ready.done():
+            return False
+        self.buf += data
+        if b"PONG\r\n" in self.buf:
+            self.ready.set_result(None)
+        return True
+
     def data_received(self, data: bytes) -> None:
-        if self.ready is not None and not self.ready.done():
-            self.buf += data
-            if b"PONG\r\n" in self.buf:
-                self.ready.set_result(None)
+        if self._handshaking(data):
             return
         # 3 carried bytes cannot hold a whole "MSG ", so a split one is counted exactly once
         self.acked += (self.tail + data).count(b"MSG ")
@@ -125,10 +131,7 @@ class _RawFast(_Raw):
     """Counts flow acks (every seq <= N stored) instead of one ack per message; done at the commit's answer."""
 
     def data_received(self, data: bytes) -> None:
-        if self.ready is not None and not self.ready.done():
-            self.buf += data
-            if b"PONG\r\n" in self.buf:
-                self.ready.set_result(None)
+        if self._handshaking(data):
             return
         chunk = self.tail + data
         for m in FLOW_SEQ.finditer(chunk):

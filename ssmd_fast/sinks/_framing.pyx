@@ -131,14 +131,21 @@ for _b in range(256):
     TOKEN_CLASS[_b] = 1 if _b == 0x2E else (0 if 0x21 <= _b <= 0x7E and _b != 0x2A and _b != 0x3E else 2)
 
 
+cdef inline void put_pct(char* out, unsigned char b) noexcept:
+    """``b`` as ``%XX`` (subjects.py's escape)."""
+    out[0] = b'%'
+    out[1] = HEXD[b >> 4]
+    out[2] = HEXD[b & 15]
+
+
 cdef Py_ssize_t put_token(char* out, const unsigned char* key, Py_ssize_t n) noexcept:
     """subjects.subject_token, in C."""
-    cdef Py_ssize_t i, w = 0
+    cdef Py_ssize_t i, w = 0, k
     cdef unsigned char b, c
     if n == 0:
         out[0] = b'_'
         return 1
-    if 3 * n <= MAX_TOKEN:  # cannot reach the cap: no per-byte limit checks
+    if 3 * n <= MAX_TOKEN:  # cannot reach the cap: no per-byte limit checks (the common, hot case)
         for i in range(n):
             b = key[i]
             c = TOKEN_CLASS[b]
@@ -149,30 +156,22 @@ cdef Py_ssize_t put_token(char* out, const unsigned char* key, Py_ssize_t n) noe
                 out[w] = b'_'
                 w += 1
             else:
-                out[w] = b'%'
-                out[w + 1] = HEXD[b >> 4]
-                out[w + 2] = HEXD[b & 15]
+                put_pct(out + w, b)
                 w += 3
         return w
     for i in range(n):
         b = key[i]
-        if b == 0x2E:
-            if w + 1 > MAX_TOKEN:
-                break
-            out[w] = b'_'
-            w += 1
-        elif 0x21 <= b <= 0x7E and b != 0x2A and b != 0x3E:
-            if w + 1 > MAX_TOKEN:
-                break
+        c = TOKEN_CLASS[b]
+        k = 3 if c == 2 else 1
+        if w + k > MAX_TOKEN:
+            break
+        if c == 0:
             out[w] = <char>b
-            w += 1
+        elif c == 1:
+            out[w] = b'_'
         else:
-            if w + 3 > MAX_TOKEN:
-                break
-            out[w] = b'%'
-            out[w + 1] = HEXD[b >> 4]
-            out[w + 2] = HEXD[b & 15]
-            w += 3
+            put_pct(out + w, b)
+        w += k
     return w
 
 
@@ -198,9 +197,7 @@ cdef Py_ssize_t put_id_text(char* out, const unsigned char* v, Py_ssize_t n) exc
             out[w] = <char>b
             w += 1
         else:
-            out[w] = b'%'
-            out[w + 1] = HEXD[b >> 4]
-            out[w + 2] = HEXD[b & 15]
+            put_pct(out + w, b)
             w += 3
     return w
 

@@ -89,6 +89,16 @@ async def wait_for(cond, timeout: float, what: str = "condition") -> None:
         await asyncio.sleep(0.01)
 
 
+async def full_stream(url: str, cfg, max_msgs: int):
+    """The connector's stream made beforehand with ``max_msgs`` and discard new (``provision: verify`` keeps
+    it); the NATS connection, to read it back."""
+    nc = await nats.connect(url)
+    want = stream_mod.wanted_config(cfg)
+    want.max_msgs, want.discard = max_msgs, api.DiscardPolicy.NEW
+    await nc.jetstream().add_stream(want)
+    return nc
+
+
 def session(n: int, seed: int = 1) -> list[bytes]:
     return list(generate_session(n, seed=seed, markets=12))
 
@@ -279,10 +289,7 @@ def test_stream_full_with_discard_new_is_dead_lettered_without_hanging(tmp_path)
     with NatsServer() as srv:
         async def main():
             cfg = make_cfg(srv.url, str(tmp_path), provision="verify", publish=("normalized",))
-            nc = await nats.connect(srv.url)
-            want = stream_mod.wanted_config(cfg)
-            want.max_msgs, want.discard = 10, api.DiscardPolicy.NEW
-            await nc.jetstream().add_stream(want)
+            nc = await full_stream(srv.url, cfg, 10)
             pub = JetStreamPublisher(cfg)
             await pub.start()
             for b in bl:

@@ -10,8 +10,17 @@ import re
 import nats
 import pytest
 import uvloop
-from nats.js import api
-from test_publisher import CONN, STREAM, batches, check_stream, expected, make_cfg, session, wait_for
+from test_publisher import (
+    CONN,
+    STREAM,
+    batches,
+    check_stream,
+    expected,
+    full_stream,
+    make_cfg,
+    session,
+    wait_for,
+)
 
 from ssmd_fast.natsserver import NatsServer
 from ssmd_fast.sinks import stream as stream_mod
@@ -148,10 +157,7 @@ def test_rejected_messages_in_a_batch_are_dead_lettered_and_the_batch_goes_on(tm
     with NatsServer() as srv:
         async def main():
             cfg = make_cfg(srv.url, str(tmp_path), provision="verify", publish=("normalized",))
-            want = stream_mod.wanted_config(cfg)
-            want.max_msgs, want.discard = 50, api.DiscardPolicy.NEW
-            nc = await nats.connect(srv.url)
-            await nc.jetstream().add_stream(want)
+            nc = await full_stream(srv.url, cfg, 50)
             pub = JetStreamPublisher(cfg)
             await pub.start()
             await publish(pub, bl)
