@@ -392,7 +392,8 @@ class Verification:
     stream_lost: int = 0            # sent frames missing from the raw messages, or their record from the normalized
     stream_duplicated: int = 0      # extra copies of sent frames / records
     stream_foreign: int = 0         # raw or normalized messages that match nothing sent
-    duplicate_ids: int = 0          # messages sharing a Nats-Msg-Id (or without one)
+    duplicate_ids: int = 0          # messages sharing a Nats-Msg-Id with an earlier one
+    missing_ids: int = 0            # messages without a Nats-Msg-Id (core NATS publishes carry none)
     file_raw: int = 0
     file_normalized: int = 0
     file_events: int = 0
@@ -467,7 +468,8 @@ def verify(sent_file: Path, messages: list, prefix: str, files: Path | None) -> 
     (rl, rd, rf), (nl, nd, nf) = _compare(expected_raw, raw), _compare(expected_norm, norm)
     v.stream_lost, v.stream_duplicated, v.stream_foreign = rl + nl, rd + nd, rf + nf + other
     ids = Counter(m.msg_id for m in messages)
-    v.duplicate_ids = sum(n - 1 for n in ids.values() if n > 1) + ids.get(None, 0)
+    v.missing_ids = ids.pop(None, 0)
+    v.duplicate_ids = sum(n - 1 for n in ids.values() if n > 1)
 
     if files is not None:
         found = [p for p in files.rglob("*") if p.is_file() and "spill" not in p.relative_to(files).parts]
@@ -488,7 +490,8 @@ def verify(sent_file: Path, messages: list, prefix: str, files: Path | None) -> 
     for what, n in (("sent frames rejected by the offline normalizer", v.offline_invalid),
                      ("stream: lost", v.stream_lost), ("stream: duplicated", v.stream_duplicated),
                      ("stream: messages matching nothing sent", v.stream_foreign),
-                     ("stream: repeated or missing message ids", v.duplicate_ids),
+                     ("stream: repeated message ids", v.duplicate_ids),
+                     ("stream: messages without an id", v.missing_ids),
                      ("files: lost", v.file_lost), ("files: duplicated", v.file_duplicated),
                      ("files: lines matching nothing sent", v.file_foreign),
                      ("files: left unfinished (.partial)", v.file_unfinished)):

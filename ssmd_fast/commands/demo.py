@@ -139,6 +139,7 @@ def summarize(pipe, w: dict, ex_stop, v, elapsed: float) -> dict:
         "file_normalized": v.file_normalized, "file_events": v.file_events,
         "lost": v.stream_lost + v.file_lost, "duplicated": v.stream_duplicated + v.file_duplicated,
         "mismatched": v.stream_foreign + v.file_foreign, "duplicate_ids": v.duplicate_ids,
+        "missing_ids": v.missing_ids,
         "stream": {"lost": v.stream_lost, "duplicated": v.stream_duplicated, "mismatched": v.stream_foreign},
         "files": {"lost": v.file_lost, "duplicated": v.file_duplicated, "mismatched": v.file_foreign},
         "msgs_per_second": rate, "acked_messages_per_second": acked_rate,
@@ -165,7 +166,8 @@ def render(s: dict) -> str:
         ("stored in files", n(s["file_records"]), f"raw {s['file_raw']:,} + normalized {s['file_normalized']:,}"),
         ("lost", n(s["lost"]), f"stream {s['stream']['lost']:,}, files {s['files']['lost']:,}"),
         ("duplicated", n(s["duplicated"]),
-         f"stream {s['stream']['duplicated']:,}, files {s['files']['duplicated']:,}; repeated ids {s['duplicate_ids']:,}"),
+         f"stream {s['stream']['duplicated']:,}, files {s['files']['duplicated']:,}; repeated ids {s['duplicate_ids']:,}"
+         + (f", messages without an id {s['missing_ids']:,}" if s.get("missing_ids") else "")),
         ("mismatched", n(s["mismatched"]), "vs the sent bytes / their offline normalization"),
         ("invalid", n(s["invalid"]), "frames the connector's normalizer rejected"),
         ("gaps", n(s["gaps"]), f"reconnects {s['reconnects']:,}"),

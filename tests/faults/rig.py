@@ -74,12 +74,15 @@ def _fmt(v) -> str:
 
 
 def stream_figures(name: str, v, report=None, **extra) -> Figures:
-    """Figures from a ``demo.Verification``: data messages (raw + normalized) expected vs stored."""
+    """Figures from a ``demo.Verification``: data messages (raw + normalized) expected vs stored. Messages
+    without an id (a core-publish control run) are not duplicates: they are reported as ``missing ids``."""
     expected = v.sent + (v.sent - v.offline_invalid)
     stored = v.stream_raw + v.stream_normalized - v.stream_duplicated - v.stream_foreign
     resent = 0
     if report is not None:
         resent = report.get("resent", 0) if isinstance(report, dict) else getattr(report, "resent", 0)
+    if v.missing_ids:
+        extra = {"missing ids": v.missing_ids, **extra}
     return Figures(name, sent=expected, stored=stored, lost=v.stream_lost,
                    duplicated=v.stream_duplicated + v.duplicate_ids, resent=resent, extra=extra)
 
