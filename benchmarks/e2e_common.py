@@ -39,17 +39,26 @@ class Meter:
     ``progress()`` returns a tuple of counters (cheap: it is polled every ``interval`` seconds);
     ``complete()`` says that nothing is outstanding (every message acked, or written in core mode).
     The run is over once complete and no counter moved for ``idle`` seconds. With ``rss_interval``
-    the resident set is sampled with ``messages()`` (the long run's RSS slope)."""
+    the resident set is sampled with ``messages()`` (the long run's RSS slope). With ``warmup`` and
+    ``produced()`` (the messages framed so far) the figures are also kept from the first poll where
+    ``produced()`` reached ``warmup`` to the end (``steady`` in the result), over the messages framed
+    after that poll: those are the work done inside that span (the acks of the window in flight at the
+    poll come in it too, but their work was done before). A run's first messages also pay its start-up
+    (connecting, subscribing, buffers growing to their working size, page faults), which the whole-run
+    figure spreads over a short run."""
 
     def __init__(self, progress: Callable[[], tuple], complete: Callable[[], bool], *, interval: float = 0.05,
                  idle: float = 1.0, timeout: float = 600.0, rss_interval: float = 0.0,
-                 messages: Callable[[], int] | None = None):
+                 messages: Callable[[], int] | None = None, warmup: int = 0,
+                 produced: Callable[[], int] | None = None):
         self.progress, self.complete = progress, complete
         self.interval, self.idle, self.timeout = interval, idle, timeout
         self.rss_interval, self.messages = rss_interval, messages
         self.rss_samples: list[tuple[int, int]] = []
         self.t0 = self.cpu0 = self.t_last = self.cpu_last = self.t_mark = self.cpu_mark = 0.0
         self.ru0 = self.ru_last = None
+        self.warmup, self.produced = (warmup, produced) if produced is not None else (0, None)
+        self.warm: tuple | None = None      # (produced, wall, cpu, rusage) at the poll that passed warmup
 
     def start(self) -> None:
         self.ru0 = self.ru_last = resource.getrusage(resource.RUSAGE_SELF)
@@ -74,6 +83,8 @@ class Meter:
                 else:
                     self.t_last, self.cpu_last = now, time.process_time()
                 self.ru_last = resource.getrusage(resource.RUSAGE_SELF)
+                if self.warmup and self.warm is None and (n := self.produced()) >= self.warmup:
+                    self.warm = (n, now, time.process_time(), self.ru_last)
             if self.rss_interval and now >= next_rss:
                 self.rss_samples.append((self.messages(), rss_bytes()))
                 next_rss = now + self.rss_interval
@@ -90,6 +101,11 @@ class Meter:
                "voluntary_switches": self.ru_last.ru_nvcsw - self.ru0.ru_nvcsw}
         if self.rss_samples:
             out["rss_samples"] = self.rss_samples
+        if self.warm is not None and messages > self.warm[0] and self.t_last > self.warm[1]:
+            n, t, cpu, r = self.warm
+            out["steady"] = {"after": n, "messages": messages - n, "wall_s": self.t_last - t,
+                             "cpu_s": self.cpu_last - cpu, "user_s": self.ru_last.ru_utime - r.ru_utime,
+                             "sys_s": self.ru_last.ru_stime - r.ru_stime}
         out.update(extra)
         return out
 

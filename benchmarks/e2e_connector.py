@@ -9,8 +9,10 @@ benchmark-only differences:
 - the meter (``e2e_common.Meter``) starts once the stream is provisioned and the NATS data connection
   is up, just before the sessions connect, and stops at the last ack: start-up is not counted;
 - ``--mode core`` builds the publisher with ``mode="core"`` (plain ``PUB``: no header, no reply, no ack, no stream);
-- ``Pacer``: the WebSocket reads pause while the publisher holds more than 2 x window messages
-  (core: 4 MiB of unwritten frames) and resume below 1.5 x window (1 MiB) as the acks come in. The
+- ``Pacer``: the WebSocket reads pause while the publisher holds more than 8,192 unacked messages
+  (2 x the default window; core: 4 MiB of unwritten frames) and resume below 6,144 (1 MiB) as the acks
+  come in. The thresholds do not move with ``transport.window``: with the default window about 4,096
+  messages wait in the ring behind it, with a window of 16,384 none do (README Performance). The
   local exchange replays at full speed; without this the whole session would pile up in the memory
   queue (then the spill) at NATS's pace. With it the feed runs at the rate NATS takes it, as in
   steady operation, and the latency figure is that of a saturated pipeline with a bounded queue.
@@ -31,7 +33,8 @@ from ssmd_fast.runner import Runner, spill_directory
 from ssmd_fast.sinks import _framing_py
 from ssmd_fast.sinks.nats import JetStreamPublisher
 
-CORE_HIGH, CORE_LOW = 4 << 20, 1 << 20
+PACE_HIGH, PACE_LOW = 8192, 6144          # unacked messages (JetStream)
+CORE_HIGH, CORE_LOW = 4 << 20, 1 << 20    # unwritten bytes (core)
 
 
 class BenchRunner(Runner):
@@ -51,12 +54,12 @@ class Pacer:
     """A last sink that pauses the sessions' socket reads while the publisher is too far behind (see the
     module docstring); the publisher's read/pump hooks resume them."""
 
-    def __init__(self, runner: BenchRunner, window: int):
+    def __init__(self, runner: BenchRunner):
         self.runner, self.pub = runner, runner.publisher
         self.meter: Meter | None = None
         self.ring = self.pub.ring
         self.core = runner.mode == "core"
-        self.high, self.low = 2 * window, window + window // 2
+        self.high, self.low = PACE_HIGH, PACE_LOW
         self.paused = False
         self.pauses = 0
         self._capped: set[int] = set()
@@ -102,7 +105,7 @@ async def run(args) -> dict:
     creds = KalshiCredentials("bench", Path(args.key).read_text())
     runner = BenchRunner(cfg, creds, args.mode)
     runner._build_sinks()
-    pacer = Pacer(runner, cfg.transport.window)
+    pacer = Pacer(runner)
     pub, ring = runner.publisher, runner.publisher.ring
     await pub.start()
     if not await pub.wait_connected(30):
@@ -127,7 +130,8 @@ async def run(args) -> dict:
             return frames() > 0 and ring.head == ring.tail
 
     meter = Meter(progress, complete, idle=args.idle, timeout=args.timeout, rss_interval=args.rss_interval,
-                  messages=lambda: ring.acked_count if args.mode == "jetstream" else ring.sent)
+                  messages=lambda: ring.acked_count if args.mode == "jetstream" else ring.sent, warmup=args.warmup,
+                  produced=lambda: ring.framed)
     import ssmd_fast.kalshi.connector  # noqa: F401  (imported by _build_sessions: not part of the measure)
 
     pacer.meter = meter
@@ -158,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle", type=float, default=1.0)
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--rss-interval", type=float, default=0.0)
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="also report the figures after this many messages (the run's start-up excluded)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)-7s %(name)s: %(message)s")
     import uvloop
