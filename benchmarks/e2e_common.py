@@ -98,14 +98,16 @@ class Meter:
         out = {"messages": messages, "frames": frames, "wall_s": self.t_last - self.t0,
                "cpu_s": self.cpu_last - self.cpu0, "user_s": self.ru_last.ru_utime - self.ru0.ru_utime,
                "sys_s": self.ru_last.ru_stime - self.ru0.ru_stime, "peak_rss_kib": ru.ru_maxrss,
-               "voluntary_switches": self.ru_last.ru_nvcsw - self.ru0.ru_nvcsw}
+               "voluntary_switches": self.ru_last.ru_nvcsw - self.ru0.ru_nvcsw,
+               "minor_faults": self.ru_last.ru_minflt - self.ru0.ru_minflt}
         if self.rss_samples:
             out["rss_samples"] = self.rss_samples
         if self.warm is not None and messages > self.warm[0] and self.t_last > self.warm[1]:
             n, t, cpu, r = self.warm
             out["steady"] = {"after": n, "messages": messages - n, "wall_s": self.t_last - t,
                              "cpu_s": self.cpu_last - cpu, "user_s": self.ru_last.ru_utime - r.ru_utime,
-                             "sys_s": self.ru_last.ru_stime - r.ru_stime}
+                             "sys_s": self.ru_last.ru_stime - r.ru_stime,
+                             "minor_faults": self.ru_last.ru_minflt - r.ru_minflt}
         out.update(extra)
         return out
 
@@ -135,7 +137,7 @@ def baseline_main(run: Callable, doc: str, argv: list[str] | None = None) -> int
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     for a in ("--url", "--nats", "--key", "--prefix", "--markets"):
         ap.add_argument(a, required=True)
-    ap.add_argument("--window", type=int, default=4096)
+    ap.add_argument("--window", type=int, default=16384)
     ap.add_argument("--idle", type=float, default=1.0)
     ap.add_argument("--timeout", type=float, default=600.0)
     emit(uvloop.run(run(ap.parse_args(argv))))

@@ -10,9 +10,10 @@ benchmark-only differences:
   is up, just before the sessions connect, and stops at the last ack: start-up is not counted;
 - ``--mode core`` builds the publisher with ``mode="core"`` (plain ``PUB``: no header, no reply, no ack, no stream);
 - ``Pacer``: the WebSocket reads pause while the publisher holds more than 8,192 unacked messages
-  (2 x the default window; core: 4 MiB of unwritten frames) and resume below 6,144 (1 MiB) as the acks
-  come in. The thresholds do not move with ``transport.window``: with the default window about 4,096
-  messages wait in the ring behind it, with a window of 16,384 none do (README Performance). The
+  (2 x the default transport.window_min; core: 4 MiB of unwritten frames) and resume below 6,144
+  (1 MiB) as the acks come in. The thresholds do not move with ``transport.window``: once the publisher has measured the
+  ack rate its window (``FlightWindow``: up to 16,384 by default) covers them and no message waits in
+  the ring behind it; with ``--window 4096`` about 4,096 do (README Performance). The
   local exchange replays at full speed; without this the whole session would pile up in the memory
   queue (then the spill) at NATS's pace. With it the feed runs at the rate NATS takes it, as in
   steady operation, and the latency figure is that of a saturated pipeline with a bounded queue.
@@ -147,7 +148,7 @@ async def run(args) -> dict:
     totals = runner.totals()
     messages = ring.acked_count if args.mode == "jetstream" else ring.sent
     result = meter.result(messages, totals["frames"], records=totals["records"], invalid=totals["invalid"],
-                          gaps=totals["gaps"], pauses=pacer.pauses, resent=ring.resent,
+                          gaps=totals["gaps"], pauses=pacer.pauses, resent=ring.resent, window=pub.window.size,
                           latency_counts=counts, **lat)
     report = await runner.shutdown()
     result.update(lost=report.lost, spilled=report.spilled, exit_code=report.exit_code)

@@ -138,7 +138,8 @@ class TransportConfig:
     duplicate_window: float = 120.0
     replicas: int = 1
     max_bytes: int = -1
-    window: int = 4096
+    window: int = 16384      # unacked messages at most (FlightWindow: grows to it from window_min)
+    window_min: int = 4096
     ack_timeout: float = 2.0
     retry_horizon: float = 60.0
     memory_queue_bytes: int = 64 * 2**20
@@ -424,6 +425,7 @@ _TRANSPORT = _section(TransportConfig, {
     "replicas": _int(1, 5),
     "max_bytes": _size(-1),
     "window": _int(1, 1_000_000),
+    "window_min": _int(1, 1_000_000),
     "ack_timeout": _duration(0.05, 600),
     "retry_horizon": _duration(0.1, 86400),
     "memory_queue_bytes": _size(0),

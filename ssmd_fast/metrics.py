@@ -47,6 +47,7 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "rejected": ("counter", "messages rejected by the server (dead-lettered)", ("kind",)),
     "unacked": ("gauge", "messages sent and not yet acknowledged", ()),
     "queue_bytes": ("gauge", "bytes waiting in the in-memory queue", ()),
+    "window": ("gauge", "unacked messages the publisher allows now (follows the ack rate)", ()),
     "spill_pending_bytes": ("gauge", "bytes in the spill file not yet replayed", ()),
     "oldest_unacked_seconds": ("gauge", "age of the oldest unacknowledged message", ()),
     "nats_connected": ("gauge", "1 when the NATS data connection is up", ()),

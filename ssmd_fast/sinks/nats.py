@@ -55,6 +55,7 @@ from ssmd_fast.sinks import _framing_acks_py, framing, natsconn
 from ssmd_fast.sinks.answers import ServerAnswers
 from ssmd_fast.sinks.fastingest import FastIngest
 from ssmd_fast.sinks.file import SinkReport
+from ssmd_fast.sinks.flightwindow import FlightWindow
 from ssmd_fast.sinks.natsconn import AuthFailed, ConnectError, Endpoint
 from ssmd_fast.sinks.parked import ParkedMessages
 from ssmd_fast.sinks.spill import SpillFile, SpillFull
@@ -105,6 +106,7 @@ class JetStreamPublisher(ServerAnswers):
                                         normalized="normalized" in cfg.publish, acked=mode == "jetstream",
                                         fast=cfg.batching and mode == "jetstream", batch_max=batch_length)
         self.parser = framing.AckParser(self.ring, self.inbox)
+        self.window = FlightWindow(cfg.window_min, cfg.window, cfg.ack_timeout)
         self.encoder = self.ring.encoder
         self.fast = FastIngest(self)
         self.parked = ParkedMessages(retry=cfg.ack_timeout, horizon=cfg.retry_horizon)
@@ -268,7 +270,8 @@ class JetStreamPublisher(ServerAnswers):
         return {
             "connected": self.conn is not None, "store": self.store, "mode": self.mode,
             "published": self.counters["accepted"], "sent": r.sent, "acked": r.acked_count,
-            "duplicates": p.duplicates, "resent": r.resent, "inflight": r.inflight, "queued": r.queued,
+            "duplicates": p.duplicates, "resent": r.resent, "inflight": r.inflight, "window": self.window.size,
+            "queued": r.queued,
             "queued_bytes": r.queued_bytes, "spilled": self.counters["spilled"],
             "replayed": self.counters["replayed"],
             "spill_pending": self.spill.pending_records if self.spill is not None and not self._closed else 0,
@@ -305,7 +308,7 @@ class JetStreamPublisher(ServerAnswers):
         conn = self.conn
         if conn is None or self.ring.resends_pending:
             return
-        ring, window, now, fast = self.ring, self.cfg.window, self.clock(), self.ring.fast
+        ring, window, now, fast = self.ring, self.window.size, self.clock(), self.ring.fast
         wrote = False
         while conn.writable:
             if fast and not self.fast.ready(window):
@@ -489,6 +492,7 @@ class JetStreamPublisher(ServerAnswers):
         """Deadlines: resend, watchdog, parked messages, retry horizon, replay, spill fsync."""
         now = self.clock()
         ring, cfg = self.ring, self.cfg
+        self.window.sample(ring.acked_count, ring.tail != ring.head, now)
         answers = self.parser.replies  # the server is alive
         if answers != self._last_acked or ring.inflight == 0:
             self._last_acked = answers

@@ -225,3 +225,31 @@ def test_per_message_acks_when_batches_are_off_unsupported_or_turned_off(tmp_pat
             assert (s["batches"] > 0) == (how == "mid-run")
             check_stream(await read_stream(srv.url, STREAM, timeout=20), want)
         uvloop.run(main())
+
+
+def test_the_window_follows_the_ack_rate_from_window_min_up_to_window(tmp_path):
+    """A backlog far beyond window_min, submitted at once: after a sample of the server's ack rate the window
+    grows, more messages go unacked at once than window_min allows, never more than transport.window, and
+    everything is stored once without a resend (FlightWindow)."""
+    bl = batches(session(30000), size=200)
+    want = expected(bl)
+    with NatsServer() as srv:
+        async def main():
+            pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path), window_min=500, window=6000, ack_timeout=2.0))
+            await pub.start()
+            assert await pub.wait_connected(10)
+            for b in bl:
+                pub.submit(b, CONN)
+            peak, sizes = 0, {pub.window.size}
+            for _ in range(20_000):                       # bounded: ~1 ms a turn
+                if pub.ring.head == pub.ring.tail:
+                    break
+                peak = max(peak, pub.ring.inflight)
+                sizes.add(pub.window.size)
+                await asyncio.sleep(0.001)
+            rep = await pub.close(10)
+            assert min(sizes) == 500 and max(sizes) == 6000, sizes
+            assert 500 < peak <= 6000
+            assert rep.lost == 0 and rep.stats["resent"] == 0 and rep.written == len(want)
+            check_stream(await read_stream(srv.url, STREAM, timeout=20), want)
+        uvloop.run(main())

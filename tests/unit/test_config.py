@@ -164,6 +164,8 @@ def test_transport_none_with_storage():
      "exchange.orderbook.markets[0]: not a valid market ticker"),
     ("name: a\nfeed: kalshi\ntransport: {type: nats, url: nats://h:1}\nexchange: {orderbook: {max_markets_per_subscription: 0}}\n",
      "exchange.orderbook.max_markets_per_subscription: must lie in 1..100000; got 0"),
+    ("name: a\nfeed: kalshi\ntransport: {type: nats, url: nats://h:1, window_min: 0}\n",
+     "transport.window_min: must lie in 1..1000000; got 0"),
     ("name: a\nfeed: kalshi\ntransport: {type: nats, url: nats://h:1}\nexchange: {url: 'https://x/y'}\n",
      "exchange.url: expected a ws:// or wss:// URL"),
     ("name: a\nfeed: kalshi\ntransport: {type: nats, url: nats://h:1}\nexchange: {stale_after: soon}\n",
