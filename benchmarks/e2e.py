@@ -495,7 +495,8 @@ def write_results(summary: dict, out_dir: Path = RESULTS, name: str = "e2e") -> 
     path = out_dir / f"{name}-{stamp}.json"
     text = json.dumps(summary, indent=1)
     path.write_text(text)
-    (out_dir / "latest.json").write_text(text)
+    if name == "e2e":       # latest.json (the chart's and README's source) is the scoreboard run's, never the long run's
+        (out_dir / "latest.json").write_text(text)
     return path
 
 
