@@ -489,7 +489,8 @@ class JetStreamPublisher(ServerAnswers):
             self.tick()
 
     def tick(self) -> None:
-        """Deadlines: resend, watchdog, parked messages, retry horizon, replay, spill fsync."""
+        """The window's measure of the ack rate; deadlines: resend, watchdog, parked messages, retry horizon,
+        replay, spill fsync."""
         now = self.clock()
         ring, cfg = self.ring, self.cfg
         self.window.sample(ring.acked_count, ring.tail != ring.head, now)
