@@ -105,7 +105,8 @@ cdef class PublishRing:
                         Py_ssize_t mid_len, const char* pay, Py_ssize_t pay_len, uint8_t origin) except? 0
     cdef Py_ssize_t _id_stem(self, char* mid, FrameEntry* e, FrameBatch b, bint has_tid, bytes conn_text,
                              uint64_t counter) except -1
-    cdef void _patch(self, OutMsg* e, Batch* b) noexcept
+    cdef Py_ssize_t _patch_begin(self, Batch* b, char* run) noexcept
+    cdef void _patch(self, OutMsg* e, Batch* b, char* run, Py_ssize_t run_len) noexcept
     cdef void _track(self, Batch* b, uint64_t pseq, OutMsg* e)
     cdef Batch* _batch(self, uint32_t bno) noexcept
     cdef bint ack_c(self, uint64_t pseq, bint duplicate) noexcept

@@ -5,6 +5,7 @@
 
 cdef enum:
     PATCH_AHEAD = 8   # messages between a prefetch of a reply and its patch
+    REPLY_RUN = 48    # "{bno:08x}.{flow}.ok.{seq:07d}.{op}": 8 + 1 + 4 + 4 + 7 + 2 bytes at most
 
 
 cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_bytes, int fd):
@@ -13,7 +14,8 @@ cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_
     cdef OutMsg* z
     cdef OutMsg* e
     cdef Batch* b = NULL
-    cdef Py_ssize_t size = 0, lo, n
+    cdef Py_ssize_t size = 0, lo, n, run_len = 0
+    cdef char run[REPLY_RUN]
     cdef bytes data
     if r.head + <uint64_t>window < end:
         end = r.head + <uint64_t>window
@@ -37,6 +39,8 @@ cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_
             end = p
             break
         p += 1
+    if b != NULL:
+        run_len = r._patch_begin(b, run)
     p = first
     while p < end:
         e = r._at(p)
@@ -44,7 +48,7 @@ cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_
             if p + PATCH_AHEAD < end:  # the log is cold by now (queued behind the window): overlap the misses
                 z = r._at(p + PATCH_AHEAD)
                 __builtin_prefetch(r.buf + (z.pos - r.base) + z.rep_off, 1, 3)
-            r._patch(e, b)
+            r._patch(e, b, run, run_len)
         r.queued_bytes -= e.len
         e.state = S_SENT
         e.attempts = 1
@@ -72,7 +76,8 @@ cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_
 
 
 cdef bytes r_resend(PublishRing r, list pseqs, double now):
-    cdef Py_ssize_t total = 0, w = 0
+    cdef Py_ssize_t total = 0, w = 0, run_len = 0
+    cdef char run[REPLY_RUN]
     cdef uint64_t p
     cdef OutMsg* e
     cdef Batch* b = NULL
@@ -84,6 +89,7 @@ cdef bytes r_resend(PublishRing r, list pseqs, double now):
         b = r._batch(r.cur_batch)
         if b == NULL or b.next_seq != 1:
             raise RuntimeError("fast-ingest resends go first into a new batch (open_batch)")
+        run_len = r._patch_begin(b, run)
     for p in pseqs:
         total += r._at(p).len
     out = PyBytes_FromStringAndSize(NULL, total)
@@ -91,7 +97,7 @@ cdef bytes r_resend(PublishRing r, list pseqs, double now):
     for p in pseqs:
         e = r._at(p)
         if b != NULL:
-            r._patch(e, b)
+            r._patch(e, b, run, run_len)
             r._track(b, p, e)
         e.held = 0
         if e.attempts == 1:

@@ -77,6 +77,24 @@ def test_sends_patch_batch_seq_and_op_into_fixed_width_replies(impl):
     assert ring.tail_state() == (5, 2.0, 1.0, 100)
 
 
+def test_seqs_count_on_across_sends_and_digit_carries(impl):
+    """Each send writes its first reply's fields once and moves the seq on per message (carries at 9, 99,
+    999 ...), within one send and from one send to the next; a resend batch starts again at seq 1."""
+    _, fr = impl
+    ring = _fast(fr, 1205)
+    ring.gate_starts = False
+    bno = ring.open_batch()
+    sends = []
+    while (d := ring.take(1 << 20, 0.0, 4096)) is not None and len(sends) < 1205:   # sends of ~4 KiB
+        sends.append(d)
+    assert len(sends) > 10
+    assert replies(b"".join(sends)) == [(bno, k, 0 if k == 1 else 1) for k in range(1, 1206)]
+    ring.commit_batch()
+    again = ring.open_batch()
+    sent = replies(ring.resend(list(range(ring.head, ring.head + 12)), 1.0))
+    assert sent == [(again, k, 0 if k == 1 else 1) for k in range(1, 13)]
+
+
 def test_ungated_starts_send_the_whole_window_at_once(impl):
     _, fr = impl
     ring = _ring(fr, 5, fast=True)
