@@ -31,6 +31,9 @@ from ssmd_fast.sequencer import Sequencer
 
 log = logging.getLogger("ssmd_fast.kalshi.session")
 
+# Bytes one socket read may bring (see BoundedReads).
+READ_SIZE = 128 * 1024
+
 _REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
                    errno.ENETUNREACH, errno.EPIPE}
 # listener counters folded into the session totals when a connection ends
@@ -66,6 +69,41 @@ def make_ssl_context(url: str, ca_file: str | None = None, verify: bool = True) 
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+class BoundedReads(asyncio.BufferedProtocol):
+    """Stands between the socket and picows' protocol so that one read brings at most ``size`` bytes.
+
+    picows offers its whole read buffer to every read and doubles it whenever a read fills it, so after a
+    backlog (a pause, a slow NATS, a replay at full speed) single reads of 1-2 MiB arrive: thousands of
+    frames normalized into batch buffers of that size, framed into the publish log, then sent. Each stage
+    then streams through megabytes that the previous one pushed out of the CPU's caches, and the buffers
+    grow (page faults) to fit the burst. Bounded reads keep one read's frames, records and frames-to-send
+    within the L2 cache and the buffers small; the event loop still reads 256 KiB per turn
+    (aiofastnet), so a backlog costs one more read call per 128 KiB, nothing per frame.
+    """
+
+    def __init__(self, inner, size: int = READ_SIZE):
+        self._inner, self._size = inner, size
+        self.buffer_updated = inner.buffer_updated      # bound once: no extra Python frame per read
+
+    def get_buffer(self, sizehint: int):
+        return self._inner.get_buffer(sizehint)[:self._size]
+
+    def connection_made(self, transport) -> None:
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc) -> None:
+        self._inner.connection_lost(exc)
+
+    def eof_received(self):
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
 
 
 class KalshiSession:
@@ -169,6 +207,8 @@ class KalshiSession:
 
     async def _serve(self, transport) -> None:
         self.transport = transport
+        sock = transport.underlying_transport
+        sock.set_protocol(BoundedReads(sock.get_protocol()))
         self._disconnect_reason = None
         self._unsubscribed.clear()
         self._apply(self.core.on_connected(self.conn, time.monotonic()))

@@ -8,7 +8,7 @@ from ssmd_fast._normalize cimport FrameBatch, FrameEntry
 
 
 cdef struct OutMsg:
-    uint64_t pos          # absolute position of the frame in the log (buf[0] is at `base`)
+    uint64_t pos          # offset of the frame in the circular log `buf`
     uint32_t len          # whole frame: protocol line, headers, payload, CRLF
     uint32_t subj_len     # the subject starts at pos + subj_off
     uint32_t id_off       # Nats-Msg-Id value, relative to pos (core: no header, id_len 0)
@@ -46,9 +46,8 @@ cdef class PublishRing:
     cdef OutMsg* ents
     cdef uint64_t cap_mask            # entry capacity - 1 (a power of two)
     cdef char* buf
-    cdef Py_ssize_t buf_len
+    cdef Py_ssize_t wpos              # where the next frame goes in the circular log
     cdef Py_ssize_t buf_cap
-    cdef uint64_t base
     cdef bytes prefix_b
     cdef bytes inbox_b
     cdef bytes feed_b

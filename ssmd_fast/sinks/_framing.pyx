@@ -56,7 +56,6 @@ cdef enum:
     B_MAX = 999999
     SEQ_W = 7
     NSLOTS = 16
-    BIG_BUFFER = 64 << 20
     MAX_TOKEN = 1024
     MAX_ID_TEXT = 256
     HDR_HEAD_LEN = 23
@@ -203,6 +202,7 @@ cdef Py_ssize_t put_id_text(char* out, const unsigned char* v, Py_ssize_t n) exc
 
 
 include "_framing_batches.pxi"
+include "_framing_log.pxi"
 include "_framing_moves.pxi"
 include "_framing_ring.pxi"
 include "_framing_acks.pxi"

@@ -117,7 +117,7 @@ cdef bint b_ack(PublishRing r, uint32_t bno, uint32_t seq, uint32_t flow):
                     cursor = p
             else:
                 # the subject is read before the ack: an emptied ring moves its base (not its memory)
-                subj = r.buf + (e.pos - r.base) + e.subj_off
+                subj = r.buf + e.pos + e.subj_off
                 subj_len = e.subj_len
                 r.ack_c(p, False)
         p += 1

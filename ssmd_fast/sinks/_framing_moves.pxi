@@ -33,11 +33,14 @@ cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_
     if end <= first:
         return None
     p = first
-    while p < end:  # at least one frame; then up to max_bytes
-        size += r._at(p).len
-        if size > max_bytes and p > first:
+    z = r._at(first)
+    while p < end:  # at least one frame; then up to max_bytes, and never across the log's wrap
+        e = r._at(p)
+        size += e.len
+        if p > first and (size > max_bytes or e.pos != z.pos + z.len):
             end = p
             break
+        z = e
         p += 1
     if b != NULL:
         run_len = r._patch_begin(b, run)
@@ -47,7 +50,7 @@ cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_
         if b != NULL:
             if p + PATCH_AHEAD < end:  # the log is cold by now (queued behind the window): overlap the misses
                 z = r._at(p + PATCH_AHEAD)
-                __builtin_prefetch(r.buf + (z.pos - r.base) + z.rep_off, 1, 3)
+                __builtin_prefetch(r.buf + z.pos + z.rep_off, 1, 3)
             r._patch(e, b, run, run_len)
         r.queued_bytes -= e.len
         e.state = S_SENT
@@ -61,7 +64,7 @@ cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_
         b.last_send = now
     a = r._at(first)
     z = r._at(end - 1)
-    lo = <Py_ssize_t>(a.pos - r.base)
+    lo = <Py_ssize_t>a.pos
     n = <Py_ssize_t>(z.pos + z.len - a.pos)
     data = r_write_fd(r, fd, lo, n) if fd >= 0 else PyBytes_FromStringAndSize(r.buf + lo, n)
     r.send_next = end
@@ -104,7 +107,7 @@ cdef bytes r_resend(PublishRing r, list pseqs, double now):
             r.resends_pending += 1
         e.attempts += 1
         e.sent_at = now
-        memcpy(o + w, r.buf + (e.pos - r.base), e.len)
+        memcpy(o + w, r.buf + e.pos, e.len)
         w += e.len
     if b != NULL:
         b.last_send = now
@@ -136,7 +139,7 @@ cdef int r_reframe(PublishRing r, int mode) except -1:
     p = r.head
     while p < r.tail:
         e = r._at(p)
-        o = r.buf + (e.pos - r.base)
+        o = r.buf + e.pos
         subj, subj_len = o + e.subj_off, e.subj_len
         mid, mid_len = o + e.id_off, e.id_len
         pay, pay_len = o + e.pay_off, e.pay_len
@@ -152,8 +155,7 @@ cdef int r_reframe(PublishRing r, int mode) except -1:
     free(r.buf)
     r.buf = nb
     r.buf_cap = cap
-    r.buf_len = w
-    r.base = 0
+    r.wpos = w
     return 0
 
 
@@ -188,7 +190,7 @@ cdef list r_extract(PublishRing r, uint64_t from_pseq, bint include_spill):
         if e.attempts > 1 and e.state == S_SENT:
             r.resends_pending -= 1
         p += 1
-    r.buf_len = <Py_ssize_t>(r._at(start).pos - r.base)
+    r.wpos = <Py_ssize_t>r._at(start).pos     # the held frames before `start` all lie before it
     if start == r.head and r.send_next > start:
         r.head = r.tail = r.send_next    # skip the numbers that went out
     else:
@@ -196,6 +198,5 @@ cdef list r_extract(PublishRing r, uint64_t from_pseq, bint include_spill):
         if r.send_next > start:
             r.send_next = start
     if r.head == r.tail:
-        r.base += <uint64_t>r.buf_len
-        r.buf_len = 0
+        r.wpos = 0
     return out

@@ -241,7 +241,8 @@ class PublishRing(FastBatches):
 
     @property
     def retained_bytes(self) -> int:
-        return len(self._buf)
+        """Bytes of the frames from the oldest unsettled one to the newest (what resends or a spill may need)."""
+        return sum(e[_LEN] for e in self._entries)
 
     def can_send(self, window: int) -> bool:
         """Queued frames that fit in ``window`` unacked messages?"""

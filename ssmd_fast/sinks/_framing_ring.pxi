@@ -45,8 +45,7 @@ cdef class PublishRing:
         self.buf = <char*>malloc(self.buf_cap)
         if self.ents == NULL or self.buf == NULL:
             raise MemoryError()
-        self.buf_len = 0
-        self.base = 0
+        self.wpos = 0
         self.head = self.tail = self.send_next = 1
         self._oversized = []
         self._counters = {}
@@ -71,30 +70,7 @@ cdef class PublishRing:
     # ------------------------------------------------------------------ memory
 
     cdef int _reserve(self, Py_ssize_t n) except -1:
-        cdef Py_ssize_t dead, cap
-        cdef char* nb
-        if self.buf_len + n <= self.buf_cap:
-            return 0
-        dead = <Py_ssize_t>(self.ents[self.head & self.cap_mask].pos - self.base) if self.head < self.tail \
-            else self.buf_len
-        # compact (move the live frames to the front) only when that frees 3x what it moves, or the
-        # buffer is already large; else grow: a live byte is moved at most ~1/3 time per byte framed
-        if dead > 0 and (dead >= 3 * (self.buf_len - dead)
-                         or (self.buf_cap >= BIG_BUFFER and dead * 2 >= self.buf_len)):
-            memmove(self.buf, self.buf + dead, self.buf_len - dead)
-            self.buf_len -= dead
-            self.base += dead
-        if self.buf_len + n <= self.buf_cap:
-            return 0
-        cap = self.buf_cap * 2
-        while cap < self.buf_len + n:
-            cap *= 2
-        nb = <char*>realloc(self.buf, cap)
-        if nb == NULL:
-            raise MemoryError()
-        self.buf = nb
-        self.buf_cap = cap
-        return 0
+        return log_reserve(self, n)     # _framing_log.pxi
 
     cdef int _grow_entries(self, uint64_t need) except -1:
         """Room for ``need`` entries from the head."""
@@ -187,8 +163,8 @@ cdef class PublishRing:
             self.oversized += 1
             return 0
         e = &self.ents[pseq & self.cap_mask]
-        w = self._write_frame(self.buf + self.buf_len, e, pseq, s1, n1, s2, n2, mid, mid_len, pay, pay_len)
-        e.pos = self.base + <uint64_t>self.buf_len
+        w = self._write_frame(self.buf + self.wpos, e, pseq, s1, n1, s2, n2, mid, mid_len, pay, pay_len)
+        e.pos = <uint64_t>self.wpos
         e.attempts = 0
         e.state = S_QUEUED
         e.origin = origin
@@ -198,7 +174,7 @@ cdef class PublishRing:
         e.first_sent = 0.0
         e.sent_at = 0.0
         e.recv_ns = self._recv_ns
-        self.buf_len += w
+        self.wpos += w
         self.tail += 1
         self.queued_bytes += w
         self.framed += 1
@@ -321,7 +297,13 @@ cdef class PublishRing:
 
     @property
     def retained_bytes(self):
-        return self.buf_len
+        """Bytes of the frames from the oldest unsettled one to the newest (what resends or a spill may need)."""
+        cdef Py_ssize_t n = 0
+        cdef uint64_t p = self.head
+        while p < self.tail:
+            n += self._at(p).len
+            p += 1
+        return n
 
     def can_send(self, Py_ssize_t window):
         cdef uint64_t end = self.tail
@@ -353,7 +335,7 @@ cdef class PublishRing:
         """Write batch, seq and op (``run``, from ``_patch_begin``) into a fast frame's reply (fixed widths),
         assign it to ``b`` and move ``run`` on to the next seq."""
         cdef Py_ssize_t i = run_len - 3     # the seq's last digit
-        memcpy(self.buf + (e.pos - self.base) + e.rep_off, run, run_len)
+        memcpy(self.buf + e.pos + e.rep_off, run, run_len)
         e.bno = b.bno
         e.bseq = b.next_seq
         e.held = 0
@@ -368,7 +350,7 @@ cdef class PublishRing:
         if b.cursor == 0:
             b.cursor = pseq
             self._first_subj[b.bno & (NSLOTS - 1)] = PyBytes_FromStringAndSize(
-                self.buf + (e.pos - self.base) + e.subj_off, e.subj_len)
+                self.buf + e.pos + e.subj_off, e.subj_len)
         if pseq > b.last_pseq:
             b.last_pseq = pseq
 
@@ -532,12 +514,11 @@ cdef class PublishRing:
             self.head += 1
         if self.send_next < self.head:
             self.send_next = self.head
-        if self.head == self.tail:  # all acked: start over at the front, nothing to move
-            self.base += <uint64_t>self.buf_len
-            self.buf_len = 0
+        if self.head == self.tail:  # all acked: start over at the front (the memory most recently used)
+            self.wpos = 0
 
     cdef tuple _message(self, OutMsg* e):
-        cdef const char* o = self.buf + (e.pos - self.base)
+        cdef const char* o = self.buf + e.pos
         return (PyBytes_FromStringAndSize(o + e.subj_off, e.subj_len),
                 PyBytes_FromStringAndSize(o + e.id_off, e.id_len),
                 PyBytes_FromStringAndSize(o + e.pay_off, e.pay_len), e.origin)
@@ -583,7 +564,7 @@ cdef class PublishRing:
         while p < self.send_next:
             e = self._at(p)
             if e.state == S_SENT and e.subj_len == <uint32_t>PyBytes_GET_SIZE(s) and \
-                    memcmp(self.buf + (e.pos - self.base) + e.subj_off, PyBytes_AS_STRING(s), e.subj_len) == 0:
+                    memcmp(self.buf + e.pos + e.subj_off, PyBytes_AS_STRING(s), e.subj_len) == 0:
                 return p
             p += 1
         return 0

@@ -285,3 +285,41 @@ def test_connector_slow_consumer_overflow_is_counted_and_reported(keys):
 def test_flags_mark_what_sinks_skip(keys):
     """Sanity of the contract with the sinks: F_DROP = duplicate | suppressed."""
     assert F_DROP == F_DUPLICATE | F_SUPPRESSED
+
+
+def test_reads_after_a_backlog_are_bounded(keys):
+    """The socket fills while the session's reads are paused (a slow sink, NATS away); once reading again
+    each socket read, so each batch, brings at most READ_SIZE bytes of frames, and nothing is lost."""
+    from ssmd_fast.kalshi.session import READ_SIZE
+
+    creds, public = keys
+
+    class BatchSizes:
+        def __init__(self):
+            self.sizes: list[int] = []
+
+        def submit(self, batch, conn) -> None:
+            self.sizes.append(sum(len(batch.raw(i)) for i in range(len(batch))))
+
+        def submit_event(self, event) -> None:
+            pass
+
+    async def main():
+        async with live_session(creds, public, 30_000, markets=6, rate=0, books=2) as (ex, s, sink):
+            sizes = BatchSizes()
+            s.sinks.append(sizes)
+            s.transport.underlying_transport.pause_reading()
+            await asyncio.sleep(0.5)                  # the exchange fills the socket buffers meanwhile
+            s.transport.underlying_transport.resume_reading()
+
+            def caught_up() -> bool:
+                st = ex.stats()
+                return st["position"] >= st["events"] and len(sink.frames) == st["frames_total"]
+
+            await wait_until(caught_up, 20, "every frame the exchange sent")
+        assert max(sizes.sizes) <= READ_SIZE
+        assert sum(x > READ_SIZE // 2 for x in sizes.sizes) >= 5       # the backlog came in full reads
+        assert len(sink.frames) > 10_000 and all(f[4] == 0 for f in sink.frames)  # no gap, no duplicate
+        assert s.stats()["gaps"] == 0
+
+    asyncio.run(main())

@@ -305,6 +305,89 @@ def test_core_mode_frames_plain_pub_and_retires_on_send(impl):
     assert fr.PublishRing(PREFIX, INBOX, acked=False, max_payload=9).add_message(b"s", b"i", b"x" * 10) == 0
 
 
+def _log_schedule(fr, seed: int) -> tuple[list, int]:
+    """A seeded mix of framing, sends capped in bytes, in-order and out-of-order acks, resends and tail
+    extracts: what goes out (each take's messages), and the ring's retained bytes at the end. The compiled
+    ring's log is circular (frames wrap to its front, the buffer is laid out again when full); the twin's
+    is a bytearray: the same schedule must give the same messages in the same sends."""
+    import random
+
+    rnd = random.Random(seed)
+    ring = fr.PublishRing(PREFIX, INBOX, acked=True)
+    out, k = [], 0
+    for _ in range(400):                       # bounded: 400 steps
+        for _ in range(rnd.randrange(0, 60)):
+            ring.add_message(b"s.%d" % k, b"id-%d" % k, bytes([65 + k % 26]) * rnd.choice((1, 90, 700, 3000)))
+            k += 1
+        window, most = rnd.choice((50, 400, 5000)), rnd.choice((600, 20_000, 1 << 20))
+        msgs = []
+        while (data := ring.take(window, 1.0, most)) is not None:   # a send never spans the compiled log's wrap
+            msgs += parse_hpub(data)
+        out.append(("take", msgs))
+        sent = list(range(ring.head, ring.send_next))
+        for p in sent[:rnd.randrange(0, len(sent) + 1)]:
+            if rnd.random() < 0.9:             # some stay unacked: the head stops at them
+                ring.ack(p)
+        if sent and rnd.random() < 0.1:
+            out.append(("resend", parse_hpub(ring.resend([p for p in sent if rnd.random() < 0.3], 2.0) or b"")))
+        if rnd.random() < 0.05:
+            out.append(("extract", ring.extract(ring.send_next)))
+    return out, ring.retained_bytes
+
+
+def test_circular_log_sends_what_the_twin_sends():
+    (_, fc), (_, fp) = _impl("cython"), _impl("python")
+    for seed in range(6):
+        compiled, held_c = _log_schedule(fc, seed)
+        twin, _ = _log_schedule(fp, seed)
+        assert compiled == twin, f"seed {seed}"
+        assert sum(len(m) for what, m in compiled if what == "take") > 1000
+        assert held_c > 0 or not compiled
+
+
+def test_circular_log_reuses_its_memory_at_a_steady_rate(impl):
+    """A steady flow with ~2 MB held: the compiled log wraps to its front over and over; every message goes
+    out once, in order, and only what is unacked is held."""
+    _, fr = impl
+    ring = fr.PublishRing(PREFIX, INBOX)
+    payload = b"q" * 700
+    got = []
+    for round_ in range(200):                  # bounded: 200 rounds x 300 messages, ~2,800 held
+        for k in range(300):
+            ring.add_message(b"s", b"%d" % (round_ * 300 + k), payload)
+        while (data := ring.take(10_000, 0.0, 64_000)) is not None:
+            got += [int(i) for _, _, i, _ in parse_hpub(data)]
+        for p in range(ring.head, ring.send_next - 2800):
+            ring.ack(p)
+        assert ring.retained_bytes <= 3100 * 760
+    assert got == list(range(200 * 300))
+
+
+def test_circular_log_grows_with_frames_wrapped_to_its_front(impl):
+    """Frames that wrapped to the front of the compiled log, then a burst that needs a larger buffer: every
+    held message is still sent, resent and extracted whole and in order."""
+    _, fr = impl
+    ring = fr.PublishRing(PREFIX, INBOX)
+    for k in range(40):                         # ~40 KB in the first 64 KiB buffer
+        ring.add_message(b"s", b"a%d" % k, b"x" * 1000)
+    assert len(parse_hpub(ring.take(100, 0.0))) == 40
+    for p in range(1, 31):                      # the oldest 30 acked: the front is free again
+        ring.ack(p)
+    for k in range(25):                         # these wrap to the front
+        ring.add_message(b"s", b"b%d" % k, b"y" * 1000)
+    for k in range(200):                        # no room left: a larger buffer
+        ring.add_message(b"s", b"c%d" % k, b"z" * 1000)
+    ids = []
+    while (data := ring.take(1000, 1.0, 30_000)) is not None:
+        ids += [i for _, _, i, _ in parse_hpub(data)]
+    want = [b"b%d" % k for k in range(25)] + [b"c%d" % k for k in range(200)]
+    assert ids == want
+    assert [i for _, _, i, _ in parse_hpub(ring.resend(list(range(31, 41)), 2.0))] == [b"a%d" % k for k in range(30, 40)]
+    held = ring.extract(31)
+    assert [m[1] for m in held] == [b"a%d" % k for k in range(30, 40)] + want
+    assert all(len(m[2]) == 1000 for m in held)
+
+
 def test_ring_grows_and_compacts_under_sustained_traffic(impl):
     _, fr = impl
     ring = fr.PublishRing(PREFIX, INBOX)
