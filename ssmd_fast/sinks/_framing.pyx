@@ -33,6 +33,106 @@ cdef extern from *:
     int __builtin_clzll(unsigned long long) nogil
     void __builtin_prefetch(const void*, int, int) nogil
 
+# Byte moves of the framer. Most pieces of a frame (subject head, token, reply, id) are 5-64 bytes: a libc
+# memcpy call per piece was a good part of the framing's instructions, so those are copied inline with
+# two to four overlapping loads and stores (reading and writing only [s, s+n) and [d, d+n)).
+# ssmd_token16 makes a subject token of 16 key bytes at a time: '.' becomes '_'; any byte that needs a
+# %-escape (outside 0x21..0x7E, '*', '>') sends the caller to the byte loop (put_token).
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    static inline void ssmd_copy_short(char* d, const char* s, size_t n) {
+    #if defined(__SSE2__)
+        if (n > 16) {
+            if (n > 32) {
+                __m128i a = _mm_loadu_si128((const __m128i*)s), b = _mm_loadu_si128((const __m128i*)(s + 16));
+                __m128i c = _mm_loadu_si128((const __m128i*)(s + n - 32));
+                __m128i e = _mm_loadu_si128((const __m128i*)(s + n - 16));
+                _mm_storeu_si128((__m128i*)d, a);
+                _mm_storeu_si128((__m128i*)(d + 16), b);
+                _mm_storeu_si128((__m128i*)(d + n - 32), c);
+                _mm_storeu_si128((__m128i*)(d + n - 16), e);
+            } else {
+                __m128i a = _mm_loadu_si128((const __m128i*)s);
+                __m128i b = _mm_loadu_si128((const __m128i*)(s + n - 16));
+                _mm_storeu_si128((__m128i*)d, a);
+                _mm_storeu_si128((__m128i*)(d + n - 16), b);
+            }
+            return;
+        }
+    #else
+        if (n > 16) { memcpy(d, s, n); return; }
+    #endif
+        if (n >= 8) {
+            uint64_t a, b;
+            memcpy(&a, s, 8); memcpy(&b, s + n - 8, 8);
+            memcpy(d, &a, 8); memcpy(d + n - 8, &b, 8);
+        } else if (n >= 4) {
+            uint32_t a, b;
+            memcpy(&a, s, 4); memcpy(&b, s + n - 4, 4);
+            memcpy(d, &a, 4); memcpy(d + n - 4, &b, 4);
+        } else if (n > 0) {
+            d[0] = s[0]; d[n / 2] = s[n / 2]; d[n - 1] = s[n - 1];
+        }
+    }
+    /* n bytes from s to d: inline up to 64, memcpy beyond. */
+    static inline Py_ssize_t ssmd_put(char* d, const char* s, Py_ssize_t n) {
+        if (n <= 64) ssmd_copy_short(d, s, (size_t)n); else memcpy(d, s, (size_t)n);
+        return n;
+    }
+    /* The token of key[0:n] (n >= 16) into out, '.' as '_'; 0 when a byte needs a %-escape (nothing
+       usable is written then). Reads and writes [0, n) only: the last 16 bytes overlap the previous. */
+    static inline int ssmd_token16(char* out, const unsigned char* key, Py_ssize_t n) {
+    #if defined(__SSE2__)
+        const __m128i lo = _mm_set1_epi8(0x21), del = _mm_set1_epi8(0x7F), star = _mm_set1_epi8(0x2A);
+        const __m128i gt = _mm_set1_epi8(0x3E), dot = _mm_set1_epi8(0x2E), flip = _mm_set1_epi8(0x2E ^ 0x5F);
+        Py_ssize_t i = 0;
+        for (;;) {
+            __m128i x = _mm_loadu_si128((const __m128i*)(key + i));
+            /* signed compare: below 0x21 and 0x80..0xFF (negative) at once */
+            __m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(x, lo), _mm_cmpeq_epi8(x, del)),
+                                       _mm_or_si128(_mm_cmpeq_epi8(x, star), _mm_cmpeq_epi8(x, gt)));
+            if (_mm_movemask_epi8(bad)) return 0;
+            x = _mm_xor_si128(x, _mm_and_si128(_mm_cmpeq_epi8(x, dot), flip));
+            _mm_storeu_si128((__m128i*)(out + i), x);
+            if (i + 16 >= n) return 1;
+            i = (i + 32 <= n) ? i + 16 : n - 16;
+        }
+    #else
+        (void)out; (void)key; (void)n;
+        return 0;
+    #endif
+    }
+    /* id_text of v[0:n] (n >= 16) into out when no byte needs a %-escape (outside 0x21..0x7E, '%'): 1;
+       else 0. Reads and writes [0, n) only. */
+    static inline int ssmd_idtext16(char* out, const unsigned char* v, Py_ssize_t n) {
+    #if defined(__SSE2__)
+        const __m128i lo = _mm_set1_epi8(0x21), del = _mm_set1_epi8(0x7F), pct = _mm_set1_epi8(0x25);
+        Py_ssize_t i = 0;
+        for (;;) {
+            __m128i x = _mm_loadu_si128((const __m128i*)(v + i));
+            __m128i bad = _mm_or_si128(_mm_cmplt_epi8(x, lo), _mm_or_si128(_mm_cmpeq_epi8(x, del),
+                                                                           _mm_cmpeq_epi8(x, pct)));
+            if (_mm_movemask_epi8(bad)) return 0;
+            _mm_storeu_si128((__m128i*)(out + i), x);
+            if (i + 16 >= n) return 1;
+            i = (i + 32 <= n) ? i + 16 : n - 16;
+        }
+    #else
+        (void)out; (void)v; (void)n;
+        return 0;
+    #endif
+    }
+    """
+    void ssmd_copy_short(char* d, const char* s, size_t n) noexcept nogil
+    Py_ssize_t ssmd_put(char* d, const char* s, Py_ssize_t n) noexcept nogil
+    int ssmd_token16(char* out, const unsigned char* key, Py_ssize_t n) noexcept nogil
+    int ssmd_idtext16(char* out, const unsigned char* v, Py_ssize_t n) noexcept nogil
+
 QUEUED, SENT, ACKED, RETIRED = 0, 1, 2, 3
 ORIGIN_LIVE, ORIGIN_SPILL = 0, 1
 MODE_CORE, MODE_ACK, MODE_FAST = 0, 1, 2
@@ -120,8 +220,7 @@ cdef inline void put_hex8(char* out, uint32_t v) noexcept:
 
 
 cdef inline Py_ssize_t put(char* out, const char* s, Py_ssize_t n) noexcept:
-    memcpy(out, s, n)
-    return n
+    return ssmd_put(out, s, n)
 
 
 # subject token byte classes: 0 kept, 1 '.' -> '_', 2 %-escaped (subjects.subject_token)
@@ -144,7 +243,9 @@ cdef Py_ssize_t put_token(char* out, const unsigned char* key, Py_ssize_t n) noe
     if n == 0:
         out[0] = b'_'
         return 1
-    if 3 * n <= MAX_TOKEN:  # cannot reach the cap: no per-byte limit checks (the common, hot case)
+    if n >= 16 and 3 * n <= MAX_TOKEN and ssmd_token16(out, key, n):   # the common ticker: 16 bytes a step
+        return n
+    if 3 * n <= MAX_TOKEN:  # cannot reach the cap: no per-byte limit checks
         for i in range(n):
             b = key[i]
             c = TOKEN_CLASS[b]
@@ -179,6 +280,8 @@ cdef Py_ssize_t put_id_text(char* out, const unsigned char* v, Py_ssize_t n) exc
     cdef Py_ssize_t i, w = 0
     cdef unsigned char b
     cdef bytes slow
+    if 16 <= n <= MAX_ID_TEXT and ssmd_idtext16(out, v, n):    # a trade id (a UUID): 16 bytes a step
+        return n
     for i in range(n):
         b = v[i]
         if 0x21 <= b <= 0x7E and b != 0x25:

@@ -135,7 +135,7 @@ cdef class PublishRing:
             o[w + 1] = b'\n'
             line = w + 2
             memcpy(o + line, HDR_HEAD, HDR_HEAD_LEN)
-            memcpy(o + line + HDR_HEAD_LEN, mid, mid_len)
+            put(o + line + HDR_HEAD_LEN, mid, mid_len)
             memcpy(o + line + HDR_HEAD_LEN + mid_len, b"\r\n\r\n", 4)
             e.subj_off = 5
             e.id_off = <uint32_t>(line + HDR_HEAD_LEN)
@@ -335,7 +335,7 @@ cdef class PublishRing:
         """Write batch, seq and op (``run``, from ``_patch_begin``) into a fast frame's reply (fixed widths),
         assign it to ``b`` and move ``run`` on to the next seq."""
         cdef Py_ssize_t i = run_len - 3     # the seq's last digit
-        memcpy(self.buf + e.pos + e.rep_off, run, run_len)
+        ssmd_copy_short(self.buf + e.pos + e.rep_off, run, run_len)
         e.bno = b.bno
         e.bseq = b.next_seq
         e.held = 0

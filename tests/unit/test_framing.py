@@ -518,3 +518,44 @@ def test_latency_buckets_are_contiguous_and_narrow():
         assert i < 2 or upper / lower <= 1.25
         lower = upper
     assert latency_bucket(1 << 62) == LATENCY_BUCKETS - 1 and latency_upper_ns(LATENCY_BUCKETS - 1) == float("inf")
+
+
+_TICKERISH = "ABCXYZ019-._.*> %é\u2028\x00\x7f"
+
+
+def test_tokens_match_the_twin_for_any_key():
+    """Subject tokens and trade ids of arbitrary keys (the type of an unknown frame is its key): the compiled
+    framer's 16-bytes-a-step paths and its byte loops against subjects.subject_token and id_text, through
+    whole frames."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    (nc, fc), (np_, fp) = _impl("cython"), _impl("python")
+
+    def one_odd(args):     # a clean key with one byte that may need an escape, anywhere
+        clean, odd, at = args
+        at %= len(clean) + 1
+        return clean[:at] + odd + clean[at:]
+
+    keys = st.one_of(st.text(alphabet=_TICKERISH, max_size=70),                  # escapes, mostly
+                     st.tuples(st.text(alphabet=_TICKERISH[:12], min_size=14, max_size=70),
+                               st.sampled_from(["", "", "%", "\x7f", " ", "\x1f", "é", "*", ">", ".", "\x00"]),
+                               st.integers(0, 80)).map(one_odd))           # 16 bytes a step, mostly
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(keys, min_size=1, max_size=6))
+    def check(types):
+        lines = [json.dumps({"type": t, "sid": 3, "seq": k + 1}).encode() for k, t in enumerate(types)]
+        lines += [json.dumps({"type": "ticker", "sid": 1, "msg": {"market_ticker": t, "price_dollars": "0.5"}}).encode()
+                  for t in types]          # records: tickers that pass the schema's rule (the others are invalid)
+        lines += [json.dumps({"type": "trade", "sid": 2, "seq": k + 1, "msg": {
+            "trade_id": f"{t}-{k}", "market_ticker": f"KXT-{k}", "yes_price_dollars": "0.5", "count_fp": "1.00",
+            "taker_side": "yes", "ts": 1}}).encode() for k, t in enumerate(types)]
+        outs = []
+        for norm_mod, fr in ((nc, fc), (np_, fp)):
+            ring = fr.PublishRing(PREFIX, INBOX)
+            ring.add_batch(make_batch(norm_mod, lines), CONN)
+            outs.append(ring.take(10**6, 0.0))
+        assert outs[0] == outs[1]
+
+    check()
