@@ -66,7 +66,13 @@ cdef object r_take(PublishRing r, Py_ssize_t window, double now, Py_ssize_t max_
     z = r._at(end - 1)
     lo = <Py_ssize_t>a.pos
     n = <Py_ssize_t>(z.pos + z.len - a.pos)
-    data = r_write_fd(r, fd, lo, n) if fd >= 0 else PyBytes_FromStringAndSize(r.buf + lo, n)
+    if fd < 0:
+        data = PyBytes_FromStringAndSize(r.buf + lo, n)
+    else:
+        size = r_write_fd(r, fd, lo, n)
+        data = b""
+        if size < n:
+            end, data = r_short_write(r, first, end, b, lo + size)
     r.send_next = end
     r.sent += end - first
     if not r.acked:
@@ -159,19 +165,44 @@ cdef int r_reframe(PublishRing r, int mode) except -1:
     return 0
 
 
-cdef bytes r_write_fd(PublishRing r, int fd, Py_ssize_t lo, Py_ssize_t n):
-    """buf[lo:lo+n] to ``fd``; the unwritten rest as bytes (the caller's transport takes it, and
-    reports a broken connection)."""
+cdef Py_ssize_t r_write_fd(PublishRing r, int fd, Py_ssize_t lo, Py_ssize_t n):
+    """buf[lo:lo+n] to ``fd``; the bytes it took (on EAGAIN, or an error the transport will report)."""
     cdef Py_ssize_t done = 0, k
     while done < n:
         k = c_write(fd, r.buf + lo + done, n - done)
         if k < 0:
             if errno == EINTR:
                 continue
-            break   # EAGAIN: the socket is full; anything else: the transport will say
+            break
         done += k
     r.direct_bytes += done
-    return PyBytes_FromStringAndSize(r.buf + lo + done, n - done)
+    return done
+
+
+cdef tuple r_short_write(PublishRing r, uint64_t first, uint64_t end, Batch* b, Py_ssize_t at):
+    """The socket stopped at buf[at] inside [first, end) (see the twin's take): the new end and the rest of
+    the message holding that byte; the messages after it back in the queue, their seqs given back."""
+    cdef uint64_t k = first, p
+    cdef OutMsg* e = r._at(k)
+    while <Py_ssize_t>(e.pos + e.len) <= at:
+        k += 1
+        e = r._at(k)
+    rest = PyBytes_FromStringAndSize(r.buf + at, <Py_ssize_t>(e.pos + e.len) - at)
+    p = k + 1
+    while p < end:
+        e = r._at(p)
+        r.queued_bytes += e.len
+        e.state = S_QUEUED
+        e.attempts = 0
+        e.first_sent = 0.0
+        e.sent_at = 0.0
+        e.bno = 0
+        e.bseq = 0
+        p += 1
+    if b != NULL:
+        b.next_seq -= <uint32_t>(end - (k + 1))
+        b.last_pseq = k
+    return k + 1, rest
 
 
 cdef list r_extract(PublishRing r, uint64_t from_pseq, bint include_spill):

@@ -251,8 +251,11 @@ class PublishRing(FastBatches):
     def take(self, window: int, now: float, max_bytes: int = sys.maxsize, fd: int = -1) -> bytes | None:
         """The queued frames that fit in ``window`` unacked messages and ``max_bytes`` (at least one frame),
         marked sent: as one ``bytes``, or with ``fd >= 0`` written to that non-blocking socket straight from
-        the ring, returning what it did not take (``b""`` when all of it). None: nothing to send (in fast
-        mode also when no batch is open)."""
+        the ring, returning ``b""`` when it took them all. When the socket takes less, the message it stopped
+        in is sent in full (its rest is returned, for the caller's transport, which then holds something and
+        says when it drained) and the messages after it go back to the queue, unsent: a full socket costs a
+        copy of one message's rest, not of everything offered. None: nothing to send (in fast mode also when
+        no batch is open)."""
         end = min(self.tail, self.head + window)
         first = self.send_next
         b = None
@@ -288,7 +291,13 @@ class PublishRing(FastBatches):
             b.last_pseq = end - 1
             b.last_send = now
         lo, hi = self._span(first, end - 1)
-        data = self._write(fd, lo, hi) if fd >= 0 else bytes(self._buf[lo:hi])
+        if fd < 0:
+            data = bytes(self._buf[lo:hi])
+        else:
+            at = lo + self._write(fd, lo, hi)
+            data = b""
+            if at < hi:
+                end, data = self._short_write(first, end, b, at)
         self.send_next = end
         self.sent += end - first
         if not self.acked:  # core mode: nothing to wait for
@@ -297,19 +306,38 @@ class PublishRing(FastBatches):
             self._advance()
         return data
 
-    def _write(self, fd: int, lo: int, hi: int) -> bytes:
-        """Write buf[lo:hi] to ``fd``; the unwritten rest as bytes (the caller queues it on its transport,
-        which also reports a broken connection)."""
+    def _write(self, fd: int, lo: int, hi: int) -> int:
+        """Write buf[lo:hi] to ``fd``; the bytes it took (on EAGAIN, or an error the transport will report)."""
         done = 0
         with memoryview(self._buf) as mv:
             try:
                 while lo + done < hi:
                     done += os.write(fd, mv[lo + done:hi])
-            except OSError:   # EAGAIN: the socket is full; anything else: the transport will say
+            except OSError:
                 pass
-            rest = bytes(mv[lo + done:hi])
         self.direct_bytes += done
-        return rest
+        return done
+
+    def _short_write(self, first: int, end: int, b, at: int) -> tuple[int, bytes]:
+        """The socket stopped at buf[at] inside [first, end): the rest of the message holding that byte, and
+        the messages after it back in the queue (their fast-ingest seqs given back to the batch)."""
+        k = first
+        while True:
+            e = self._entries[k - self.head]
+            o = e[_POS] - self._base
+            if at < o + e[_LEN]:
+                break
+            k += 1
+        rest = bytes(self._buf[at:o + e[_LEN]])
+        for p in range(k + 1, end):
+            e = self._entries[p - self.head]
+            self.queued_bytes += e[_LEN]
+            e[_ST], e[_ATT], e[_FIRST], e[_SENTAT] = QUEUED, 0, 0.0, 0.0
+            e[_BNO] = e[_BSEQ] = 0
+        if b is not None:
+            b.next_seq -= end - (k + 1)
+            b.last_pseq = k
+        return k + 1, rest
 
     def _resend(self, pseqs: list[int], now: float) -> bytes | None:
         if not pseqs:

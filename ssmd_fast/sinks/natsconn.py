@@ -30,7 +30,7 @@ from ssmd_fast.sinks.nkeys import NKey, read_creds_file, read_seed_file
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 4222
-WRITE_HIGH_WATER = 1 << 20     # transport buffer above this: stop taking new frames (pause_writing)
+WRITE_HIGH_WATER = 1 << 20     # TLS: transport buffer above this: stop taking new frames (pause_writing)
 WRITE_LOW_WATER = 256 * 1024   # ... until it drains below this (resume_writing)
 
 
@@ -258,7 +258,11 @@ class DataConnection(asyncio.Protocol):
             raise ConnectError(f"unexpected reply to CONNECT: {line[:40]!r}")
         self.transport.write(b"SUB %s.* 1\r\n" % inbox)
         if hasattr(self.transport, "set_write_buffer_limits"):
-            self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+            if self.tls:
+                self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+            else:   # direct writes: whatever the transport holds pauses the sends until it drained (the
+                #     publisher's ring keeps the rest, unsent, instead of copies of it piling up here)
+                self.transport.set_write_buffer_limits(high=0, low=0)
         self._running = True
         self.parser.reset()
         rest, self._hs_buf = bytes(self._hs_buf), bytearray()
