@@ -257,11 +257,13 @@ class DataConnection(asyncio.Protocol):
                 continue
             raise ConnectError(f"unexpected reply to CONNECT: {line[:40]!r}")
         self.transport.write(b"SUB %s.* 1\r\n" % inbox)
+        # Plain TCP gets direct writes from the publisher's ring: whatever the transport holds (the rest of
+        # the one message a full socket stopped in) pauses the sends until it drained, and the ring keeps
+        # the later messages unsent instead of copies of them piling up here. TLS gets bytes to encrypt.
         if hasattr(self.transport, "set_write_buffer_limits"):
             if self.tls:
                 self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
-            else:   # direct writes: whatever the transport holds pauses the sends until it drained (the
-                #     publisher's ring keeps the rest, unsent, instead of copies of it piling up here)
+            else:
                 self.transport.set_write_buffer_limits(high=0, low=0)
         self._running = True
         self.parser.reset()
