@@ -36,8 +36,8 @@ cdef extern from *:
 # Byte moves of the framer. Most pieces of a frame (subject head, token, reply, id) are 5-64 bytes: a libc
 # memcpy call per piece was a good part of the framing's instructions, so those are copied inline with
 # two to four overlapping loads and stores (reading and writing only [s, s+n) and [d, d+n)).
-# ssmd_token16 makes a subject token of 16 key bytes at a time: '.' becomes '_'; any byte that needs a
-# %-escape (outside 0x21..0x7E, '*', '>') sends the caller to the byte loop (put_token).
+# ssmd_plain16 makes a subject token or an id text 16 bytes at a time when nothing needs a %-escape; else
+# the caller's byte loop does it (put_token, put_id_text).
 cdef extern from *:
     """
     #include <stdint.h>
@@ -84,18 +84,20 @@ cdef extern from *:
         if (n <= 64) ssmd_copy_short(d, s, (size_t)n); else memcpy(d, s, (size_t)n);
         return n;
     }
-    /* The token of key[0:n] (n >= 16) into out, '.' as '_'; 0 when a byte needs a %-escape (nothing
-       usable is written then). Reads and writes [0, n) only: the last 16 bytes overlap the previous. */
-    static inline int ssmd_token16(char* out, const unsigned char* key, Py_ssize_t n) {
+    /* v[0:n] (n >= 16) copied to out 16 bytes a step when no byte needs a %-escape: 1; else 0 (what was
+       written is then of no use). Escaped: outside 0x21..0x7E, and '*' and '>' for a subject token (where
+       '.' becomes '_'), '%' for an id text. Reads and writes [0, n) only: the last step overlaps. */
+    static inline int ssmd_plain16(char* out, const unsigned char* v, Py_ssize_t n, int token) {
     #if defined(__SSE2__)
-        const __m128i lo = _mm_set1_epi8(0x21), del = _mm_set1_epi8(0x7F), star = _mm_set1_epi8(0x2A);
-        const __m128i gt = _mm_set1_epi8(0x3E), dot = _mm_set1_epi8(0x2E), flip = _mm_set1_epi8(0x2E ^ 0x5F);
+        const __m128i lo = _mm_set1_epi8(0x21), del = _mm_set1_epi8(0x7F);
+        const __m128i e1 = _mm_set1_epi8(token ? 0x2A : 0x25), e2 = _mm_set1_epi8(token ? 0x3E : 0x25);
+        const __m128i dot = _mm_set1_epi8(0x2E), flip = _mm_set1_epi8(token ? 0x2E ^ 0x5F : 0);
         Py_ssize_t i = 0;
         for (;;) {
-            __m128i x = _mm_loadu_si128((const __m128i*)(key + i));
+            __m128i x = _mm_loadu_si128((const __m128i*)(v + i));
             /* signed compare: below 0x21 and 0x80..0xFF (negative) at once */
             __m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(x, lo), _mm_cmpeq_epi8(x, del)),
-                                       _mm_or_si128(_mm_cmpeq_epi8(x, star), _mm_cmpeq_epi8(x, gt)));
+                                       _mm_or_si128(_mm_cmpeq_epi8(x, e1), _mm_cmpeq_epi8(x, e2)));
             if (_mm_movemask_epi8(bad)) return 0;
             x = _mm_xor_si128(x, _mm_and_si128(_mm_cmpeq_epi8(x, dot), flip));
             _mm_storeu_si128((__m128i*)(out + i), x);
@@ -103,35 +105,14 @@ cdef extern from *:
             i = (i + 32 <= n) ? i + 16 : n - 16;
         }
     #else
-        (void)out; (void)key; (void)n;
-        return 0;
-    #endif
-    }
-    /* id_text of v[0:n] (n >= 16) into out when no byte needs a %-escape (outside 0x21..0x7E, '%'): 1;
-       else 0. Reads and writes [0, n) only. */
-    static inline int ssmd_idtext16(char* out, const unsigned char* v, Py_ssize_t n) {
-    #if defined(__SSE2__)
-        const __m128i lo = _mm_set1_epi8(0x21), del = _mm_set1_epi8(0x7F), pct = _mm_set1_epi8(0x25);
-        Py_ssize_t i = 0;
-        for (;;) {
-            __m128i x = _mm_loadu_si128((const __m128i*)(v + i));
-            __m128i bad = _mm_or_si128(_mm_cmplt_epi8(x, lo), _mm_or_si128(_mm_cmpeq_epi8(x, del),
-                                                                           _mm_cmpeq_epi8(x, pct)));
-            if (_mm_movemask_epi8(bad)) return 0;
-            _mm_storeu_si128((__m128i*)(out + i), x);
-            if (i + 16 >= n) return 1;
-            i = (i + 32 <= n) ? i + 16 : n - 16;
-        }
-    #else
-        (void)out; (void)v; (void)n;
+        (void)out; (void)v; (void)n; (void)token;
         return 0;
     #endif
     }
     """
     void ssmd_copy_short(char* d, const char* s, size_t n) noexcept nogil
     Py_ssize_t ssmd_put(char* d, const char* s, Py_ssize_t n) noexcept nogil
-    int ssmd_token16(char* out, const unsigned char* key, Py_ssize_t n) noexcept nogil
-    int ssmd_idtext16(char* out, const unsigned char* v, Py_ssize_t n) noexcept nogil
+    int ssmd_plain16(char* out, const unsigned char* v, Py_ssize_t n, int token) noexcept nogil
 
 QUEUED, SENT, ACKED, RETIRED = 0, 1, 2, 3
 ORIGIN_LIVE, ORIGIN_SPILL = 0, 1
@@ -243,7 +224,7 @@ cdef Py_ssize_t put_token(char* out, const unsigned char* key, Py_ssize_t n) noe
     if n == 0:
         out[0] = b'_'
         return 1
-    if n >= 16 and 3 * n <= MAX_TOKEN and ssmd_token16(out, key, n):   # the common ticker: 16 bytes a step
+    if n >= 16 and 3 * n <= MAX_TOKEN and ssmd_plain16(out, key, n, 1):   # the common ticker: 16 bytes a step
         return n
     if 3 * n <= MAX_TOKEN:  # cannot reach the cap: no per-byte limit checks
         for i in range(n):
@@ -280,7 +261,7 @@ cdef Py_ssize_t put_id_text(char* out, const unsigned char* v, Py_ssize_t n) exc
     cdef Py_ssize_t i, w = 0
     cdef unsigned char b
     cdef bytes slow
-    if 16 <= n <= MAX_ID_TEXT and ssmd_idtext16(out, v, n):    # a trade id (a UUID): 16 bytes a step
+    if 16 <= n <= MAX_ID_TEXT and ssmd_plain16(out, v, n, 0):    # a trade id (a UUID): 16 bytes a step
         return n
     for i in range(n):
         b = v[i]

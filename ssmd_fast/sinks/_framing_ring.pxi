@@ -335,7 +335,7 @@ cdef class PublishRing:
         """Write batch, seq and op (``run``, from ``_patch_begin``) into a fast frame's reply (fixed widths),
         assign it to ``b`` and move ``run`` on to the next seq."""
         cdef Py_ssize_t i = run_len - 3     # the seq's last digit
-        ssmd_copy_short(self.buf + e.pos + e.rep_off, run, run_len)
+        memcpy(self.buf + e.pos + e.rep_off, run, run_len)
         e.bno = b.bno
         e.bseq = b.next_seq
         e.held = 0
