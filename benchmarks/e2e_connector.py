@@ -150,7 +150,8 @@ async def run(args) -> dict:
     messages = ring.acked_count if args.mode == "jetstream" else ring.sent
     result = meter.result(messages, totals["frames"], records=totals["records"], invalid=totals["invalid"],
                           gaps=totals["gaps"], pauses=pacer.pauses, resent=ring.resent, window=pub.window.size,
-                          latency_counts=counts, **lat)
+                          latency_counts=counts, reads=sum(s.stats()["batches"] for s in runner.sessions),
+                          **lat)
     report = await runner.shutdown()
     result.update(lost=report.lost, spilled=report.spilled, exit_code=report.exit_code)
     return result

@@ -26,8 +26,12 @@ cdef class BatchListener(WSListener):
     cdef readonly uint64_t oversized      # messages refused for size (the connection is closed)
     cdef readonly int close_code          # the peer's CLOSE code (0 = none received)
     cdef readonly str close_reason
+    cdef public bint clean                # the last read ended on a frame boundary in picows' buffer
+
 
     cdef int _open_read(self) except -1
     cdef int _close_read(self) except -1
-    cdef int _fragment(self, WSTransport transport, WSFrame frame) except -1
-    cdef int _refuse(self, WSTransport transport, WSCloseCode code, str reason) except -1
+    cdef int _frame(self, object transport, int t, bint fin, int rsv, char* payload, Py_ssize_t size) except -1
+    cdef Py_ssize_t _bad_frame(self, object transport, WSCloseCode code, str reason) except -1
+    cdef int _fragment(self, object transport, int t, bint fin, char* payload, Py_ssize_t size) except -1
+    cdef int _refuse(self, object transport, WSCloseCode code, str reason) except -1

@@ -1,22 +1,29 @@
 # The picows listener of the hot path (compiled twin of _listener_py.py).
 #
-# Every text frame of a socket read goes straight from picows' read buffer into the FrameBatch
-# (add_ptr: no Python bytes per frame); the frame flagged last_in_buffer closes the batch and makes
-# the one Python-level call of the read, on_batch(batch). Pings are answered here rather than by
-# picows' auto-pong: picows swallows auto-ponged pings, and a ping closing a read would leave the
-# batch open until the next read.
+# Every text frame of a socket read goes straight from the read buffer into the FrameBatch (add_ptr:
+# no Python bytes per frame); the end of the read closes the batch and makes the one Python-level call
+# of the read, on_batch(batch). Frames reach it two ways: from picows (on_ws_frame, one WSFrame object
+# and one call per frame) until the session's reader hands it whole reads (feed: the frames parsed here,
+# the per-frame objects and calls gone). Pings are answered here rather than by picows' auto-pong:
+# picows swallows auto-ponged pings, and a ping closing a read would leave the batch open until the
+# next read.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
-from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.string cimport memcpy, memmove
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from ssmd_fast._normalize cimport FrameBatch
 
+import picows
+
 IMPLEMENTATION = "cython"
 MAX_MESSAGE_SIZE = 1 << 20      # 1 MiB: frames above it are refused by picows, messages by us
+# the close codes a peer may send (picows' own check, which feed() repeats)
+cdef frozenset _CLOSE_CODES = frozenset(int(c) for c in picows.WSCloseCode)
 
 cdef enum:
     FRAG_NONE = 0
@@ -51,35 +58,132 @@ cdef class BatchListener(WSListener):
         self.last_frame_at = ts.tv_sec + ts.tv_nsec * 1e-9
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
-        cdef WSMsgType t = frame.msg_type
         if not self._in_read:
             self._open_read()
-            # a read after one that ended with a CLOSE sent is dropped: ours, or picows' after a
-            # protocol error, when its parser state is no longer to be trusted
-            self._discard = self._closing
-        if self._discard and t != WSMsgType.CLOSE:
+        self._frame(transport, <int>frame.msg_type, frame.fin, frame.rsv1 | frame.rsv2 | frame.rsv3,
+                    frame.payload_ptr, frame.payload_size)
+        if frame.last_in_buffer:
+            self._closing = transport is not None and transport.is_close_frame_sent
+            # nothing of a next frame is left in picows' buffer: the reader may take over (see feed)
+            self.clean = frame.tail_size == 0 and not self._closing
+            self._close_read()
+
+    def feed(self, bytearray buf, Py_ssize_t end):
+        """The frames of one socket read, ``buf[:end]`` (unmasked server frames, picows' checks repeated).
+        Complete frames are handled; a partial one at the end is moved to the front of ``buf`` and its
+        length returned (the next read goes after it). After a CLOSE was sent, everything is dropped."""
+        cdef const uint8_t* p = <const uint8_t*>PyByteArray_AS_STRING(buf)
+        cdef Py_ssize_t pos = 0, hdr, n
+        cdef uint64_t n64 = 0
+        cdef int op, rsv
+        cdef bint fin
+        cdef object why
+        cdef object tr = self.transport     # untyped: tests hand in a recording stand-in
+        if end < 0 or end > PyByteArray_GET_SIZE(buf):
+            raise ValueError(f"end {end} outside the buffer ({PyByteArray_GET_SIZE(buf)} bytes)")
+        self._open_read()
+        try:
+            while not self._discard and end - pos >= 2:
+                op = p[pos] & 0x0F
+                fin = p[pos] >> 7
+                rsv = (p[pos] >> 4) & 7
+                n = p[pos + 1] & 0x7F
+                hdr = 2
+                if p[pos + 1] & 0x80:
+                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a masked frame from the server")
+                if op >= 8 and (n > 125 or not fin or (op != 8 and op != 9 and op != 10)):
+                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, _control_error(op, n, fin))
+                if op > 2 and op < 8:
+                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, f"a frame with opcode {op:#x}")
+                if n == 126:
+                    if end - pos < 4:
+                        break
+                    n = (<Py_ssize_t>p[pos + 2] << 8) | p[pos + 3]
+                    hdr = 4
+                    if n < 126:
+                        return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 16-bit length")
+                elif n == 127:
+                    if end - pos < 10:
+                        break
+                    n64 = _load_be64(p + pos + 2)
+                    hdr = 10
+                    if n64 >> 63 or n64 < 65536:
+                        return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 64-bit length")
+                    if n64 > <uint64_t>self.max_message_size:
+                        n = self.max_message_size + 1
+                    else:
+                        n = <Py_ssize_t>n64
+                if n > self.max_message_size:
+                    self.oversized += 1
+                    return self._bad_frame(tr, WSCloseCode.MESSAGE_TOO_BIG,
+                                           f"a frame above {self.max_message_size} bytes "
+                                           f"({n64 if hdr == 10 else n} > {self.max_message_size})")
+                if end - pos - hdr < n:
+                    break
+                pos += hdr
+                if op == 1 and fin and rsv == 0 and self._frag_type == FRAG_NONE:    # the hot path
+                    self.batch.add_ptr(<char*>p + pos, n)
+                    self.frames += 1
+                    self.bytes += <uint64_t>n
+                else:
+                    if op == 8:
+                        why = _close_error(p + pos, n)
+                        if why is not None:
+                            return self._bad_frame(tr, WSCloseCode.INVALID_TEXT if "UTF-8" in why
+                                                   else WSCloseCode.PROTOCOL_ERROR, why)
+                    self._frame(tr, op, fin, rsv, <char*>p + pos, n)
+                    if tr is not None and tr.is_close_frame_sent:    # a CLOSE answered, or a refusal
+                        self._discard = True
+                pos += n
+        finally:
+            self._closing = tr is not None and tr.is_close_frame_sent
+            self._close_read()
+        if self._discard or self._closing:
+            return 0
+        if pos:
+            memmove(<char*>p, p + pos, end - pos)
+        return end - pos
+
+    cdef Py_ssize_t _bad_frame(self, object transport, WSCloseCode code, str reason) except -1:
+        """A frame picows would have refused: close (the frames before it are kept), drop the rest."""
+        self._discard = True
+        self._refuse(transport, code, reason)
+        return 0
+
+    cdef int _frame(self, object transport, int t, bint fin, int rsv, char* payload,
+                    Py_ssize_t size) except -1:
+        if self._discard and t != <int>WSMsgType.CLOSE:
             pass
-        elif t == WSMsgType.TEXT and frame.fin and self._frag_type == FRAG_NONE:
-            self.batch.add_ptr(frame.payload_ptr, frame.payload_size)
+        elif rsv:     # no extension was negotiated: RFC 6455 section 5.2 says fail (picows lets them through)
+            self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a frame with reserved bits set")
+            self._discard = True
+        elif t == <int>WSMsgType.TEXT and fin and self._frag_type == FRAG_NONE:
+            self.batch.add_ptr(payload, size)
             self.frames += 1
-            self.bytes += <uint64_t>frame.payload_size
-        elif t == WSMsgType.TEXT or t == WSMsgType.CONTINUATION or (t == WSMsgType.BINARY and not frame.fin):
-            self._fragment(transport, frame)
-        elif t == WSMsgType.BINARY:
+            self.bytes += <uint64_t>size
+        elif t == <int>WSMsgType.TEXT or t == <int>WSMsgType.CONTINUATION or (t == <int>WSMsgType.BINARY and not fin):
+            self._fragment(transport, t, fin, payload, size)
+        elif t == <int>WSMsgType.BINARY:
             self.binary_dropped += 1
-        elif t == WSMsgType.PING:
+        elif t == <int>WSMsgType.PING:
             self.pings += 1
-            transport.send_pong(frame.get_payload_as_bytes())
-        elif t == WSMsgType.PONG:
+            transport.send_pong(PyBytes_FromStringAndSize(payload, size))
+        elif t == <int>WSMsgType.PONG:
             self.pongs += 1
-        elif t == WSMsgType.CLOSE:
-            self.close_code = <int>frame.get_close_code()
+        elif t == <int>WSMsgType.CLOSE:
+            self.close_code = ((<uint8_t>payload[0]) << 8 | <uint8_t>payload[1]) if size >= 2 else 0
             self.close_reason = f"closed by peer (code {self.close_code})"
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
-        if frame.last_in_buffer:
-            self._closing = transport is not None and transport.is_close_frame_sent
-            self._close_read()
+        return 0
+
+    def fail(self, str reason):
+        """The read could not be handled (an exception past on_batch): close the connection (1011, as
+        picows does for an exception out of on_ws_frame) and keep ``reason`` as the close reason."""
+        if not self.close_reason:
+            self.close_reason = reason
+        self._refuse(self.transport, WSCloseCode.INTERNAL_ERROR, reason)
+        self._closing = True
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         # a protocol error can end a read before its last frame: hand over what was added
@@ -94,6 +198,9 @@ cdef class BatchListener(WSListener):
         clock_gettime(CLOCK_MONOTONIC, &ts)
         self.last_frame_at = ts.tv_sec + ts.tv_nsec * 1e-9
         self._in_read = True
+        # a read after one that ended with a CLOSE sent is dropped: ours, or picows' after a
+        # protocol error, when its parser state is no longer to be trusted
+        self._discard = self._closing
         return 0
 
     cdef int _close_read(self) except -1:
@@ -107,32 +214,31 @@ cdef class BatchListener(WSListener):
             self.batch.reset()
         return 0
 
-    cdef int _fragment(self, WSTransport transport, WSFrame frame) except -1:
-        cdef WSMsgType t = frame.msg_type
+    cdef int _fragment(self, object transport, int t, bint fin, char* payload, Py_ssize_t size) except -1:
         cdef Py_ssize_t have
-        if t != WSMsgType.CONTINUATION:
+        if t != <int>WSMsgType.CONTINUATION:
             if self._frag_type != FRAG_NONE and self._frag_type != FRAG_DISCARD:
                 return self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a new message inside a fragmented one")
-            self._frag_type = <int>t
+            self._frag_type = t
             PyByteArray_Resize(self._frag, 0)
         elif self._frag_type == FRAG_NONE:
             return self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a continuation frame without a first fragment")
         if self._frag_type == FRAG_DISCARD or self._frag_type == <int>WSMsgType.BINARY:
-            if frame.fin:
+            if fin:
                 if self._frag_type == <int>WSMsgType.BINARY:
                     self.binary_dropped += 1
                 self._frag_type = FRAG_NONE
             return 0
         have = PyByteArray_GET_SIZE(self._frag)
-        if have + frame.payload_size > self.max_message_size:
+        if have + size > self.max_message_size:
             self.oversized += 1
-            self._frag_type = FRAG_NONE if frame.fin else FRAG_DISCARD
+            self._frag_type = FRAG_NONE if fin else FRAG_DISCARD
             PyByteArray_Resize(self._frag, 0)
             return self._refuse(transport, WSCloseCode.MESSAGE_TOO_BIG,
                                 f"a fragmented message above {self.max_message_size} bytes")
-        PyByteArray_Resize(self._frag, have + frame.payload_size)
-        memcpy(PyByteArray_AS_STRING(self._frag) + have, frame.payload_ptr, frame.payload_size)
-        if frame.fin:
+        PyByteArray_Resize(self._frag, have + size)
+        memcpy(PyByteArray_AS_STRING(self._frag) + have, payload, size)
+        if fin:
             have = PyByteArray_GET_SIZE(self._frag)
             self.batch.add_ptr(PyByteArray_AS_STRING(self._frag), have)
             self.frames += 1
@@ -142,10 +248,44 @@ cdef class BatchListener(WSListener):
             PyByteArray_Resize(self._frag, 0)
         return 0
 
-    cdef int _refuse(self, WSTransport transport, WSCloseCode code, str reason) except -1:
+    cdef int _refuse(self, object transport, WSCloseCode code, str reason) except -1:
         """Close the connection (the session reconnects: fresh subscriptions cover what is lost)."""
         if not self.close_reason:
             self.close_reason = f"refused: {reason}"
-        transport.send_close(code, reason.encode())
-        transport.disconnect()
+        if transport is not None:
+            transport.send_close(code, reason.encode())
+            transport.disconnect()
         return 0
+
+
+cdef inline uint64_t _load_be64(const uint8_t* p) noexcept:
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(8):
+        v = (v << 8) | p[i]
+    return v
+
+
+cdef str _control_error(int op, Py_ssize_t n, bint fin):
+    if op != 8 and op != 9 and op != 10:
+        return f"a frame with opcode {op:#x}"
+    if not fin:
+        return "a fragmented control frame"
+    return f"a control frame above 125 bytes (opcode {op:#x})"
+
+
+cdef object _close_error(const uint8_t* p, Py_ssize_t n):
+    """Why picows would refuse this CLOSE payload, or None."""
+    cdef int code
+    if n == 1:
+        return "a CLOSE with a 1-byte code"
+    if n >= 2:
+        code = p[0] << 8 | p[1]
+        if code < 3000 and code not in _CLOSE_CODES:
+            return f"a CLOSE with the invalid code {code}"
+        try:
+            PyBytes_FromStringAndSize(<char*>p + 2, n - 2).decode("utf-8")
+        except UnicodeDecodeError:
+            return "a CLOSE with a reason that is not UTF-8"
+    return None
+

@@ -1,9 +1,10 @@
 """The picows listener of the hot path: the pure-Python twin of ``_listener.pyx``.
 
-Every text frame of a socket read is added to the FrameBatch; the frame flagged ``last_in_buffer``
-closes the batch and makes the one call of the read, ``on_batch(batch)``. Pings are answered here
-rather than by picows' auto-pong: picows swallows auto-ponged pings, and a ping closing a read would
-leave the batch open until the next read.
+Every text frame of a socket read is added to the FrameBatch; the end of the read closes the batch and
+makes the one call of the read, ``on_batch(batch)``. Frames come from picows (``on_ws_frame``) until the
+session's reader hands whole reads to ``feed``, which parses them here. Pings are answered here rather
+than by picows' auto-pong: picows swallows auto-ponged pings, and a ping closing a read would leave the
+batch open until the next read.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ MAX_MESSAGE_SIZE = 1 << 20      # 1 MiB: frames above it are refused by picows, 
 _FRAG_NONE = 0
 _FRAG_DISCARD = -1              # the rest of a refused message
 _TEXT, _BINARY, _CONT = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
+_CLOSE_CODES = frozenset(int(c) for c in WSCloseCode)   # what a peer may send (picows' check)
 
 
 class BatchListener(WSListener):
@@ -43,48 +45,131 @@ class BatchListener(WSListener):
         self.binary_dropped = self.pings = self.pongs = self.fragmented = self.oversized = 0
         self.close_code = 0
         self.close_reason = ""
+        self.clean = False      # the last read ended on a frame boundary in picows' buffer
 
     def on_ws_connected(self, transport) -> None:
         self.transport = transport
         self.last_frame_at = time.monotonic()
 
     def on_ws_frame(self, transport, frame) -> None:
-        t = frame.msg_type
         if not self._in_read:
-            self.batch.set_recv_ts(time.time_ns())
-            self.last_frame_at = time.monotonic()
-            self._in_read = True
-            # a read after one that ended with a CLOSE sent is dropped: ours, or picows' after a
-            # protocol error, when its parser state is no longer to be trusted
-            self._discard = self._closing
+            self._open_read()
+        self._frame(transport, int(frame.msg_type), bool(frame.fin), frame.rsv1 | frame.rsv2 | frame.rsv3,
+                    frame.get_payload_as_memoryview())
+        if frame.last_in_buffer:
+            self._closing = transport is not None and transport.is_close_frame_sent
+            # nothing of a next frame is left in picows' buffer: the reader may take over (see feed)
+            self.clean = frame.tail_size == 0 and not self._closing
+            self._close_read()
+
+    def feed(self, buf: bytearray, end: int) -> int:
+        """The frames of one socket read, ``buf[:end]`` (unmasked server frames, picows' checks repeated).
+        Complete frames are handled; a partial one at the end is moved to the front of ``buf`` and its
+        length returned (the next read goes after it). After a CLOSE was sent, everything is dropped."""
+        if end < 0 or end > len(buf):
+            raise ValueError(f"end {end} outside the buffer ({len(buf)} bytes)")
+        tr = self.transport
+        mv = memoryview(buf)
+        pos = 0
+        self._open_read()
+        try:
+            while not self._discard and end - pos >= 2:
+                b0, b1 = buf[pos], buf[pos + 1]
+                op, fin, rsv, n, hdr = b0 & 0x0F, bool(b0 >> 7), (b0 >> 4) & 7, b1 & 0x7F, 2
+                if b1 & 0x80:
+                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a masked frame from the server")
+                if op >= 8 and (n > 125 or not fin or op not in (8, 9, 10)):
+                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, _control_error(op, n, fin))
+                if 2 < op < 8:
+                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, f"a frame with opcode {op:#x}")
+                if n == 126:
+                    if end - pos < 4:
+                        break
+                    n, hdr = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+                    if n < 126:
+                        return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 16-bit length")
+                elif n == 127:
+                    if end - pos < 10:
+                        break
+                    n, hdr = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+                    if n >> 63 or n < 65536:
+                        return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 64-bit length")
+                if n > self.max_message_size:
+                    self.oversized += 1
+                    return self._bad_frame(tr, WSCloseCode.MESSAGE_TOO_BIG,
+                                           f"a frame above {self.max_message_size} bytes ({n} > {self.max_message_size})")
+                if end - pos - hdr < n:
+                    break
+                pos += hdr
+                payload = mv[pos:pos + n]
+                if op == 8:
+                    why = _close_error(payload)
+                    if why is not None:
+                        return self._bad_frame(tr, WSCloseCode.INVALID_TEXT if "UTF-8" in why
+                                               else WSCloseCode.PROTOCOL_ERROR, why)
+                self._frame(tr, op, fin, rsv, payload)
+                if tr is not None and tr.is_close_frame_sent:     # a CLOSE answered, or a refusal
+                    self._discard = True
+                pos += n
+        finally:
+            self._closing = tr is not None and tr.is_close_frame_sent
+            self._close_read()
+        if self._discard or self._closing:
+            return 0
+        buf[:end - pos] = bytes(mv[pos:end])
+        return end - pos
+
+    def _bad_frame(self, transport, code, reason: str) -> int:
+        """A frame picows would have refused: close (the frames before it are kept), drop the rest."""
+        self._discard = True
+        self._refuse(transport, code, reason)
+        return 0
+
+    def _frame(self, transport, t: int, fin: bool, rsv: int, payload) -> None:
         if self._discard and t != WSMsgType.CLOSE:
             pass
-        elif t == _TEXT and frame.fin and self._frag_type == _FRAG_NONE:
-            self.batch.add(frame.get_payload_as_memoryview())
+        elif rsv:     # no extension was negotiated: RFC 6455 section 5.2 says fail (picows lets them through)
+            self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a frame with reserved bits set")
+            self._discard = True
+        elif t == _TEXT and fin and self._frag_type == _FRAG_NONE:
+            self.batch.add(payload)
             self.frames += 1
-            self.bytes += frame.payload_size
-        elif t in (_TEXT, _CONT) or (t == _BINARY and not frame.fin):
-            self._fragment(transport, frame)
+            self.bytes += len(payload)
+        elif t in (_TEXT, _CONT) or (t == _BINARY and not fin):
+            self._fragment(transport, t, fin, payload)
         elif t == _BINARY:
             self.binary_dropped += 1
         elif t == WSMsgType.PING:
             self.pings += 1
-            transport.send_pong(frame.get_payload_as_bytes())
+            transport.send_pong(bytes(payload))
         elif t == WSMsgType.PONG:
             self.pongs += 1
         elif t == WSMsgType.CLOSE:
-            self.close_code = int(frame.get_close_code())
+            self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 0
             self.close_reason = f"closed by peer (code {self.close_code})"
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
-        if frame.last_in_buffer:
-            self._closing = transport is not None and transport.is_close_frame_sent
-            self._close_read()
+
+    def fail(self, reason: str) -> None:
+        """The read could not be handled (an exception past on_batch): close the connection (1011, as
+        picows does for an exception out of on_ws_frame) and keep ``reason`` as the close reason."""
+        if not self.close_reason:
+            self.close_reason = reason
+        self._refuse(self.transport, WSCloseCode.INTERNAL_ERROR, reason)
+        self._closing = True
 
     def on_ws_disconnected(self, transport) -> None:
         # a protocol error can end a read before its last frame: hand over what was added
         if self._in_read:
             self._close_read()
+
+    def _open_read(self) -> None:
+        self.batch.set_recv_ts(time.time_ns())
+        self.last_frame_at = time.monotonic()
+        self._in_read = True
+        # a read after one that ended with a CLOSE sent is dropped: ours, or picows' after a
+        # protocol error, when its parser state is no longer to be trusted
+        self._discard = self._closing
 
     def _close_read(self) -> None:
         self._in_read = False
@@ -96,8 +181,7 @@ class BatchListener(WSListener):
         finally:
             self.batch.reset()
 
-    def _fragment(self, transport, frame) -> None:
-        t = frame.msg_type
+    def _fragment(self, transport, t: int, fin: bool, payload) -> None:
         if t != _CONT:
             if self._frag_type not in (_FRAG_NONE, _FRAG_DISCARD):
                 self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a new message inside a fragmented one")
@@ -108,20 +192,20 @@ class BatchListener(WSListener):
             self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a continuation frame without a first fragment")
             return
         if self._frag_type in (_FRAG_DISCARD, int(_BINARY)):
-            if frame.fin:
+            if fin:
                 if self._frag_type == int(_BINARY):
                     self.binary_dropped += 1
                 self._frag_type = _FRAG_NONE
             return
-        if len(self._frag) + frame.payload_size > self.max_message_size:
+        if len(self._frag) + len(payload) > self.max_message_size:
             self.oversized += 1
-            self._frag_type = _FRAG_NONE if frame.fin else _FRAG_DISCARD
+            self._frag_type = _FRAG_NONE if fin else _FRAG_DISCARD
             self._frag.clear()
             self._refuse(transport, WSCloseCode.MESSAGE_TOO_BIG,
                          f"a fragmented message above {self.max_message_size} bytes")
             return
-        self._frag += frame.get_payload_as_memoryview()
-        if frame.fin:
+        self._frag += payload
+        if fin:
             self.batch.add(self._frag)
             self.frames += 1
             self.bytes += len(self._frag)
@@ -133,5 +217,30 @@ class BatchListener(WSListener):
         """Close the connection (the session reconnects: fresh subscriptions cover what is lost)."""
         if not self.close_reason:
             self.close_reason = f"refused: {reason}"
-        transport.send_close(code, reason.encode())
-        transport.disconnect()
+        if transport is not None:
+            transport.send_close(code, reason.encode())
+            transport.disconnect()
+
+
+def _control_error(op: int, n: int, fin: bool) -> str:
+    if op not in (8, 9, 10):
+        return f"a frame with opcode {op:#x}"
+    if not fin:
+        return "a fragmented control frame"
+    return f"a control frame above 125 bytes (opcode {op:#x})"
+
+
+def _close_error(payload) -> str | None:
+    """Why picows would refuse this CLOSE payload, or None."""
+    n = len(payload)
+    if n == 1:
+        return "a CLOSE with a 1-byte code"
+    if n >= 2:
+        code = int.from_bytes(payload[:2], "big")
+        if code < 3000 and code not in _CLOSE_CODES:
+            return f"a CLOSE with the invalid code {code}"
+        try:
+            bytes(payload[2:]).decode("utf-8")
+        except UnicodeDecodeError:
+            return "a CLOSE with a reason that is not UTF-8"
+    return None

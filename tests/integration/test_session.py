@@ -317,9 +317,37 @@ def test_reads_after_a_backlog_are_bounded(keys):
                 return st["position"] >= st["events"] and len(sink.frames) == st["frames_total"]
 
             await wait_until(caught_up, 20, "every frame the exchange sent")
+            assert s.transport.underlying_transport.get_protocol().parsing   # the listener parsed the reads
         assert max(sizes.sizes) <= READ_SIZE
         assert sum(x > READ_SIZE // 2 for x in sizes.sizes) >= 5       # the backlog came in full reads
         assert len(sink.frames) > 10_000 and all(f[4] == 0 for f in sink.frames)  # no gap, no duplicate
         assert s.stats()["gaps"] == 0
 
     asyncio.run(main())
+
+
+def test_an_error_past_on_batch_costs_a_reconnect_with_its_reason(keys):
+    """Once the listener parses the reads itself, an exception out of on_batch is handled as picows
+    handles one out of on_ws_frame: the connection is closed (1011), the reason kept, the session
+    reconnects, and frames flow on the new connection."""
+    creds, public = keys
+
+    async def main():
+        async with live_session(creds, public, 40_000, markets=4, rate=4000) as (ex, s, sink):
+            await wait_until(lambda: s.transport.underlying_transport.get_protocol().parsing, 10, "the switch")
+            first, lst = s.conn, s.listener
+
+            def broken(batch):
+                lst.on_batch = s.on_batch                # once
+                raise RuntimeError("a broken stage")
+
+            lst.on_batch = broken
+            await wait_until(lambda: s.conn != first and s.core.subscribed, 15, "the reconnect")
+            n = len(sink.frames)
+            await wait_until(lambda: len(sink.frames) > n + 100, 10, "frames on the new connection")
+        return sink, s
+
+    sink, s = asyncio.run(main())
+    gone = [e for e in sink.events if e.kind == "disconnect"]
+    assert gone and "RuntimeError: a broken stage" in gone[0].detail, gone
+    assert s.stats()["reconnects"] >= 1
