@@ -59,6 +59,8 @@ def micro_ratios(ns: dict[str, float]) -> dict[str, float]:
     out = {
         "normalize_msgspec_over_compiled": r("test_normalize_msgspec_mixed", "test_add_lines[mixed]"),
         "listener_python_over_cython": r("test_listener_frames_into_batch[python]", "test_listener_frames_into_batch[cython]"),
+        "listener_feed_python_over_cython": r("test_listener_reads_through_feed[python]",
+                                              "test_listener_reads_through_feed[cython]"),
         "framing_python_over_cython": r("test_publish_ring_add_batch[python]", "test_publish_ring_add_batch[cython]"),
         "acks_python_over_cython": r("test_ack_parser[python]", "test_ack_parser[cython]"),
         "subjects_python_over_compiled_framing": r("test_subjects_and_ids_python", "test_publish_ring_add_batch[cython]"),
@@ -72,6 +74,8 @@ MICRO_ROWS = (
     ("test_normalize_msgspec_mixed", "normalize, mixed: msgspec schema-v1 peer", "frame"),
     ("test_listener_frames_into_batch[cython]", "listener -> FrameBatch (compiled), 1 frame/read", "frame"),
     ("test_listener_frames_into_batch[python]", "listener -> FrameBatch (Python twin), 1 frame/read", "frame"),
+    ("test_listener_reads_through_feed[cython]", "listener.feed, 128 KiB reads -> FrameBatch (compiled)", "frame"),
+    ("test_listener_reads_through_feed[python]", "listener.feed, 128 KiB reads (Python twin)", "frame"),
     ("test_subjects_and_ids_python", "subjects + ids, SubjectEncoder (Python spec)", "message"),
     ("test_publish_ring_add_batch[cython]", "PublishRing.add_batch + take (compiled)", "message"),
     ("test_publish_ring_add_batch[python]", "PublishRing.add_batch + take (Python twin)", "message"),

@@ -87,6 +87,47 @@ def test_listener_frames_into_batch(benchmark, impl):
     _per(benchmark, BLOCK, "frame")
 
 
+def _wire(frames: list[bytes]) -> bytes:
+    """Server->client text frames (unmasked, RFC 6455 section 5.2)."""
+    out = bytearray()
+    for f in frames:
+        n = len(f)
+        out += bytes([0x81, n]) if n < 126 else (bytes([0x81, 126]) + n.to_bytes(2, "big") if n < 65536
+                                                 else bytes([0x81, 127]) + n.to_bytes(8, "big"))
+        out += f
+    return bytes(out)
+
+
+@pytest.mark.parametrize("impl", ["cython", "python"])
+def test_listener_reads_through_feed(benchmark, impl):
+    """The block's frames as the socket brings them, in reads of READ_SIZE bytes through
+    ``BatchListener.feed`` (the session's path once it parses the reads itself): frames cut across
+    reads, one ``on_batch`` per read, into the compiled FrameBatch (normalized there)."""
+    from ssmd_fast.kalshi.session import READ_SIZE
+
+    wire = _wire(FRAMES)
+    mod = _listener if impl == "cython" else _listener_py
+    got = [0]
+
+    def on_batch(batch):
+        got[0] += len(batch)
+
+    listener = mod.BatchListener(_normalize.FrameBatch(), on_batch)
+    feed = listener.feed
+    buf = bytearray(2 * READ_SIZE)
+    reads = [wire[i:i + READ_SIZE] for i in range(0, len(wire), READ_SIZE)]
+
+    def run():
+        kept = 0
+        for r in reads:
+            buf[kept:kept + len(r)] = r
+            kept = feed(buf, kept + len(r))
+
+    benchmark(run)
+    assert got[0] % BLOCK == 0
+    _per(benchmark, BLOCK, "frame")
+
+
 # --------------------------------------------------------------------------- subjects and ids
 
 
