@@ -372,11 +372,15 @@ class PublishRing(FastBatches):
     def expired(self, now: float, timeout: float, limit: int = 1 << 30) -> list[int]:
         """Sent, unacked messages sent more than ``timeout`` ago (at most ``limit``)."""
         out = []
+        ordered = self.resends_pending == 0     # sent once each, in pseq order: send times only grow
         for p in range(self.head, self.send_next):
             e = self._entries[p - self.head]
-            if e[_ST] == SENT and now - e[_SENTAT] >= timeout:
-                out.append(p)
-                if len(out) >= limit:
+            if e[_ST] == SENT:
+                if now - e[_SENTAT] >= timeout:
+                    out.append(p)
+                    if len(out) >= limit:
+                        break
+                elif ordered:
                     break
         return out
 

@@ -369,10 +369,17 @@ cdef class PublishRing:
         cdef list due = []
         cdef uint64_t p = self.head
         cdef OutMsg* e
+        # With no resend in flight, every sent message went out once, in pseq order, so their send times
+        # only grow: the first one not yet due ends the scan (a whole window's scan, every tick, cost
+        # about 1.5% of the connector's CPU, mostly cache misses).
+        cdef bint ordered = self.resends_pending == 0
         while p < self.send_next and len(due) < limit:
             e = self._at(p)
-            if e.state == S_SENT and now - e.sent_at >= timeout:
-                due.append(p)
+            if e.state == S_SENT:
+                if now - e.sent_at >= timeout:
+                    due.append(p)
+                elif ordered:
+                    break
             p += 1
         return due
 

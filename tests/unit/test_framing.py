@@ -238,6 +238,24 @@ def test_resend_expired_and_resend_all_keep_the_same_bytes(impl):
     assert ring.resends_pending == 0 and ring.inflight == 0
 
 
+def test_expired_finds_every_overdue_message_whatever_was_resent(impl):
+    """Sent once each, messages are due in pseq order and the scan stops at the first not yet due; a
+    resend in flight (sent later than messages behind it) makes it look at all of them."""
+    _, fr = impl
+    ring = _ring(fr, 6)
+    for p, t in ((1, 0.0), (2, 0.0), (3, 1.0), (4, 3.0)):
+        ring.take(p, t)                  # the window lets one more message go each time
+    assert ring.send_next == 5
+    assert ring.expired(3.5, 2.0) == [1, 2, 3]
+    ring.ack(2)
+    assert ring.expired(3.5, 2.0) == [1, 3] and ring.expired(3.5, 2.0, limit=1) == [1]
+    assert ring.resend([1], 3.5) is not None and ring.resends_pending == 1
+    assert ring.expired(4.0, 2.0) == [3]                     # 1 (resent at 3.5) is not due, 3 behind it is
+    assert ring.expired(5.6, 2.0) == [1, 3, 4]
+    ring.ack(1)
+    assert ring.resends_pending == 0 and ring.expired(4.0, 2.0) == [3]
+
+
 def test_reject_returns_the_message_and_retires_it(impl):
     _, fr = impl
     ring = _ring(fr, 3)
