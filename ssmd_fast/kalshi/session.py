@@ -92,10 +92,11 @@ class BoundedReads(asyncio.BufferedProtocol):
 
     def __init__(self, inner, listener=None, size: int = READ_SIZE):
         self._inner, self._listener, self._size = inner, listener, size
-        self.buffer_updated = self._to_picows          # until the switch (see the class docstring)
-        self.parsing = False                           # the switch happened
+        # the switch happened: a flag, not a swapped method (asyncio's TLS transport keeps the bound
+        # methods it was given at set_protocol)
+        self.parsing = False
         self._buf = bytearray(2 * size)
-        self._kept = 0      # bytes of a partial frame at the front of _buf
+        self._kept = 0              # bytes of a partial frame at the front of _buf
 
     def get_buffer(self, sizehint: int):
         if not self.parsing:
@@ -108,23 +109,21 @@ class BoundedReads(asyncio.BufferedProtocol):
             self._buf = bytearray(2 * self._size)
         return memoryview(self._buf)[self._kept:self._kept + self._size]
 
-    def _to_picows(self, nbytes: int) -> None:
+    def buffer_updated(self, nbytes: int) -> None:
         lst = self._listener
-        if lst is None:
-            self._inner.buffer_updated(nbytes)
+        if self.parsing:
+            try:
+                self._kept = lst.feed(self._buf, self._kept + nbytes)
+            except Exception as exc:       # picows does the same when on_ws_frame raises: close, keep why
+                self._kept = 0
+                log.exception("reading a WebSocket frame failed; closing the connection")
+                lst.fail(f"{type(exc).__name__}: {exc}")
             return
-        lst.clean = False
+        if lst is not None:
+            lst.clean = False
         self._inner.buffer_updated(nbytes)
-        if lst.clean:
-            self.buffer_updated, self.parsing = self._to_listener, True
-
-    def _to_listener(self, nbytes: int) -> None:
-        try:
-            self._kept = self._listener.feed(self._buf, self._kept + nbytes)
-        except Exception as exc:       # picows does the same when on_ws_frame raises: close, keep why
-            self._kept = 0
-            log.exception("reading a WebSocket frame failed; closing the connection")
-            self._listener.fail(f"{type(exc).__name__}: {exc}")
+        if lst is not None and lst.clean:
+            self.parsing = True
 
     def connection_made(self, transport) -> None:
         self._inner.connection_made(transport)

@@ -1,6 +1,6 @@
 """KalshiSession over TLS (wss://): verification is on; a private CA given as ``ca_file`` is trusted,
 an unknown certificate is refused and retried with backoff. The server is a picows TLS server on
-127.0.0.1 that answers subscriptions (the local exchange itself speaks plain ws://)."""
+127.0.0.1 that answers subscriptions, then sends trades (the local exchange itself speaks plain ws://)."""
 
 from __future__ import annotations
 
@@ -55,12 +55,31 @@ def pki(tmp_path_factory):
     return d
 
 
+TRADES = 3000       # sent in bursts after the subscriptions: the session's own frame parsing takes over
+
+
+def trade(sid: int, seq: int) -> bytes:
+    return json.dumps({"type": "trade", "sid": sid, "seq": seq, "msg": {
+        "trade_id": f"t{seq}", "market_ticker": "KX-TLS", "yes_price_dollars": "0.5000",
+        "no_price_dollars": "0.5000", "count_fp": "1.00", "taker_side": "yes", "ts": 1771079400,
+        "pad": "x" * (seq % 700)}}).encode()
+
+
 class MiniKalshi(WSListener):
-    """Answers every subscribe with one `subscribed` per channel (sids from 1)."""
+    """Answers every subscribe with one `subscribed` per channel (sids from 1), then sends TRADES trades
+    on the trade channel in bursts of 500."""
 
     def __init__(self):
         super().__init__()
         self.sid = 0
+
+    def _trades(self, transport, sid: int, first: int) -> None:
+        if transport.is_disconnected:
+            return
+        for seq in range(first, min(first + 500, TRADES + 1)):
+            transport.send(WSMsgType.TEXT, trade(sid, seq))
+        if first + 500 <= TRADES:
+            asyncio.get_running_loop().call_later(0.01, self._trades, transport, sid, first + 500)
 
     def on_ws_frame(self, transport, frame):
         if frame.msg_type == WSMsgType.TEXT:
@@ -70,6 +89,8 @@ class MiniKalshi(WSListener):
                     self.sid += 1
                     reply = {"id": cmd["id"], "type": "subscribed", "msg": {"channel": ch, "sid": self.sid}}
                     transport.send(WSMsgType.TEXT, json.dumps(reply).encode())
+                    if ch == "trade":
+                        asyncio.get_running_loop().call_later(0.05, self._trades, transport, self.sid, 1)
         elif frame.msg_type == WSMsgType.PING:
             transport.send_pong(frame.get_payload_as_bytes())
         elif frame.msg_type == WSMsgType.CLOSE:
@@ -92,6 +113,7 @@ def _session(port: int, ca_file: str | None) -> KalshiSession:
 
 
 def test_private_ca_is_trusted(pki):
+    """And the trades arrive whole through the session's own frame parsing, over TLS too."""
     async def main():
         server, port = await _tls_server(pki)
         s = _session(port, str(pki / "ca.pem"))
@@ -99,10 +121,17 @@ def test_private_ca_is_trusted(pki):
             s.start()
             await s.wait_subscribed(5)
             secure = s.transport.is_secure
+            for _ in range(500):                # bounded: 5 s
+                if s.stats()["records"].get("trade", 0) >= TRADES:
+                    break
+                await asyncio.sleep(0.01)
+            parsing = s.transport.underlying_transport.get_protocol().parsing
         finally:
             await s.close()
             server.close()
-        assert secure and s.stats()["reconnects"] == 0
+        st = s.stats()
+        assert secure and st["reconnects"] == 0
+        assert parsing and st["records"].get("trade") == TRADES and st["gaps"] == 0 and st["duplicates"] == 0
 
     asyncio.run(main())
 
