@@ -64,18 +64,23 @@ def test_normalize_msgspec_mixed(benchmark):
 # --------------------------------------------------------------------------- listener
 
 
-@pytest.mark.parametrize("impl", ["cython", "python"])
-def test_listener_frames_into_batch(benchmark, impl):
-    """Text frames through ``BatchListener.on_ws_frame`` into the compiled FrameBatch (normalized there).
-    picows' test frames are each the last of their read: one ``on_batch`` per frame, the worst case."""
-    frames = [_make_test_ws_frame(WSMsgType.TEXT, f, True, False) for f in FRAMES]
+def _counting_listener(impl: str):
+    """(a BatchListener of ``impl`` over the compiled FrameBatch, the list whose [0] counts its frames)."""
     mod = _listener if impl == "cython" else _listener_py
     got = [0]
 
     def on_batch(batch):
         got[0] += len(batch)
 
-    listener = mod.BatchListener(_normalize.FrameBatch(), on_batch)
+    return mod.BatchListener(_normalize.FrameBatch(), on_batch), got
+
+
+@pytest.mark.parametrize("impl", ["cython", "python"])
+def test_listener_frames_into_batch(benchmark, impl):
+    """Text frames through ``BatchListener.on_ws_frame`` into the compiled FrameBatch (normalized there).
+    picows' test frames are each the last of their read: one ``on_batch`` per frame, the worst case."""
+    frames = [_make_test_ws_frame(WSMsgType.TEXT, f, True, False) for f in FRAMES]
+    listener, got = _counting_listener(impl)
     on_frame = listener.on_ws_frame
 
     def run():
@@ -106,13 +111,7 @@ def test_listener_reads_through_feed(benchmark, impl):
     from ssmd_fast.kalshi.session import READ_SIZE
 
     wire = _wire(FRAMES)
-    mod = _listener if impl == "cython" else _listener_py
-    got = [0]
-
-    def on_batch(batch):
-        got[0] += len(batch)
-
-    listener = mod.BatchListener(_normalize.FrameBatch(), on_batch)
+    listener, got = _counting_listener(impl)
     feed = listener.feed
     buf = bytearray(2 * READ_SIZE)
     reads = [wire[i:i + READ_SIZE] for i in range(0, len(wire), READ_SIZE)]

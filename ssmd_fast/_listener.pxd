@@ -32,6 +32,6 @@ cdef class BatchListener(WSListener):
     cdef int _open_read(self) except -1
     cdef int _close_read(self) except -1
     cdef int _frame(self, object transport, int t, bint fin, int rsv, char* payload, Py_ssize_t size) except -1
-    cdef Py_ssize_t _bad_frame(self, object transport, WSCloseCode code, str reason) except -1
+    cdef int _add_text(self, char* payload, Py_ssize_t size) except -1
     cdef int _fragment(self, object transport, int t, bint fin, char* payload, Py_ssize_t size) except -1
     cdef int _refuse(self, object transport, WSCloseCode code, str reason) except -1

@@ -77,7 +77,7 @@ cdef class BatchListener(WSListener):
         cdef uint64_t n64 = 0
         cdef int op, rsv
         cdef bint fin
-        cdef object why
+        cdef tuple bad
         cdef object tr = self.transport     # untyped: tests hand in a recording stand-in
         if end < 0 or end > PyByteArray_GET_SIZE(buf):
             raise ValueError(f"end {end} outside the buffer ({PyByteArray_GET_SIZE(buf)} bytes)")
@@ -90,50 +90,48 @@ cdef class BatchListener(WSListener):
                 n = p[pos + 1] & 0x7F
                 hdr = 2
                 if p[pos + 1] & 0x80:
-                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a masked frame from the server")
-                if op >= 8 and (n > 125 or not fin or (op != 8 and op != 9 and op != 10)):
-                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, _control_error(op, n, fin))
-                if op > 2 and op < 8:
-                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, f"a frame with opcode {op:#x}")
+                    return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a masked frame from the server")
+                if (op > 2 and op < 8) or op > 10:
+                    return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, f"a frame with opcode {op:#x}")
+                if op >= 8 and not fin:
+                    return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a fragmented control frame")
+                if op >= 8 and n > 125:
+                    return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR,
+                                        f"a control frame above 125 bytes (opcode {op:#x})")
                 if n == 126:
                     if end - pos < 4:
                         break
                     n = (<Py_ssize_t>p[pos + 2] << 8) | p[pos + 3]
                     hdr = 4
                     if n < 126:
-                        return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 16-bit length")
+                        return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 16-bit length")
                 elif n == 127:
                     if end - pos < 10:
                         break
                     n64 = _load_be64(p + pos + 2)
                     hdr = 10
                     if n64 >> 63 or n64 < 65536:
-                        return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 64-bit length")
+                        return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 64-bit length")
                     if n64 > <uint64_t>self.max_message_size:
                         n = self.max_message_size + 1
                     else:
                         n = <Py_ssize_t>n64
                 if n > self.max_message_size:
                     self.oversized += 1
-                    return self._bad_frame(tr, WSCloseCode.MESSAGE_TOO_BIG,
-                                           f"a frame above {self.max_message_size} bytes "
-                                           f"({n64 if hdr == 10 else n} > {self.max_message_size})")
+                    return self._refuse(tr, WSCloseCode.MESSAGE_TOO_BIG,
+                                        f"a frame above {self.max_message_size} bytes "
+                                        f"({n64 if hdr == 10 else n} > {self.max_message_size})")
                 if end - pos - hdr < n:
                     break
                 pos += hdr
                 if op == 1 and fin and rsv == 0 and self._frag_type == FRAG_NONE:    # the hot path
-                    self.batch.add_ptr(<char*>p + pos, n)
-                    self.frames += 1
-                    self.bytes += <uint64_t>n
+                    self._add_text(<char*>p + pos, n)
                 else:
                     if op == 8:
-                        why = _close_error(p + pos, n)
-                        if why is not None:
-                            return self._bad_frame(tr, WSCloseCode.INVALID_TEXT if "UTF-8" in why
-                                                   else WSCloseCode.PROTOCOL_ERROR, why)
-                    self._frame(tr, op, fin, rsv, <char*>p + pos, n)
-                    if tr is not None and tr.is_close_frame_sent:    # a CLOSE answered, or a refusal
-                        self._discard = True
+                        bad = _close_error(p + pos, n)
+                        if bad is not None:
+                            return self._refuse(tr, bad[0], bad[1])
+                    self._frame(tr, op, fin, rsv, <char*>p + pos, n)     # a CLOSE or refusal sets _discard
                 pos += n
         finally:
             self._closing = tr is not None and tr.is_close_frame_sent
@@ -144,10 +142,10 @@ cdef class BatchListener(WSListener):
             memmove(<char*>p, p + pos, end - pos)
         return end - pos
 
-    cdef Py_ssize_t _bad_frame(self, object transport, WSCloseCode code, str reason) except -1:
-        """A frame picows would have refused: close (the frames before it are kept), drop the rest."""
-        self._discard = True
-        self._refuse(transport, code, reason)
+    cdef int _add_text(self, char* payload, Py_ssize_t size) except -1:
+        self.batch.add_ptr(payload, size)
+        self.frames += 1
+        self.bytes += <uint64_t>size
         return 0
 
     cdef int _frame(self, object transport, int t, bint fin, int rsv, char* payload,
@@ -156,11 +154,8 @@ cdef class BatchListener(WSListener):
             pass
         elif rsv:     # no extension was negotiated: RFC 6455 section 5.2 says fail (picows lets them through)
             self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a frame with reserved bits set")
-            self._discard = True
         elif t == <int>WSMsgType.TEXT and fin and self._frag_type == FRAG_NONE:
-            self.batch.add_ptr(payload, size)
-            self.frames += 1
-            self.bytes += <uint64_t>size
+            self._add_text(payload, size)
         elif t == <int>WSMsgType.TEXT or t == <int>WSMsgType.CONTINUATION or (t == <int>WSMsgType.BINARY and not fin):
             self._fragment(transport, t, fin, payload, size)
         elif t == <int>WSMsgType.BINARY:
@@ -175,6 +170,7 @@ cdef class BatchListener(WSListener):
             self.close_reason = f"closed by peer (code {self.close_code})"
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
+            self._discard = True        # nothing follows a CLOSE
         return 0
 
     def fail(self, str reason):
@@ -239,17 +235,16 @@ cdef class BatchListener(WSListener):
         PyByteArray_Resize(self._frag, have + size)
         memcpy(PyByteArray_AS_STRING(self._frag) + have, payload, size)
         if fin:
-            have = PyByteArray_GET_SIZE(self._frag)
-            self.batch.add_ptr(PyByteArray_AS_STRING(self._frag), have)
-            self.frames += 1
-            self.bytes += <uint64_t>have
+            self._add_text(PyByteArray_AS_STRING(self._frag), PyByteArray_GET_SIZE(self._frag))
             self.fragmented += 1
             self._frag_type = FRAG_NONE
             PyByteArray_Resize(self._frag, 0)
         return 0
 
     cdef int _refuse(self, object transport, WSCloseCode code, str reason) except -1:
-        """Close the connection (the session reconnects: fresh subscriptions cover what is lost)."""
+        """Close the connection (the session reconnects: fresh subscriptions cover what is lost); the rest of
+        the read is dropped, the frames before are kept."""
+        self._discard = True
         if not self.close_reason:
             self.close_reason = f"refused: {reason}"
         if transport is not None:
@@ -266,26 +261,18 @@ cdef inline uint64_t _load_be64(const uint8_t* p) noexcept:
     return v
 
 
-cdef str _control_error(int op, Py_ssize_t n, bint fin):
-    if op != 8 and op != 9 and op != 10:
-        return f"a frame with opcode {op:#x}"
-    if not fin:
-        return "a fragmented control frame"
-    return f"a control frame above 125 bytes (opcode {op:#x})"
-
-
-cdef object _close_error(const uint8_t* p, Py_ssize_t n):
-    """Why picows would refuse this CLOSE payload, or None."""
+cdef tuple _close_error(const uint8_t* p, Py_ssize_t n):
+    """(close code, why) when picows would refuse this CLOSE payload, else None."""
     cdef int code
     if n == 1:
-        return "a CLOSE with a 1-byte code"
+        return WSCloseCode.PROTOCOL_ERROR, "a CLOSE with a 1-byte code"
     if n >= 2:
         code = p[0] << 8 | p[1]
         if code < 3000 and code not in _CLOSE_CODES:
-            return f"a CLOSE with the invalid code {code}"
+            return WSCloseCode.PROTOCOL_ERROR, f"a CLOSE with the invalid code {code}"
         try:
             PyBytes_FromStringAndSize(<char*>p + 2, n - 2).decode("utf-8")
         except UnicodeDecodeError:
-            return "a CLOSE with a reason that is not UTF-8"
+            return WSCloseCode.INVALID_TEXT, "a CLOSE with a reason that is not UTF-8"
     return None
 

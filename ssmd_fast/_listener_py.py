@@ -77,64 +77,58 @@ class BatchListener(WSListener):
                 b0, b1 = buf[pos], buf[pos + 1]
                 op, fin, rsv, n, hdr = b0 & 0x0F, bool(b0 >> 7), (b0 >> 4) & 7, b1 & 0x7F, 2
                 if b1 & 0x80:
-                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a masked frame from the server")
-                if op >= 8 and (n > 125 or not fin or op not in (8, 9, 10)):
-                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, _control_error(op, n, fin))
-                if 2 < op < 8:
-                    return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, f"a frame with opcode {op:#x}")
+                    return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a masked frame from the server")
+                if 2 < op < 8 or op > 10:
+                    return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, f"a frame with opcode {op:#x}")
+                if op >= 8 and not fin:
+                    return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a fragmented control frame")
+                if op >= 8 and n > 125:
+                    return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, f"a control frame above 125 bytes (opcode {op:#x})")
                 if n == 126:
                     if end - pos < 4:
                         break
                     n, hdr = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
                     if n < 126:
-                        return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 16-bit length")
+                        return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 16-bit length")
                 elif n == 127:
                     if end - pos < 10:
                         break
                     n, hdr = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
                     if n >> 63 or n < 65536:
-                        return self._bad_frame(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 64-bit length")
+                        return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 64-bit length")
                 if n > self.max_message_size:
                     self.oversized += 1
-                    return self._bad_frame(tr, WSCloseCode.MESSAGE_TOO_BIG,
-                                           f"a frame above {self.max_message_size} bytes ({n} > {self.max_message_size})")
+                    return self._refuse(tr, WSCloseCode.MESSAGE_TOO_BIG,
+                                        f"a frame above {self.max_message_size} bytes ({n} > {self.max_message_size})")
                 if end - pos - hdr < n:
                     break
                 pos += hdr
                 payload = mv[pos:pos + n]
-                if op == 8:
-                    why = _close_error(payload)
-                    if why is not None:
-                        return self._bad_frame(tr, WSCloseCode.INVALID_TEXT if "UTF-8" in why
-                                               else WSCloseCode.PROTOCOL_ERROR, why)
-                self._frame(tr, op, fin, rsv, payload)
-                if tr is not None and tr.is_close_frame_sent:     # a CLOSE answered, or a refusal
-                    self._discard = True
+                if op == 8 and (bad := _close_error(payload)) is not None:
+                    return self._refuse(tr, *bad)
+                self._frame(tr, op, fin, rsv, payload)     # a CLOSE or a refusal sets _discard
                 pos += n
         finally:
             self._closing = tr is not None and tr.is_close_frame_sent
             self._close_read()
         if self._discard or self._closing:
             return 0
-        buf[:end - pos] = bytes(mv[pos:end])
+        if pos:
+            buf[:end - pos] = bytes(mv[pos:end])
         return end - pos
 
-    def _bad_frame(self, transport, code, reason: str) -> int:
-        """A frame picows would have refused: close (the frames before it are kept), drop the rest."""
-        self._discard = True
-        self._refuse(transport, code, reason)
-        return 0
+    def _add_text(self, payload) -> None:
+        self.batch.add(payload)
+        self.frames += 1
+        self.bytes += len(payload)
 
     def _frame(self, transport, t: int, fin: bool, rsv: int, payload) -> None:
         if self._discard and t != WSMsgType.CLOSE:
             pass
         elif rsv:     # no extension was negotiated: RFC 6455 section 5.2 says fail (picows lets them through)
             self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a frame with reserved bits set")
-            self._discard = True
         elif t == _TEXT and fin and self._frag_type == _FRAG_NONE:
-            self.batch.add(payload)
-            self.frames += 1
-            self.bytes += len(payload)
+            self._add_text(payload)
         elif t in (_TEXT, _CONT) or (t == _BINARY and not fin):
             self._fragment(transport, t, fin, payload)
         elif t == _BINARY:
@@ -149,6 +143,7 @@ class BatchListener(WSListener):
             self.close_reason = f"closed by peer (code {self.close_code})"
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
+            self._discard = True        # nothing follows a CLOSE
 
     def fail(self, reason: str) -> None:
         """The read could not be handled (an exception past on_batch): close the connection (1011, as
@@ -206,41 +201,34 @@ class BatchListener(WSListener):
             return
         self._frag += payload
         if fin:
-            self.batch.add(self._frag)
-            self.frames += 1
-            self.bytes += len(self._frag)
+            self._add_text(self._frag)
             self.fragmented += 1
             self._frag_type = _FRAG_NONE
             self._frag.clear()
 
-    def _refuse(self, transport, code, reason: str) -> None:
-        """Close the connection (the session reconnects: fresh subscriptions cover what is lost)."""
+    def _refuse(self, transport, code, reason: str) -> int:
+        """Close the connection (the session reconnects: fresh subscriptions cover what is lost); the rest of
+        the read is dropped, the frames before are kept."""
+        self._discard = True
         if not self.close_reason:
             self.close_reason = f"refused: {reason}"
         if transport is not None:
             transport.send_close(code, reason.encode())
             transport.disconnect()
+        return 0
 
 
-def _control_error(op: int, n: int, fin: bool) -> str:
-    if op not in (8, 9, 10):
-        return f"a frame with opcode {op:#x}"
-    if not fin:
-        return "a fragmented control frame"
-    return f"a control frame above 125 bytes (opcode {op:#x})"
-
-
-def _close_error(payload) -> str | None:
-    """Why picows would refuse this CLOSE payload, or None."""
+def _close_error(payload) -> tuple[WSCloseCode, str] | None:
+    """(close code, why) when picows would refuse this CLOSE payload, else None."""
     n = len(payload)
     if n == 1:
-        return "a CLOSE with a 1-byte code"
+        return WSCloseCode.PROTOCOL_ERROR, "a CLOSE with a 1-byte code"
     if n >= 2:
         code = int.from_bytes(payload[:2], "big")
         if code < 3000 and code not in _CLOSE_CODES:
-            return f"a CLOSE with the invalid code {code}"
+            return WSCloseCode.PROTOCOL_ERROR, f"a CLOSE with the invalid code {code}"
         try:
             bytes(payload[2:]).decode("utf-8")
         except UnicodeDecodeError:
-            return "a CLOSE with a reason that is not UTF-8"
+            return WSCloseCode.INVALID_TEXT, "a CLOSE with a reason that is not UTF-8"
     return None
