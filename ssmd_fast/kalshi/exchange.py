@@ -90,7 +90,8 @@ class Exchange:
     async def _listen(self) -> None:
         self._server = await ws_create_server(self._on_request, self.host, self.port,
                                               enable_auto_pong=False, websocket_handshake_timeout=5,
-                                              max_frame_size=1 << 20, logger_name="exchange")
+                                              max_frame_size=1 << 20, logger_name="exchange",
+                                              use_aiofastnet=False)    # as the session: docs/design.md, "fd reuse"
         self.port = self._server.sockets[0].getsockname()[1]
         self.accepting = True
 

@@ -81,7 +81,7 @@ class BoundedReads(asyncio.BufferedProtocol):
     sent. Each stage then streams through megabytes that the previous one pushed out of the CPU's
     caches, and the buffers grow (page faults) to fit the burst. Bounded reads keep one read's frames,
     records and frames-to-send within the L2 cache and the buffers small; the event loop still reads
-    256 KiB per turn (aiofastnet), so a backlog costs one more read call per 128 KiB, nothing per frame.
+    up to 32 reads per turn (libuv), so a backlog costs one more read call per 128 KiB, nothing per frame.
 
     Parsed here: picows makes a ``WSFrame`` object and a listener call per frame (the connector used about
     8% less CPU per message without them, README Performance). The listener's ``feed`` parses a whole
@@ -199,7 +199,11 @@ class KalshiSession:
                                extra_headers=self.credentials.websocket_headers(),
                                websocket_handshake_timeout=self.handshake_timeout,
                                enable_auto_pong=False, max_frame_size=MAX_MESSAGE_SIZE,
-                               logger_name=f"kalshi.{self.shard}"),
+                               logger_name=f"kalshi.{self.shard}",
+                               # uvloop's own transport, not aiofastnet's: one closed before its deferred
+                               # add_reader ran leaves a reader on its closed fd, and the next socket given
+                               # that number makes libuv abort the process (docs/design.md, "fd reuse")
+                               use_aiofastnet=False),
                     self.handshake_timeout)
             except asyncio.CancelledError:
                 raise
