@@ -11,6 +11,7 @@ import json
 import ssl
 
 import pytest
+import uvloop
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,6 +23,9 @@ from ssmd_fast.kalshi.session import KalshiSession, make_ssl_context
 from ssmd_fast.kalshi.shards import plan_connections
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+# the session's wss path on both loops: uvloop's TLS transport is the one `ssmd-fast run` uses
+LOOPS = pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
 
 
 def _cert(subject: str, key, issuer_name, issuer_key, *, ca: bool) -> x509.Certificate:
@@ -112,7 +116,8 @@ def _session(port: int, ca_file: str | None) -> KalshiSession:
                          backoff_initial=0.1, backoff_max=0.5, stale_after=5.0, ping_interval=1.0)
 
 
-def test_private_ca_is_trusted(pki):
+@LOOPS
+def test_private_ca_is_trusted(pki, run):
     """And the trades arrive whole through the session's own frame parsing, over TLS too."""
     async def main():
         server, port = await _tls_server(pki)
@@ -133,10 +138,11 @@ def test_private_ca_is_trusted(pki):
         assert secure and st["reconnects"] == 0
         assert parsing and st["records"].get("trade") == TRADES and st["gaps"] == 0 and st["duplicates"] == 0
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_unknown_certificate_is_refused_and_retried(pki):
+@LOOPS
+def test_unknown_certificate_is_refused_and_retried(pki, run):
     async def main():
         server, port = await _tls_server(pki)
         s = _session(port, None)                 # system trust only: the test CA is unknown
@@ -150,7 +156,7 @@ def test_unknown_certificate_is_refused_and_retried(pki):
         assert not stats["connected"] and attempts >= 2
         assert "TLS" in stats["last_error"] and "CERTIFICATE_VERIFY_FAILED" in stats["last_error"]
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_ssl_context_choices(pki):
