@@ -200,9 +200,10 @@ class KalshiSession:
                                websocket_handshake_timeout=self.handshake_timeout,
                                enable_auto_pong=False, max_frame_size=MAX_MESSAGE_SIZE,
                                logger_name=f"kalshi.{self.shard}",
-                               # uvloop's own transport, not aiofastnet's: one closed before its deferred
-                               # add_reader ran leaves a reader on its closed fd, and the next socket given
-                               # that number makes libuv abort the process (docs/design.md, "fd reuse")
+                               # uvloop's own transports, not aiofastnet's: its socket transport, closed
+                               # before its deferred add_reader ran, leaves a reader on its closed fd, and
+                               # the next socket given that number can make libuv abort the process
+                               # (docs/design.md, "fd reuse")
                                use_aiofastnet=False),
                     self.handshake_timeout)
             except asyncio.CancelledError:

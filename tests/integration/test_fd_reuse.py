@@ -6,8 +6,8 @@ picows uses aiofastnet's socket transport by default. That transport registers i
 transport closes its socket and the deferred ``add_reader`` still runs, so uvloop keeps a reader for a
 closed fd. The next socket that gets that number, watched for writing and then closed in one loop turn
 (a connect that fails), makes uvloop re-arm the stale reader: libuv stages an ``EPOLL_CTL_ADD`` in its
-io_uring batch, the close makes it fail with EBADF, and libuv calls ``abort()``. The session and the
-local exchange use uvloop's own transports (``use_aiofastnet=False``), whose fds libuv closes itself.
+io_uring batch, the close makes it fail with EBADF, and libuv calls ``abort()``. The session (ws:// and
+wss://) and the local exchange use uvloop's own transports, whose fds libuv closes itself.
 
 Each case runs in a child process (an abort must not take pytest with it): a real ``KalshiSession`` under
 uvloop whose first connect meets a reset at the exact moment above (``ws_connect`` wrapped to hand picows a
@@ -32,6 +32,7 @@ from ssmd_fast.kalshi.auth import KalshiCredentials, generate_key_pair
 from ssmd_fast.kalshi.shards import plan_connections
 
 FORCE_AIOFASTNET = sys.argv[1] == "aiofastnet"
+SCHEME = sys.argv[2]
 
 
 async def main():
@@ -64,7 +65,7 @@ async def main():
 
     plan = plan_connections(["ticker", "trade"])[0]
     s = session_mod.KalshiSession(KalshiCredentials("k", generate_key_pair()[0]),
-                                  f"ws://127.0.0.1:{port}/trade-api/ws/v2", plan, [],
+                                  f"{SCHEME}://127.0.0.1:{port}/trade-api/ws/v2", plan, [],
                                   backoff_initial=5.0, backoff_max=5.0)
     s.start()
     for _ in range(500):                   # bounded: 5 s
@@ -94,14 +95,18 @@ uvloop.run(main())
 '''
 
 
-def _child(mode: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True, timeout=45)
+def _child(mode: str, scheme: str = "ws") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", CHILD, mode, scheme], capture_output=True, text=True, timeout=45)
 
 
-def test_session_survives_a_reset_before_reading_and_the_fd_reused():
-    proc = _child("session")
+@pytest.mark.parametrize("scheme, failure", [
+    ("ws", "connection closed during the WebSocket handshake"),
+    ("wss", "ConnectionResetError"),       # the reset meets the TLS handshake
+])
+def test_session_survives_a_reset_before_reading_and_the_fd_reused(scheme, failure):
+    proc = _child("session", scheme)
     assert proc.returncode == 0 and "survived" in proc.stdout, proc.stdout + proc.stderr
-    assert "first connect: connection closed during the WebSocket handshake" in proc.stdout
+    assert "first connect:" in proc.stdout and failure in proc.stdout.split("first connect:", 1)[1].split("\n")[0]
     fd, _, again = proc.stdout.split("fd ", 1)[1].split()[:3]
     assert fd == again                     # the scenario happened: the same number came back
 
