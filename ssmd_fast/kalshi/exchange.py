@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections import Counter
 from pathlib import Path
@@ -68,6 +69,7 @@ class Exchange:
         self.high = 0                       # furthest timeline position any connection reached
         self.t0: float | None = None        # start of the timeline (first subscription), for --rate
         self.accepting = False
+        self.ssl_context: ssl.SSLContext | None = None   # set before start(): wss:// (tests of the session's TLS)
         self._server = None
         self._control = None
         self._pinger: asyncio.Task | None = None
@@ -76,7 +78,8 @@ class Exchange:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}{WS_SIGN_PATH}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}{WS_SIGN_PATH}"
 
     async def start(self) -> None:
         if self.record_path is not None:
@@ -88,7 +91,7 @@ class Exchange:
         self._pinger = asyncio.get_running_loop().create_task(self._ping_loop())
 
     async def _listen(self) -> None:
-        self._server = await ws_create_server(self._on_request, self.host, self.port,
+        self._server = await ws_create_server(self._on_request, self.host, self.port, ssl=self.ssl_context,
                                               enable_auto_pong=False, websocket_handshake_timeout=5,
                                               max_frame_size=1 << 20, logger_name="exchange",
                                               use_aiofastnet=False)    # as the session: docs/design.md, "fd reuse"

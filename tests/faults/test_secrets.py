@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from loop_thread import LoopThread
-from picows import ws_create_server
 from rig import Rig, wait_for, wait_sync
 
 from ssmd_fast.config import ConfigError, loads_environment
@@ -188,19 +187,6 @@ def self_signed(tmp_path) -> tuple[str, str]:
     return str(cert_path), str(key_path)
 
 
-class TlsExchange(Exchange):
-    """The local exchange behind TLS: picows' server with an ssl context."""
-
-    ssl_context: ssl.SSLContext
-
-    async def _listen(self) -> None:
-        self._server = await ws_create_server(self._on_request, self.host, self.port, ssl=self.ssl_context,
-                                              enable_auto_pong=False, websocket_handshake_timeout=5,
-                                              max_frame_size=1 << 20, logger_name="exchange")
-        self.port = self._server.sockets[0].getsockname()[1]
-        self.accepting = True
-
-
 @pytest.mark.timeout(120)
 def test_s3_wss_with_a_self_signed_certificate_is_refused_unless_configured(tmp_path):
     cert, key = self_signed(tmp_path)
@@ -208,10 +194,10 @@ def test_s3_wss_with_a_self_signed_certificate_is_refused_unless_configured(tmp_
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     thread = LoopThread("tls-exchange")
-    ex = TlsExchange(GeneratedFeed(20_000, markets=4, pregenerate=20_000), public, port=0, rate=2000)
+    ex = Exchange(GeneratedFeed(20_000, markets=4, pregenerate=20_000), public, port=0, rate=2000)
     ex.ssl_context = ctx
     thread.run(ex.start())
-    url = f"wss://127.0.0.1:{ex.port}/trade-api/ws/v2"
+    url = ex.url
     outcome = {}
     try:
         for case, extra in (("default trust", {}), ("ca_file", {"ca_file": cert}), ("tls_verify false",

@@ -105,7 +105,9 @@ class MiniKalshi(WSListener):
 async def _tls_server(pki):
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(pki / "server.pem", pki / "server.key")
-    server = await ws_create_server(lambda _req: MiniKalshi(), "127.0.0.1", 0, ssl=ctx)
+    # uvloop's own transports, as the session and the local exchange (docs/design.md, "fd reuse"): the refused
+    # certificate case resets connections, which on aiofastnet's transport can leave the loop a stale reader
+    server = await ws_create_server(lambda _req: MiniKalshi(), "127.0.0.1", 0, ssl=ctx, use_aiofastnet=False)
     return server, server.sockets[0].getsockname()[1]
 
 
