@@ -337,6 +337,11 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
                              "user_ns_per_msg": statistics.median(x["user_s"] * 1e9 / x["messages"] for x in st),
                              "sys_ns_per_msg": statistics.median(x["sys_s"] * 1e9 / x["messages"] for x in st),
                              "msgs_per_s": statistics.median(x["messages"] / x["wall_s"] for x in st)}
+        # how much each read carries: the per-read costs (Python glue, syscalls, wakeups) spread over it
+        if all(r.get("reads") for r in rs):
+            row["frames_per_read"] = med(lambda r: r["frames"] / r["reads"])
+        if all(r.get("nats_reads") for r in rs):
+            row["msgs_per_nats_read"] = med(lambda r: r["messages"] / r["nats_reads"])
         if rs[0].get("latency_p50_s") is not None:
             row["latency_p50_ms"] = med(lambda r: r["latency_p50_s"] * 1e3)
             row["latency_p99_ms"] = med(lambda r: r["latency_p99_s"] * 1e3)
@@ -387,6 +392,13 @@ def table(summary: dict) -> str:
             lines.append(f"{label:40s} {st['msgs_per_s']:>10,.0f} {'':>10s} {st['cpu_ns_per_msg']:>6,.0f} ns "
                          f"{st['user_ns_per_msg']:>7,.0f} {st['sys_ns_per_msg']:>7,.0f}   "
                          f"(start-up: {whole / st['cpu_ns_per_msg'] - 1:+.0%} on the whole run's figure)")
+    per_read = [(rows[k]["label"], rows[k]["frames_per_read"], rows[k].get("msgs_per_nats_read")) for k in PIPELINES
+                if k in rows and "frames_per_read" in rows[k]]
+    if per_read:
+        lines += ["", "per socket read (the per-read costs spread over this many):"]
+        for label, fpr, mpr in per_read:
+            lines.append(f"{label:40s} {fpr:>10,.1f} frames per WebSocket read"
+                         + (f", {mpr:,.0f} messages per NATS read" if mpr else ""))
     ra = summary["ratios"]
     lines.append("")
     for k, label in (("cpu_a_over_ssmd", "CPU per message, (a) / ssmd-fast"),

@@ -151,7 +151,7 @@ async def run(args) -> dict:
     result = meter.result(messages, totals["frames"], records=totals["records"], invalid=totals["invalid"],
                           gaps=totals["gaps"], pauses=pacer.pauses, resent=ring.resent, window=pub.window.size,
                           latency_counts=counts, reads=sum(s.stats()["batches"] for s in runner.sessions),
-                          **lat)
+                          nats_reads=pub.conn.reads if pub.conn is not None else None, **lat)
     report = await runner.shutdown()
     result.update(lost=report.lost, spilled=report.spilled, exit_code=report.exit_code)
     return result
