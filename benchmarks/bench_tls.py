@@ -62,22 +62,13 @@ def _make_cert(tmp: Path) -> None:
 # ------------------------------------------------------------------ the server (a subprocess)
 
 
-def _ws_frame(payload: bytes) -> bytes:
-    """An unmasked server TEXT frame."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
-
-
 async def _serve(tmp: Path, frames: int, write: int) -> None:
     from picows import WSListener, ws_create_server
 
+    from ssmd_fast.kalshi.exchange_conn import ws_frame
     from ssmd_fast.kalshi.generator import generate_session
 
-    stream = b"".join(_ws_frame(f) for f in generate_session(frames, seed=1, markets=20))
+    stream = b"".join(ws_frame(f) for f in generate_session(frames, seed=1, markets=20))
 
     class Sender(WSListener):
         def on_ws_connected(self, transport):

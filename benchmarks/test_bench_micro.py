@@ -93,14 +93,10 @@ def test_listener_frames_into_batch(benchmark, impl):
 
 
 def _wire(frames: list[bytes]) -> bytes:
-    """Server->client text frames (unmasked, RFC 6455 section 5.2)."""
-    out = bytearray()
-    for f in frames:
-        n = len(f)
-        out += bytes([0x81, n]) if n < 126 else (bytes([0x81, 126]) + n.to_bytes(2, "big") if n < 65536
-                                                 else bytes([0x81, 127]) + n.to_bytes(8, "big"))
-        out += f
-    return bytes(out)
+    """Server->client text frames (unmasked, RFC 6455 section 5.2), as the local exchange frames them."""
+    from ssmd_fast.kalshi.exchange_conn import ws_frame
+
+    return b"".join(ws_frame(f) for f in frames)
 
 
 @pytest.mark.parametrize("impl", ["cython", "python"])
