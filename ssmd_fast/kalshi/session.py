@@ -84,7 +84,7 @@ class BoundedReads(asyncio.BufferedProtocol):
     up to 32 reads per turn (libuv), so a backlog costs one more read call per 128 KiB, nothing per frame.
 
     Parsed here: picows makes a ``WSFrame`` object and a listener call per frame (the connector used about
-    8% less CPU per message without them, README Performance). The listener's ``feed`` parses a whole
+    8% less CPU per message without them, docs/performance.md). The listener's ``feed`` parses a whole
     read in one call, with picows' checks. The switch waits for a read after which picows' buffer is
     empty (``listener.clean``): the handshake's read may leave part of a frame there, which only picows
     can finish. picows keeps the connection's other work: sending, the close handshake we start,

@@ -2,7 +2,7 @@
 
 Two forces pull on the window. A small one costs CPU under a sustained backlog: the frames queued
 behind it wait in the ring until acks free room, go out of cache meanwhile, and are read back from
-memory when they are finally sent (README Performance: 7-24% more CPU per message with 4,096 than with
+memory when they are finally sent (docs/performance.md: 7-24% more CPU per message with 4,096 than with
 16,384 in the saturated benchmark). A large one costs needless resends when the server is slow: a
 message unacked ``ack_timeout`` after its send is resent, and a window the server needs longer than
 that to ack resends its own tail.
