@@ -13,10 +13,11 @@ benchmark-only differences:
   (2 x the default transport.window_min; core: 4 MiB of unwritten frames) and resume below 6,144
   (1 MiB) as the acks come in. The thresholds do not move with ``transport.window``: once the
   publisher has measured the ack rate its window (``FlightWindow``: up to 16,384 by default) covers
-  them and no message waits in the ring behind it; with ``--window 4096`` about 4,096 do (docs/performance.md). The
-  local exchange replays at full speed; without this the whole session would pile up in the memory
-  queue (then the spill) at NATS's pace. With it the feed runs at the rate NATS takes it, as in
-  steady operation, and the latency figure is that of a saturated pipeline with a bounded queue.
+  them and no message waits in the ring behind it; with ``--window 4096`` about 4,096 do
+  (docs/performance.md). The local exchange replays at full speed; without this the whole session would
+  pile up in the memory queue (then the spill) at NATS's pace. With it the feed runs at the rate NATS
+  takes it, as in steady operation, and the latency figure is that of a saturated pipeline with a
+  bounded queue.
   The socket's receive buffer is fixed (``e2e_common.cap_receive_buffer``, every pipeline alike), so
   a resumed read brings a bounded burst.
 """
