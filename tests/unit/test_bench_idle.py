@@ -9,6 +9,8 @@ import pytest
 
 from benchmarks import bench_idle
 
+pytestmark = pytest.mark.twin     # the model runs on whichever framer and normalizer the facades load
+
 
 @pytest.fixture(scope="module")
 def session() -> bytes:
