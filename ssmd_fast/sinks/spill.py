@@ -12,6 +12,9 @@ On disk, in one directory owned by one process (``lock`` is flock-ed):
 Records are encoded into a user-space buffer that is handed to the OS in one write at the end of
 every ``append_many`` call, when it reaches 256 KiB, when a fsync is due (``fsync_every`` records or
 ``fsync_interval`` seconds since the last one, checked on append), and on ``flush()``/``close()``.
+The periodic fsync runs in a thread (``spill_sync.BackgroundSync``: the caller's event loop never waits
+for the disk); a segment's last fsync before it is closed, ``flush(fsync=True)`` and ``close()`` are
+synchronous.
 A kill -9 therefore loses only records given to single ``append`` calls since then (the owner calls
 ``flush()`` when such a burst ends). Positions are kept as one logical byte offset across segments,
 so the per-append work is a few integer updates.
@@ -50,6 +53,7 @@ from ssmd_fast.sinks.spill_recovery import (
     _os_error,
     _Segment,
 )
+from ssmd_fast.sinks.spill_sync import BackgroundSync
 
 __all__ = ["IMPLEMENTATION", "SpillCorrupt", "SpillFile", "SpillFull", "encode_record"]
 
@@ -117,7 +121,8 @@ class SpillFile(SpillRecovery, SpillWriter):
         self._error: StorageError | None = None
         self._retry_at = 0.0
         self.retry_interval = RETRY_INTERVAL
-        self.fsyncs = 0
+        self._fsyncs = 0       # synchronous ones; the periodic ones run in the background (BackgroundSync)
+        self._sync = BackgroundSync(self.directory)
         self.full_rejects = 0
         self.write_errors = 0
         self.dropped_torn_bytes = 0
@@ -140,6 +145,15 @@ class SpillFile(SpillRecovery, SpillWriter):
         if not self._segs:
             return 0
         return self._pos - self._segs[0].base + sum(s.extra for s in self._segs)
+
+    @property
+    def fsyncs(self) -> int:
+        """fsyncs of the segments completed, synchronous and in the background."""
+        return self._fsyncs + self._sync.done
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        """Until the background fsyncs requested so far are done; False on timeout."""
+        return self._sync.wait(timeout)
 
     @property
     def error(self) -> StorageError | None:
@@ -200,11 +214,20 @@ class SpillFile(SpillRecovery, SpillWriter):
         self._update_limit()
 
     def _after_append(self) -> None:
-        """Hand the buffer to the OS and fsync when due; a failure here keeps the records in memory."""
+        """Hand the buffer to the OS and, when due, start a fsync in the background (spill_sync.py: the
+        event loop never waits for the disk); a failure here keeps the records in memory."""
         try:
             self._handoff()
+            err = self._sync.take_error()
+            if err is not None:
+                raise self._fail("cannot fsync", self._active.path if self._active else self.directory, err)
             if self._n >= self._sync_at_n or _monotonic() >= self._deadline:
-                self._fsync_active()
+                self._arm_sync()
+                if self._fd >= 0:
+                    try:
+                        self._sync.request(self._fd)
+                    except OSError as exc:
+                        raise self._fail("cannot fsync", self._active.path, exc)
         except StorageError:
             pass  # recorded in self._error; the next append raises it (this record was accepted)
 
@@ -237,7 +260,7 @@ class SpillFile(SpillRecovery, SpillWriter):
             os.fsync(self._fd)
         except OSError as exc:
             raise self._fail("cannot fsync", self._active.path, exc)
-        self.fsyncs += 1
+        self._fsyncs += 1
 
     def _arm_sync(self) -> None:
         self._synced_n = self._n
@@ -525,6 +548,9 @@ class SpillFile(SpillRecovery, SpillWriter):
         self._closed = True
         self._limit = -1  # later appends take the slow path, which refuses them
         err: StorageError | None = None
+        self._sync.stop()
+        if (bg := self._sync.take_error()) is not None and self._active is not None:
+            err = self._fail("cannot fsync", self._active.path, bg)
         if self._fd >= 0:
             try:
                 self._handoff()

@@ -219,9 +219,12 @@ def test_f3_nats_away_spills_and_replays(tmp_path):
             await loop.run_in_executor(None, rig.nats.kill)
             t_down = time.monotonic()
             peak = 0
+            probe = LoopLagProbe().start()      # the spill's fsyncs must not hold up the WebSocket reader
             while time.monotonic() - t_down < OUTAGE:
                 await asyncio.sleep(0.25)
                 peak = max(peak, pub.spill.pending_bytes)
+            probe.stop()
+            fsyncs = pub.spill.fsyncs
             captured = pub.stats()["published"]
             await loop.run_in_executor(None, rig.nats.start)
             t_up = time.monotonic()
@@ -232,16 +235,19 @@ def test_f3_nats_away_spills_and_replays(tmp_path):
             st = pub.stats()
             rig.stop_exchange()
             messages = await rig.read_stream()
-            return report, st, messages, peak, replay, captured
+            return report, st, messages, peak, replay, captured, probe, fsyncs
 
-        report, st, messages, peak, replay, captured = run(main())
+        report, st, messages, peak, replay, captured, probe, fsyncs = run(main())
         v = rig.verify(messages)
         fig = stream_figures(f"F3 NATS away {OUTAGE:g} s", v, st, **{
             "spilled msgs": st["spilled"], "spilled MB": peak / 1e6, "replayed": st["replayed"],
             "replay s": replay, "reordered": reordered(messages, rig.prefix),
-            "spill events": len(rig.events_in(messages, "spill"))}).emit()
+            "spill events": len(rig.events_in(messages, "spill")), "spill fsyncs during": fsyncs,
+            "loop lag p99 ms": probe.quantile(0.99) * 1000, "loop lag max ms": probe.max * 1000}).emit()
     assert v.problems == [], v.problems
     assert fig.lost == 0 and fig.duplicated == 0 and st["spilled"] > 0 and st["replayed"] >= st["spilled"] - 1
+    assert fsyncs > OUTAGE      # the spill was fsync-ed all along (every 50 ms by default) ...
+    assert probe.quantile(0.999) < 0.1 and probe.max < 0.25, f"the loop lagged {probe.max * 1000:.0f} ms"  # as F5
     assert report.exit_code == 0
     check_clean_feed(report)
 

@@ -373,46 +373,103 @@ def test_a_segment_left_behind_by_a_crash_during_deletion_is_removed(tmp_path):
 
 @pytest.fixture
 def fsync_calls(monkeypatch):
-    """Count real fsync calls (the real os.fsync still runs)."""
-    calls: list[int] = []
+    """The files of the real fsync calls (os.fstat of each descriptor; the real os.fsync still runs)."""
+    calls: list[os.stat_result] = []
     real = os.fsync
 
     def counting(fd):
-        calls.append(fd)
+        calls.append(os.fstat(fd))
         return real(fd)
 
     monkeypatch.setattr(os, "fsync", counting)
     return calls
 
 
-def test_fsync_every_n_records(tmp_path, fsync_calls):
+def test_fsync_every_n_records_in_the_background(tmp_path, fsync_calls):
     with SpillFile(tmp_path, max_bytes=1 << 24, fsync_every=100, fsync_interval=0) as sp:
-        sp.append_many(rec(i) for i in range(250))
-        assert sp.fsyncs == 2
+        sp.append(*rec(0))                          # creates the segment (and syncs the directory entry)
         fsync_calls.clear()
-        for i in range(250, 300):
-            sp.append(*rec(i))
-        assert sp.fsyncs == 3 and len(fsync_calls) == 1  # the real call, on the segment
+        sp.append_many(rec(i) for i in range(1, 99))
+        assert sp.wait_synced(5) and sp.fsyncs == 0 and fsync_calls == []    # 99 records: not due yet
+        sp.append_many([rec(99)])
+        assert sp.wait_synced(5) and sp.fsyncs == 1 and len(fsync_calls) == 1
         seg = tmp_path / segments(tmp_path)[0]
-        assert os.path.samestat(os.fstat(fsync_calls[0]), seg.stat())
-        # a fsync hands everything appended so far to the OS
-        assert seg.stat().st_size == sum(len(encode_record(*rec(i))) for i in range(300))
+        assert os.path.samestat(fsync_calls[0], seg.stat())   # the segment's file, through a duplicate
+        # a fsync starts after everything appended so far was handed to the OS
+        assert seg.stat().st_size == sum(len(encode_record(*rec(i))) for i in range(100))
+        for i in range(100, 200):
+            sp.append(*rec(i))
+        assert sp.wait_synced(5) and sp.fsyncs == 2
 
 
 def test_fsync_after_the_interval(tmp_path, fsync_calls):
     with SpillFile(tmp_path, max_bytes=1 << 24, fsync_every=0, fsync_interval=0.05) as sp:
-        sp.append(*rec(0))  # the first append after an idle period syncs at once
+        sp.append(*rec(0))  # the first append after an idle period starts one at once
+        assert sp.wait_synced(5)
         base = sp.fsyncs
         seg = tmp_path / segments(tmp_path)[0]
         for i in range(1, 6):
             sp.append(*rec(i))
-        assert sp.fsyncs == base  # within 50 ms: buffered
+        assert sp.wait_synced(5) and sp.fsyncs == base  # within 50 ms: buffered
         size_before = seg.stat().st_size
         time.sleep(0.06)
         sp.append(*rec(6))
-        assert sp.fsyncs == base + 1
+        assert sp.wait_synced(5) and sp.fsyncs == base + 1
         assert seg.stat().st_size > size_before
         assert seg.stat().st_size == sum(len(encode_record(*rec(i))) for i in range(7))
+
+
+@pytest.fixture
+def held_fsync(monkeypatch):
+    """os.fsync outside the main thread waits for ``release`` (bounded) or raises ``fail`` if set."""
+    import threading
+
+    state = {"release": threading.Event(), "entered": threading.Event(), "fail": None, "calls": 0}
+    real = os.fsync
+
+    def fsync(fd):
+        if threading.current_thread() is threading.main_thread():
+            return real(fd)
+        state["calls"] += 1
+        state["entered"].set()
+        if state["fail"] is not None:
+            raise state["fail"]
+        assert state["release"].wait(10), "the test never released the fsync"
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    yield state
+    state["release"].set()
+
+
+def test_appends_go_on_while_a_fsync_waits_for_the_disk(tmp_path, held_fsync):
+    with SpillFile(tmp_path, max_bytes=1 << 24, fsync_every=10, fsync_interval=0) as sp:
+        sp.append_many(rec(i) for i in range(10))             # due: the background fsync starts and is held
+        assert held_fsync["entered"].wait(5)
+        sp.append_many(rec(i) for i in range(10, 30))         # returns although that fsync has not
+        assert not sp.wait_synced(0.05) and sp.fsyncs == 0    # still held
+        assert [r[1] for r in sp.read(30)] == [rec(i)[1] for i in range(30)]
+        held_fsync["release"].set()
+        assert sp.wait_synced(5)
+        assert sp.fsyncs == 2 and held_fsync["calls"] == 2    # the held one, then the one requested meanwhile
+        assert count_records(tmp_path / segments(tmp_path)[0]) == 30
+
+
+def test_a_failed_background_fsync_refuses_the_next_appends_naming_the_segment(tmp_path, held_fsync, caplog):
+    import errno
+
+    held_fsync["fail"] = OSError(errno.EIO, "Input/output error")
+    with SpillFile(tmp_path, max_bytes=1 << 24, fsync_every=10, fsync_interval=0) as sp:
+        sp.append_many(rec(i) for i in range(10))             # accepted; its fsync fails in the background
+        assert sp.wait_synced(5) and sp.fsyncs == 0
+        sp.append_many(rec(i) for i in range(10, 20))         # accepted: the error is noticed after them
+        assert sp.error is not None
+        with pytest.raises(StorageError, match="cannot fsync") as info:
+            sp.append(*rec(20))
+        assert segments(tmp_path)[0] in str(info.value) and "Input/output error" in str(info.value)
+        assert sp.pending_records == 20                       # nothing accepted was lost
+        held_fsync["fail"] = None
+        held_fsync["release"].set()
 
 
 def test_no_fsync_policy_syncs_only_on_flush_and_close(tmp_path, fsync_calls):
