@@ -246,8 +246,9 @@ def test_f3_nats_away_spills_and_replays(tmp_path):
             "loop lag p99 ms": probe.quantile(0.99) * 1000, "loop lag max ms": probe.max * 1000}).emit()
     assert v.problems == [], v.problems
     assert fig.lost == 0 and fig.duplicated == 0 and st["spilled"] > 0 and st["replayed"] >= st["spilled"] - 1
-    assert fsyncs > OUTAGE      # the spill was fsync-ed all along (every 50 ms by default) ...
-    assert probe.quantile(0.999) < 0.1 and probe.max < 0.25, f"the loop lagged {probe.max * 1000:.0f} ms"  # as F5
+    # the spill was fsync-ed all along (every 50 ms by default), and the loop did not wait for it (F5's bounds)
+    assert fsyncs > OUTAGE
+    assert probe.quantile(0.999) < 0.1 and probe.max < 0.25, f"the loop lagged {probe.max * 1000:.0f} ms"
     assert report.exit_code == 0
     check_clean_feed(report)
 
