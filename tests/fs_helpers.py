@@ -1,6 +1,7 @@
-"""A real full disk for the storage tests: a tiny tmpfs mounted on a temporary directory.
+"""Disk conditions for the storage tests: a real full disk (a tiny tmpfs mounted on a temporary
+directory) and a slow one (a disk call held in the spill's background thread).
 
-Needs root (or CAP_SYS_ADMIN); elsewhere the tests that need it are skipped with the reason.
+The tmpfs needs root (or CAP_SYS_ADMIN); elsewhere the tests that need it are skipped with the reason.
 Import as ``from fs_helpers import small_tmpfs`` (tests/ is on sys.path through its conftest).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,3 +54,24 @@ def fill_disk(directory: Path, leave: int = 0) -> Path:
                 break
             want -= 4096
     return filler
+
+
+def hold_off_main_thread(monkeypatch, name: str) -> dict:
+    """``os.<name>`` called outside the main thread waits for ``state["release"]`` (bounded), or raises
+    ``state["fail"]`` if set; the main thread's calls run at once. ``state["calls"]`` counts the held
+    calls' first arguments, ``state["entered"]`` is set by the first. Release it at the end of the test."""
+    state = {"release": threading.Event(), "entered": threading.Event(), "fail": None, "calls": []}
+    real = getattr(os, name)
+
+    def held(*args):
+        if threading.current_thread() is threading.main_thread():
+            return real(*args)
+        state["calls"].append(args[0])
+        state["entered"].set()
+        if state["fail"] is not None:
+            raise state["fail"]
+        assert state["release"].wait(10), f"the test never released os.{name}"
+        return real(*args)
+
+    monkeypatch.setattr(os, name, held)
+    return state

@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from fs_helpers import fill_disk, small_tmpfs
+from fs_helpers import fill_disk, hold_off_main_thread, small_tmpfs
 
 from ssmd_fast.errors import StorageError
 from ssmd_fast.sinks import _spill_py, spill
@@ -322,7 +322,8 @@ def test_the_byte_cap_refuses_records_and_frees_space_as_they_are_consumed(tmp_p
         assert sp.pending_records == 50 and sp.stats()["full_rejects"] == 2
         assert sp.disk_bytes == cap
         assert read_all(sp) == first
-        assert sp.disk_bytes == 0 and segments(tmp_path) == []  # all consumed: every segment deleted
+        assert sp.disk_bytes == 0                           # all consumed: the space counts as free at once
+        assert sp.wait_disk(5) and segments(tmp_path) == []     # and every segment is deleted in the background
         big = len(encode_record(*rec(100)))  # three-digit i: one byte more
         sp.append_many([rec(i) for i in range(100, 130)])
         fits = (cap - 30 * big) // big
@@ -342,6 +343,7 @@ def test_segments_rotate_and_are_deleted_once_consumed(tmp_path):
         assert segs == [f"spill-{n:08d}.log" for n in range(1, len(segs) + 1)]
         sp.read(450)
         sp.consume(450)
+        assert sp.wait_disk(5)
         left = segments(tmp_path)
         assert len(left) < len(segs) and left == segs[-len(left):]
         per_seg = 8192 // len(encode_record(*items[0]))
@@ -349,7 +351,7 @@ def test_segments_rotate_and_are_deleted_once_consumed(tmp_path):
     with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=8192) as sp:
         assert sp.pending_records == 550
         assert read_all(sp) == items[450:]
-        assert segments(tmp_path) == []
+        assert sp.wait_disk(5) and segments(tmp_path) == []
         sp.append(*rec(1))
         assert segments(tmp_path) == [f"spill-{len(segs) + 1:08d}.log"]  # numbers never reused
 
@@ -361,7 +363,7 @@ def test_a_segment_left_behind_by_a_crash_during_deletion_is_removed(tmp_path):
         data = (tmp_path / first).read_bytes()
         n_first = count_records(tmp_path / first)
         sp.consume(n_first)
-        assert first not in segments(tmp_path)
+        assert sp.wait_disk(5) and first not in segments(tmp_path)
     (tmp_path / first).write_bytes(data)  # as if the unlink had not happened
     with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=4096) as sp:
         assert first not in segments(tmp_path)
@@ -390,31 +392,31 @@ def test_fsync_every_n_records_in_the_background(tmp_path, fsync_calls):
         sp.append(*rec(0))                          # creates the segment (and syncs the directory entry)
         fsync_calls.clear()
         sp.append_many(rec(i) for i in range(1, 99))
-        assert sp.wait_synced(5) and sp.fsyncs == 0 and fsync_calls == []    # 99 records: not due yet
+        assert sp.wait_disk(5) and sp.fsyncs == 0 and fsync_calls == []    # 99 records: not due yet
         sp.append_many([rec(99)])
-        assert sp.wait_synced(5) and sp.fsyncs == 1 and len(fsync_calls) == 1
+        assert sp.wait_disk(5) and sp.fsyncs == 1 and len(fsync_calls) == 1
         seg = tmp_path / segments(tmp_path)[0]
         assert os.path.samestat(fsync_calls[0], seg.stat())   # the segment's file, through a duplicate
         # a fsync starts after everything appended so far was handed to the OS
         assert seg.stat().st_size == sum(len(encode_record(*rec(i))) for i in range(100))
         for i in range(100, 200):
             sp.append(*rec(i))
-        assert sp.wait_synced(5) and sp.fsyncs == 2
+        assert sp.wait_disk(5) and sp.fsyncs == 2
 
 
 def test_fsync_after_the_interval(tmp_path, fsync_calls):
     with SpillFile(tmp_path, max_bytes=1 << 24, fsync_every=0, fsync_interval=0.05) as sp:
         sp.append(*rec(0))  # the first append after an idle period starts one at once
-        assert sp.wait_synced(5)
+        assert sp.wait_disk(5)
         base = sp.fsyncs
         seg = tmp_path / segments(tmp_path)[0]
         for i in range(1, 6):
             sp.append(*rec(i))
-        assert sp.wait_synced(5) and sp.fsyncs == base  # within 50 ms: buffered
+        assert sp.wait_disk(5) and sp.fsyncs == base  # within 50 ms: buffered
         size_before = seg.stat().st_size
         time.sleep(0.06)
         sp.append(*rec(6))
-        assert sp.wait_synced(5) and sp.fsyncs == base + 1
+        assert sp.wait_disk(5) and sp.fsyncs == base + 1
         assert seg.stat().st_size > size_before
         assert seg.stat().st_size == sum(len(encode_record(*rec(i))) for i in range(7))
 
@@ -422,22 +424,7 @@ def test_fsync_after_the_interval(tmp_path, fsync_calls):
 @pytest.fixture
 def held_fsync(monkeypatch):
     """os.fsync outside the main thread waits for ``release`` (bounded) or raises ``fail`` if set."""
-    import threading
-
-    state = {"release": threading.Event(), "entered": threading.Event(), "fail": None, "calls": 0}
-    real = os.fsync
-
-    def fsync(fd):
-        if threading.current_thread() is threading.main_thread():
-            return real(fd)
-        state["calls"] += 1
-        state["entered"].set()
-        if state["fail"] is not None:
-            raise state["fail"]
-        assert state["release"].wait(10), "the test never released the fsync"
-        return real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    state = hold_off_main_thread(monkeypatch, "fsync")
     yield state
     state["release"].set()
 
@@ -447,11 +434,11 @@ def test_appends_go_on_while_a_fsync_waits_for_the_disk(tmp_path, held_fsync):
         sp.append_many(rec(i) for i in range(10))             # due: the background fsync starts and is held
         assert held_fsync["entered"].wait(5)
         sp.append_many(rec(i) for i in range(10, 30))         # returns although that fsync has not
-        assert not sp.wait_synced(0.05) and sp.fsyncs == 0    # still held
+        assert not sp.wait_disk(0.05) and sp.fsyncs == 0    # still held
         assert [r[1] for r in sp.read(30)] == [rec(i)[1] for i in range(30)]
         held_fsync["release"].set()
-        assert sp.wait_synced(5)
-        assert sp.fsyncs == 2 and held_fsync["calls"] == 2    # the held one, then the one requested meanwhile
+        assert sp.wait_disk(5)
+        assert sp.fsyncs == 2 and len(held_fsync["calls"]) == 2    # the held one, then the one requested meanwhile
         assert count_records(tmp_path / segments(tmp_path)[0]) == 30
 
 
@@ -461,7 +448,7 @@ def test_a_failed_background_fsync_refuses_the_next_appends_naming_the_segment(t
     held_fsync["fail"] = OSError(errno.EIO, "Input/output error")
     with SpillFile(tmp_path, max_bytes=1 << 24, fsync_every=10, fsync_interval=0) as sp:
         sp.append_many(rec(i) for i in range(10))             # accepted; its fsync fails in the background
-        assert sp.wait_synced(5) and sp.fsyncs == 0
+        assert sp.wait_disk(5) and sp.fsyncs == 0
         sp.append_many(rec(i) for i in range(10, 20))         # accepted: the error is noticed after them
         assert sp.error is not None
         with pytest.raises(StorageError, match="cannot fsync") as info:
