@@ -1,5 +1,6 @@
 """Micro benchmarks of the hot path beyond the normalizer (pytest-benchmark), each with its baseline in the
-same run: the listener batch path, subject and id encoding, publisher batch framing, the ack parser.
+same run: the listener batch path, subject and id encoding, publisher batch framing, the ack parser, the
+spill's record reader (a replay's step).
 
     .venv/bin/python -m pytest benchmarks/test_bench_micro.py --benchmark-columns=min,median
 
@@ -22,7 +23,7 @@ from picows.picows import _make_test_ws_frame  # noqa: E402
 
 from ssmd_fast import _listener, _listener_py, _normalize, _normalize_py  # noqa: E402
 from ssmd_fast.kalshi.generator import generate_session  # noqa: E402
-from ssmd_fast.sinks import _framing, _framing_py  # noqa: E402
+from ssmd_fast.sinks import _framing, _framing_py, _spill, _spill_py  # noqa: E402
 from ssmd_fast.sinks.subjects import SubjectEncoder  # noqa: E402
 
 BLOCK = 4096
@@ -199,3 +200,21 @@ def test_ack_parser(benchmark, impl):
     benchmark.pedantic(run, setup=setup, rounds=20 if impl == "cython" else 3, iterations=1, warmup_rounds=1)
     assert ring.inflight == 0
     _per(benchmark, state["n"], "ack")
+
+
+@pytest.mark.parametrize("impl", ["cython", "python"])
+def test_spill_parse_records(benchmark, impl):
+    """``parse_records``: one replay step of the spill (4,096 records, the raw + normalized messages of the
+    block, as spilled) checked and cut out of the segment's bytes."""
+    fr, ring, batch = _ring_and_batch("cython")
+    ring.add_batch(batch, CONN)
+    records = ring.extract()[:BLOCK]
+    data = b"".join(_spill_py.encode_record(*r) for r in records)
+    parse = (_spill if impl == "cython" else _spill_py).parse_records
+
+    def run():
+        out: list = []
+        assert parse(data, BLOCK, out, [], 0) == (len(data), len(records), -1)
+
+    benchmark.pedantic(run, rounds=20 if impl == "cython" else 5, iterations=1, warmup_rounds=1)
+    _per(benchmark, len(records), "record")

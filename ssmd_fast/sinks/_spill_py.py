@@ -43,6 +43,31 @@ def encode_record(subject: bytes, msg_id: bytes, payload: bytes) -> bytes:
     return HEADER.pack(HEADER_SIZE + sl + ml + len(payload), crc, sl, ml) + subject + msg_id + payload
 
 
+def parse_records(data: bytes, want: int, out: list, ends: list, pos: int) -> tuple[int, int, int]:
+    """The read path: whole records from the front of ``data`` (segment bytes starting at logical
+    position ``pos``), at most ``want``. Appends ``(subject, msg_id, payload)`` to ``out`` and each
+    record's logical end to ``ends``; stops at the first record ``data`` does not hold whole. Returns
+    ``(bytes used, records taken, bad)``: ``bad`` is the offset in ``data`` of a record whose lengths
+    or CRC are wrong (parsing stopped before it), else -1."""
+    unpack = HEADER.unpack_from
+    i, n, took = 0, len(data), 0
+    view = memoryview(data)
+    while took < want and i + HEADER_SIZE <= n:
+        total, crc, sl, ml = unpack(data, i)
+        if i + total > n:
+            break
+        a = i + HEADER_SIZE
+        b = a + sl
+        c = b + ml
+        if total < HEADER_SIZE + sl + ml or _crc32(view[i + 8:i + total]) != crc:
+            return i, took, i
+        out.append((data[a:b], data[b:c], data[c:i + total]))
+        i += total
+        ends.append(pos + i)
+        took += 1
+    return i, took, -1
+
+
 class SpillWriter:
     """The append path; see the module docstring for the contract with the subclass."""
 

@@ -34,18 +34,17 @@ import json
 import logging
 import os
 import time
-import zlib
 
 from ssmd_fast.errors import StorageError
 
 # The append path is compiled (_spill.pyx) unless SSMD_FAST_NO_EXTENSIONS=1 picks the twin.
 if os.environ.get("SSMD_FAST_NO_EXTENSIONS", "").strip().lower() in ("1", "true", "yes", "on"):
-    from ssmd_fast.sinks._spill_py import IMPLEMENTATION, SpillWriter, encode_record
+    from ssmd_fast.sinks._spill_py import IMPLEMENTATION, SpillWriter, encode_record, parse_records
 else:
     try:
-        from ssmd_fast.sinks._spill import IMPLEMENTATION, SpillWriter, encode_record
+        from ssmd_fast.sinks._spill import IMPLEMENTATION, SpillWriter, encode_record, parse_records
     except ImportError:  # not built: the guard test (tests/unit/test_spill.py) fails on this
-        from ssmd_fast.sinks._spill_py import IMPLEMENTATION, SpillWriter, encode_record
+        from ssmd_fast.sinks._spill_py import IMPLEMENTATION, SpillWriter, encode_record, parse_records
 from ssmd_fast.sinks._spill_py import HEADER, HEADER_SIZE
 from ssmd_fast.sinks.spill_disk import BackgroundDisk
 from ssmd_fast.sinks.spill_recovery import (
@@ -65,7 +64,6 @@ HANDOFF_BYTES = 256 * 1024   # user-space buffer handed to the OS at this size
 RETRY_INTERVAL = 1.0         # after a write error, appends are refused without a syscall this long
 CURSOR_WIDTH = 64            # bytes of the cursor file: its JSON padded, so each write overwrites it whole
 _READ_CHUNK = 1 << 20
-_crc32 = zlib.crc32
 _monotonic = time.monotonic
 
 
@@ -368,20 +366,10 @@ class SpillFile(SpillRecovery, SpillWriter):
             data = self._bytes(seg, pos, min(seg_end, pos + _READ_CHUNK))
             if len(data) >= HEADER_SIZE and unpack(data, 0)[0] > len(data):
                 data = self._bytes(seg, pos, min(seg_end, pos + unpack(data, 0)[0]))  # one big record
-            i, n = 0, len(data)
-            while want > 0 and i + HEADER_SIZE <= n:
-                total, crc, sl, ml = unpack(data, i)
-                if i + total > n:
-                    break
-                a = i + HEADER_SIZE
-                b = a + sl
-                c = b + ml
-                if total < HEADER_SIZE + sl + ml or _crc32(memoryview(data)[i + 8:i + total]) != crc:
-                    raise SpillCorrupt(seg.path, pos + i - seg.base, "CRC mismatch on read")
-                out.append((data[a:b], data[b:c], data[c:i + total]))
-                i += total
-                ends.append(pos + i)
-                want -= 1
+            i, took, bad = parse_records(data, want, out, ends, pos)
+            if bad >= 0:
+                raise SpillCorrupt(seg.path, pos + bad - seg.base, "CRC mismatch on read")
+            want -= took
             if i == 0:
                 raise SpillCorrupt(seg.path, pos - seg.base, "record runs past the end of the segment")
             pos += i

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from fs_helpers import fill_disk, hold_off_main_thread, small_tmpfs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ssmd_fast.errors import StorageError
 from ssmd_fast.sinks import _spill_py, spill
@@ -89,6 +91,35 @@ def test_the_compiled_crc_is_zlibs():
         for seed in (0, 1, 0xFFFFFFFF, 0x12345678):
             assert _spill.crc32(data[:n], seed) == zlib.crc32(data[:n], seed)
     assert _spill.crc32(memoryview(data)[3:77]) == zlib.crc32(data[3:77])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=40), st.binary(max_size=600)), max_size=12),
+       st.integers(0, 20), st.data())
+def test_both_read_paths_parse_the_same_records_and_stop_at_the_same_place(items, want, data):
+    try:
+        from ssmd_fast.sinks import _spill
+    except ImportError:
+        pytest.fail("ssmd_fast/sinks/_spill.pyx is not built (make build)")
+    blob = bytearray(b"".join(_spill_py.encode_record(*it) for it in items))
+    damage = data.draw(st.sampled_from(["none", "truncate", "flip"]))
+    if blob and damage == "truncate":
+        del blob[data.draw(st.integers(0, len(blob) - 1)):]
+    elif blob and damage == "flip":
+        blob[data.draw(st.integers(0, len(blob) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+    blob = bytes(blob)
+    got = []
+    for impl in (_spill_py, _spill):
+        out, ends = [], []
+        got.append((impl.parse_records(blob, want, out, ends, 1000), out, ends))
+    assert got[0] == got[1]
+    (used, took, bad), out, ends = got[0]
+    if damage == "none":                   # intact: the first `want` records, whole, at their ends
+        assert out == items[:want] and bad == -1 and took == len(out)
+        assert ends == [1000 + sum(len(_spill_py.encode_record(*it)) for it in items[:k + 1]) for k in range(took)]
+        assert used == (ends[-1] - 1000 if ends else 0)
+    else:                                  # damaged: only intact records before the damage are handed out
+        assert out == items[:took] and (bad == -1 or bad == used)
 
 
 def test_segment_bytes_equal_what_encode_record_gives(tmp_path):
