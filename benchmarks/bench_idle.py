@@ -1,6 +1,7 @@
 """The connector's hot path without sockets, run back to back and with an idle pause after each read.
 
     python -m benchmarks.bench_idle [--frames 200000] [--rounds 6] [--idle-ms 3] [--read 131072]
+    python -m benchmarks.bench_idle --wake [--samples 100]
 
 Why: in the end-to-end run (``make bench``) the connector is idle about nine tenths of the time, waiting
 for nats-server's acks, and does its work in bursts of about 2,000 messages per wake-up. This measures
@@ -16,6 +17,10 @@ two bursts of acks in the end-to-end run; ``busy`` goes straight on. "CPU per me
 CPU time (``time.process_time``: sleeping is not counted) over the messages framed. The variants
 alternate over the rounds; medians and the paired ratio are reported, the runs go to
 ``benchmarks/results/bench_idle.json``.
+
+``--wake`` measures the pause's cost on its own, without the model: after sleeping 0, 1, 10 and 50 ms,
+the time of a unit of pure-Python work, of the first system call (``stat``) and of the second one. It
+prints medians and writes nothing.
 """
 
 from __future__ import annotations
@@ -82,6 +87,48 @@ def one_run(data: bytes, read: int, unacked: int, idle_s: float) -> dict:
             "sys_ns_per_msg": (ru.ru_stime - ru0.ru_stime) * 1e9 / msgs}
 
 
+WAKE_SLEEPS_MS = (0, 1, 10, 50)
+
+
+def wake_costs(samples: int, sleeps_ms=WAKE_SLEEPS_MS) -> dict[float, dict[str, float]]:
+    """Median microseconds of each probe right after a sleep of each length (0: no sleep)."""
+    path = os.path.dirname(os.path.abspath(__file__))
+
+    def python_work():
+        return sum(range(2000))
+
+    out: dict[float, dict[str, float]] = {}
+    for ms in sleeps_ms:
+        got: dict[str, list[float]] = {"python sum(range(2000))": [], "1st stat": [], "2nd stat": []}
+        clock = time.perf_counter
+        for _ in range(samples):
+            if ms:
+                time.sleep(ms / 1000)
+            t0 = clock()
+            os.stat(path)
+            t1 = clock()
+            os.stat(path)
+            t2 = clock()
+            got["1st stat"].append(t1 - t0)
+            got["2nd stat"].append(t2 - t1)
+            if ms:
+                time.sleep(ms / 1000)
+            t0 = clock()
+            python_work()
+            got["python sum(range(2000))"].append(clock() - t0)
+        out[ms] = {k: statistics.median(v) * 1e6 for k, v in got.items()}
+    return out
+
+
+def print_wake_costs(samples: int) -> None:
+    costs = wake_costs(samples)
+    names = list(next(iter(costs.values())))
+    print(f"median us over {samples} samples, right after a sleep of:")
+    print(f"  {'':26s}" + "".join(f"{f'{ms:g} ms':>10s}" for ms in costs))
+    for name in names:
+        print(f"  {name:26s}" + "".join(f"{c[name]:10.1f}" for c in costs.values()))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=200_000, help="frames per run (default 200,000)")
@@ -89,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-ms", type=float, default=3.0, help="the pause after each read (default 3 ms)")
     p.add_argument("--read", type=int, default=128 * 1024, help="bytes per read (default 128 KiB, the session's)")
     p.add_argument("--unacked", type=int, default=8192, help="messages in flight at most (default 8,192)")
+    p.add_argument("--wake", action="store_true", help="measure what the first calls after a sleep cost, only")
+    p.add_argument("--samples", type=int, default=100, help="--wake: samples per sleep length (default 100)")
     args = p.parse_args(argv)
+    if args.wake:
+        if args.samples < 1:
+            p.error("--samples must be positive")
+        print_wake_costs(args.samples)
+        return 0
     if args.frames < 1 or args.rounds < 1 or args.read < 1 or args.unacked < FLOW or args.idle_ms < 0:
         p.error("--frames, --rounds and --read must be positive, --unacked at least 50, --idle-ms not negative")
     variants = {"busy": 0.0, "idle": args.idle_ms / 1000}

@@ -38,6 +38,16 @@ def test_main_alternates_the_variants_and_writes_the_results(tmp_path, monkeypat
     assert "idle / busy, paired" in capsys.readouterr().out
 
 
+def test_wake_costs_measures_each_probe_after_each_sleep(capsys):
+    costs = bench_idle.wake_costs(3, sleeps_ms=(0, 1))
+    assert list(costs) == [0, 1]
+    assert all(set(c) == {"python sum(range(2000))", "1st stat", "2nd stat"} for c in costs.values())
+    assert all(v > 0 for c in costs.values() for v in c.values())
+    assert bench_idle.main(["--wake", "--samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "1st stat" in out and "50 ms" in out
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(SystemExit):
         bench_idle.main(["--unacked", "10"])
