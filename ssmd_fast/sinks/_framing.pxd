@@ -97,6 +97,7 @@ cdef class PublishRing:
 
     cdef int _reserve(self, Py_ssize_t n) except -1
     cdef int _grow_entries(self, uint64_t need) except -1
+    cdef uint64_t _add_one(self, bytes s, bytes m, bytes p, uint8_t origin) except? 0
     cdef Py_ssize_t _write_frame(self, char* o, OutMsg* e, uint64_t pseq, const char* s1, Py_ssize_t n1,
                                  const char* s2, Py_ssize_t n2, const char* mid, Py_ssize_t mid_len,
                                  const char* pay, Py_ssize_t pay_len) noexcept

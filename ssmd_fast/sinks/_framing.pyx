@@ -12,7 +12,7 @@ from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove, memset
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 from posix.unistd cimport write as c_write
@@ -154,6 +154,10 @@ cdef const char* DIG2 = (b"00010203040506070809101112131415161718192021222324252
                          b"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
                          b"8081828384858687888990919293949596979899")
 cdef const char* HDR_HEAD = b"NATS/1.0\r\nNats-Msg-Id: "
+
+
+cdef inline bytes _exact_bytes(object o):
+    return <bytes>o if PyBytes_CheckExact(o) else bytes(o)
 
 
 cdef inline int ndigits(uint64_t v) noexcept:

@@ -159,6 +159,15 @@ class PublishRing(FastBatches):
         self._recv_ns = 0  # no receive time to measure its latency from
         return self._frame(bytes(subject), bytes(msg_id), bytes(payload), origin)
 
+    def add_messages(self, items: list, origin: int = ORIGIN_LIVE) -> int:
+        """``add_message`` for each ``(subject, msg_id, payload)`` of ``items``, in order, in one call (a spill
+        replay's chunk); it stops at the first one over max_payload (kept for ``pop_oversized``, as
+        ``add_message`` keeps it). Returns how many were framed."""
+        for k, (subject, msg_id, payload) in enumerate(items):
+            if not self.add_message(subject, msg_id, payload, origin):
+                return k
+        return len(items)
+
     def _frame_bytes(self, pseq: int, subject: bytes, msg_id: bytes, payload: bytes) -> tuple[bytes, int, int, int]:
         """(frame, offset of the id, offset of the payload, offset of the fast reply's batch field)."""
         if self.mode == MODE_CORE:  # no header: a msg id only means something to JetStream

@@ -385,17 +385,18 @@ class JetStreamPublisher(ServerAnswers):
             self._fail(f"spill replay stopped: {exc}")
             return
         loaded = 0
-        for subject, msg_id, payload in records:
-            if self.ring.add_message(subject, msg_id, payload, framing.ORIGIN_SPILL):
-                loaded += 1
-                continue
+        while records:
+            loaded = self.ring.add_messages(records, framing.ORIGIN_SPILL)   # one call per chunk
+            if loaded == len(records):
+                break
             # too large for this server (its max_payload shrank since): only the oldest record can be
             # consumed out of band, so a later one waits to head the next chunk
             self.ring.pop_oversized()
             if loaded:
                 break
-            self._dead_letter([(subject, msg_id, payload)], "too_large")
+            self._dead_letter([records[0]], "too_large")
             self.spill.consume(1)
+            records = records[1:]
         self._replay_loaded = loaded
         self.counters["replayed"] += loaded
         if self.spill.pending_records == loaded:

@@ -308,6 +308,36 @@ def test_stream_full_with_discard_new_is_dead_lettered_without_hanging(tmp_path)
         uvloop.run(main())
 
 
+def test_spilled_records_too_large_for_the_server_are_dead_lettered_on_replay_the_rest_stored(tmp_path):
+    # a spill from a run against a server whose max_payload was larger: the replay sets aside what this one
+    # refuses, wherever it is in a chunk (first, in the middle, several in a row), and stores the rest in order
+    from ssmd_fast.sinks.spill import SpillFile
+
+    sizes = [10, 9000, 10, 10, 9000, 9000, 10] + [10] * 20 + [9000]
+    items = [(f"{PREFIX}.json.trade.KX{k % 3}".encode(), b"kalshi:spilled:%d:raw" % k, b'{"k":%d,"p":"%s"}' % (k, b"x" * n))
+             for k, n in enumerate(sizes)]
+    with SpillFile(tmp_path, max_bytes=2**30) as sp:
+        sp.append_many(items)
+    small = {i.decode(): (s.decode(), p) for s, i, p in items if len(p) < 4096}
+    with NatsServer(extra_config="max_payload: 4096") as srv:
+        async def main():
+            pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path)))
+            await pub.start()
+            assert await pub.wait_connected(10)
+            await wait_for(lambda: not pub.spill.pending_records and pub.ring.head == pub.ring.tail, 20,
+                           "the replay")
+            rep = await pub.close(10)
+            big = len(items) - len(small)
+            assert rep.stats["rejected"] == {"too_large": big} and rep.stats["dead_lettered"] == big
+            assert rep.stats["replayed"] == len(small) and rep.lost == 0
+            stored = await read_stream(srv.url, STREAM, timeout=20)
+            check_stream(stored, small)
+            assert [m.msg_id for m in stored] == list(small)          # in the spill's order
+            with SpillFile(tmp_path / "dead-letter", max_bytes=2**30) as dead:
+                assert dead.read(100) == [it for it in items if len(it[2]) >= 4096]
+        uvloop.run(main())
+
+
 def test_permission_violations_are_dead_lettered(tmp_path):
     conf = ('authorization { users = [ { user: "pub", password: "pw", permissions: { '
             'publish: { allow: [">"], deny: ["t.kalshi.json.other.>"] } } } ] }')

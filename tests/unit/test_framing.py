@@ -310,6 +310,24 @@ def test_oversized_messages_are_set_aside(impl):
     assert ring.pop_oversized() == []
 
 
+def test_add_messages_frames_a_chunk_as_add_message_does_and_stops_at_an_oversized_one(impl):
+    _, fr = impl
+    items = [(b"s.%d" % k, b"id-%d" % k, b"payload-%d" % k) for k in range(5)]
+    one, many = fr.PublishRing(PREFIX, INBOX, max_payload=100), fr.PublishRing(PREFIX, INBOX, max_payload=100)
+    for it in items:
+        one.add_message(*it, fr.ORIGIN_SPILL)
+    assert many.add_messages([items[0], list(items[1]), (bytearray(items[2][0]), *items[2][1:]), *items[3:]],
+                             fr.ORIGIN_SPILL) == 5
+    assert one.take(100, 1.0) == many.take(100, 1.0) and many.tail == 6
+    for p in range(1, 6):
+        assert many.ack(p)
+    assert many.pop_spill_retired() == 5                  # the origin went with each message
+    big = (b"s.big", b"id-big", b"x" * 200)
+    assert many.add_messages([items[0], big, items[1]]) == 1     # framed up to the oversized one ...
+    assert many.pop_oversized() == [big] and many.tail == 7      # ... which is set aside, the rest not taken
+    assert many.add_messages([]) == 0
+
+
 def test_core_mode_frames_plain_pub_and_retires_on_send(impl):
     """Core mode (benchmarks only): ``PUB subject size`` with no reply and no header (a msg id only means
     something to JetStream), retired as soon as it is written."""
