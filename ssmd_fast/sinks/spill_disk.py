@@ -61,8 +61,11 @@ class BackgroundDisk:
     def unlink(self, path: str) -> None:
         """Delete ``path`` (a missing file is fine; another error is logged: the space stays taken)."""
         with self._cond:
-            self._unlinks.append(path)
-            self._wake()
+            if not self._stopping:
+                self._unlinks.append(path)
+                self._wake()
+                return
+        self._unlink(path)       # stopped: no thread will come for it
 
     def take_error(self, kind: str) -> OSError | None:
         """The first fsync error of that kind since the last call (the caller decides what it means)."""
@@ -89,6 +92,15 @@ class BackgroundDisk:
             self._thread.start()
         self._cond.notify_all()
 
+    @staticmethod
+    def _unlink(path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("%s", _os_error("cannot delete consumed segment", path, exc))
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -104,12 +116,7 @@ class BackgroundDisk:
             kind, what = job
             err: OSError | None = None
             if kind == "unlink":
-                try:
-                    os.unlink(what)
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    log.warning("%s", _os_error("cannot delete consumed segment", what, exc))
+                self._unlink(what)
             else:
                 try:
                     os.fsync(what)

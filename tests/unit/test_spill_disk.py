@@ -178,3 +178,7 @@ def test_background_disk_serves_every_request_before_it_stops(tmp_path):
     assert not any(p.exists() for p in paths)
     assert disk.unlinked == 21 and disk.done["a"] + disk.done["b"] == 2
     assert disk.take_error("a") is None
+    late = tmp_path / "late"
+    late.write_bytes(b"x")
+    disk.unlink(str(late))                           # after stop: done at once, not left to a thread
+    assert not late.exists()
