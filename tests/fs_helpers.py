@@ -58,7 +58,7 @@ def fill_disk(directory: Path, leave: int = 0) -> Path:
 
 def hold_off_main_thread(monkeypatch, name: str) -> dict:
     """``os.<name>`` called outside the main thread waits for ``state["release"]`` (bounded), or raises
-    ``state["fail"]`` if set; the main thread's calls run at once. ``state["calls"]`` counts the held
+    ``state["fail"]`` if set; the main thread's calls run at once. ``state["calls"]`` records the held
     calls' first arguments, ``state["entered"]`` is set by the first. Release it at the end of the test."""
     state = {"release": threading.Event(), "entered": threading.Event(), "fail": None, "calls": []}
     real = getattr(os, name)

@@ -266,7 +266,7 @@ cdef class PublishRing:
         return w + 1 + put_dec(mid + w + 1, counter)
 
     def add_message(self, subject, msg_id, payload, int origin=ORIGIN_LIVE):
-        return self._add_one(bytes(subject), bytes(msg_id), bytes(payload), <uint8_t>origin)
+        return self._add_one(_exact_bytes(subject), _exact_bytes(msg_id), _exact_bytes(payload), <uint8_t>origin)
 
     def add_messages(self, list items, int origin=ORIGIN_LIVE):
         # one call for a spill replay's chunk (4,096 records): a Python call per record cost more than

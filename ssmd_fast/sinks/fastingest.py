@@ -137,11 +137,7 @@ class FastIngest:
         if self._timer is None and self.ring.cur_batch:
             unsettled, _, _, flow = self.ring.tail_state()
             if 0 < unsettled < flow:
-                try:
-                    loop = asyncio.get_running_loop()
-                except RuntimeError:   # driven without a loop (tick() from a test): no timer can run
-                    return
-                self._timer = loop.call_later(TAIL_IDLE, self._tail_check)
+                self._timer = asyncio.get_running_loop().call_later(TAIL_IDLE, self._tail_check)
 
     def _tail_check(self) -> None:
         self._timer = None

@@ -68,7 +68,7 @@ def test_no_timer_while_the_server_owes_a_flow_ack_then_one_for_the_short_tail(i
     asyncio.run(main())
 
 
-def test_no_timer_without_an_open_batch_or_when_all_is_settled(impl):
+def test_no_timer_when_all_is_settled(impl):
     _, fr = impl
 
     async def main():
