@@ -64,6 +64,7 @@ def micro_ratios(ns: dict[str, float]) -> dict[str, float]:
         "framing_python_over_cython": r("test_publish_ring_add_batch[python]", "test_publish_ring_add_batch[cython]"),
         "acks_python_over_cython": r("test_ack_parser[python]", "test_ack_parser[cython]"),
         "spill_read_python_over_cython": r("test_spill_parse_records[python]", "test_spill_parse_records[cython]"),
+        "spill_scan_python_over_cython": r("test_spill_scan_records[python]", "test_spill_scan_records[cython]"),
         "subjects_python_over_compiled_framing": r("test_subjects_and_ids_python", "test_publish_ring_add_batch[cython]"),
     }
     return {k: v for k, v in out.items() if v is not None}
@@ -84,6 +85,8 @@ MICRO_ROWS = (
     ("test_ack_parser[python]", "AckParser.feed (Python twin)", "ack"),
     ("test_spill_parse_records[cython]", "spill parse_records, a replay step (compiled)", "record"),
     ("test_spill_parse_records[python]", "spill parse_records (Python twin)", "record"),
+    ("test_spill_scan_records[cython]", "spill scan_records, the check on open (compiled)", "record"),
+    ("test_spill_scan_records[python]", "spill scan_records (Python twin)", "record"),
 )
 
 

@@ -218,3 +218,20 @@ def test_spill_parse_records(benchmark, impl):
 
     benchmark.pedantic(run, rounds=20 if impl == "cython" else 5, iterations=1, warmup_rounds=1)
     _per(benchmark, len(records), "record")
+
+
+@pytest.mark.parametrize("impl", ["cython", "python"])
+def test_spill_scan_records(benchmark, impl):
+    """``scan_records``: the check of a segment when a spill opens (every record's lengths and CRC, before
+    capture starts), on the block's 4,096 records as spilled."""
+    fr, ring, batch = _ring_and_batch("cython")
+    ring.add_batch(batch, CONN)
+    records = ring.extract()[:BLOCK]
+    data = b"".join(_spill_py.encode_record(*r) for r in records)
+    scan = (_spill if impl == "cython" else _spill_py).scan_records
+
+    def run():
+        assert scan(data, len(data), -1) == (len(data), len(records), 0, 0, None)
+
+    benchmark.pedantic(run, rounds=20 if impl == "cython" else 5, iterations=1, warmup_rounds=1)
+    _per(benchmark, len(records), "record")

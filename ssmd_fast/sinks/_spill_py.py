@@ -1,4 +1,5 @@
-"""Pure-Python twin of ``_spill.pyx``: the append path of the spill file (record encoding + buffering).
+"""Pure-Python twin of ``_spill.pyx``: the spill file's record format: the append path (record encoding +
+buffering), the read path (``parse_records``) and the recovery scan (``scan_records``, ``next_valid``).
 
 ``SpillWriter`` is the base class of ``spill.SpillFile``: it encodes records into ``self._buf`` and
 keeps the logical end ``_pos`` and the record count ``_n``; everything rare (rotation, the byte cap,
@@ -13,6 +14,7 @@ little-endian; the CRC-32 (zlib's) covers every byte after the crc field.
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 import zlib
@@ -66,6 +68,62 @@ def parse_records(data: bytes, want: int, out: list, ends: list, pos: int) -> tu
         ends.append(pos + i)
         took += 1
     return i, took, -1
+
+
+def _check_record(data, i: int, end: int) -> tuple[int, str | None]:
+    """(total_len, None) if a valid record starts at data[i:], else (0, reason)."""
+    if end - i < HEADER_SIZE:
+        return 0, "truncated header"
+    total, crc, sl, ml = HEADER.unpack_from(data, i)
+    if total < HEADER_SIZE + sl + ml:
+        return 0, f"bad length {total}"
+    if i + total > end:
+        return 0, f"length {total} runs past the end of the file"
+    if _crc32(memoryview(data)[i + 8:i + total]) != crc:
+        return 0, "CRC mismatch"
+    return total, None
+
+
+def scan_records(data, end: int, cursor_off: int) -> tuple[int, int, int, int, str | None]:
+    """The recovery path (a whole segment checked when a spill opens): walk the valid records of
+    ``data[0:end]`` (any buffer: the segment's mmap) from offset 0, checking lengths and CRCs. Returns
+    ``(stop, records, before_n, before_off, reason)``: ``stop`` is the end of the last valid record,
+    ``reason`` why the record at ``stop`` is not valid (None when ``stop == end``); ``(before_n,
+    before_off)`` are the count and offset of the last record start at or before ``cursor_off`` among
+    those visited (``cursor_off`` -1: none, ``(0, 0)``)."""
+    i = records = before_n = before_off = 0
+    reason = None
+    while i < end:
+        if cursor_off >= 0 and i <= cursor_off:
+            before_n, before_off = records, i
+        total, reason = _check_record(data, i, end)
+        if reason is not None:
+            break
+        i += total
+        records += 1
+    return i, records, before_n, before_off, reason
+
+
+_NON_ZERO = re.compile(rb"[^\x00]")
+
+
+def next_valid(data, start: int, end: int) -> int | None:
+    """The first offset after ``start`` where a valid record begins (the torn-or-corrupt decision)."""
+    j = start + 1
+    unpack = HEADER.unpack_from
+    while j <= end - HEADER_SIZE:
+        if data[j] == 0 and data[j + 1] == 0 and data[j + 2] == 0 and data[j + 3] == 0:
+            # a valid total_len (>= 12) has a non-zero byte among its 4: skip zero runs (power-loss holes)
+            m = _NON_ZERO.search(data, j, end)
+            if m is None:
+                return None
+            j = max(j + 1, m.start() - 3)
+            continue
+        total, _crc, sl, ml = unpack(data, j)
+        if HEADER_SIZE + sl + ml <= total <= end - j and _check_record(data, j, end)[1] is None:
+            return j
+        j += 1
+    return None
 
 
 class SpillWriter:

@@ -36,17 +36,15 @@ import os
 import time
 
 from ssmd_fast.errors import StorageError
-
-# The append path is compiled (_spill.pyx) unless SSMD_FAST_NO_EXTENSIONS=1 picks the twin.
-if os.environ.get("SSMD_FAST_NO_EXTENSIONS", "").strip().lower() in ("1", "true", "yes", "on"):
-    from ssmd_fast.sinks._spill_py import IMPLEMENTATION, SpillWriter, encode_record, parse_records
-else:
-    try:
-        from ssmd_fast.sinks._spill import IMPLEMENTATION, SpillWriter, encode_record, parse_records
-    except ImportError:  # not built: the guard test (tests/unit/test_spill.py) fails on this
-        from ssmd_fast.sinks._spill_py import IMPLEMENTATION, SpillWriter, encode_record, parse_records
-from ssmd_fast.sinks._spill_py import HEADER, HEADER_SIZE
 from ssmd_fast.sinks.spill_disk import BackgroundDisk
+from ssmd_fast.sinks.spill_format import (
+    HEADER,
+    HEADER_SIZE,
+    IMPLEMENTATION,
+    SpillWriter,
+    encode_record,
+    parse_records,
+)
 from ssmd_fast.sinks.spill_recovery import (
     CURSOR_NAME,
     LOCK_NAME,

@@ -11,18 +11,15 @@ import logging
 import mmap
 import os
 import re
-import zlib
 
 from ssmd_fast.errors import StorageError
-from ssmd_fast.sinks._spill_py import HEADER, HEADER_SIZE
+from ssmd_fast.sinks.spill_format import next_valid, scan_records
 
 log = logging.getLogger("ssmd_fast.sinks.spill")
 
 _SEGMENT_RE = re.compile(r"^spill-(\d{8})\.log$")
 CURSOR_NAME = "cursor"
 LOCK_NAME = "lock"
-_NON_ZERO = re.compile(rb"[^\x00]")
-_crc32 = zlib.crc32
 
 
 class SpillCorrupt(StorageError):
@@ -51,39 +48,6 @@ class _Segment:
         self.length = length   # readable bytes (the active segment's length lives in SpillFile._pos)
         self.extra = 0         # bytes on disk past a corruption (counted against max_bytes)
         self.corrupt: SpillCorrupt | None = None
-
-
-def _check_record(data, i: int, end: int) -> tuple[int, str | None]:
-    """(total_len, None) if a valid record starts at data[i:], else (0, reason)."""
-    if end - i < HEADER_SIZE:
-        return 0, "truncated header"
-    total, crc, sl, ml = HEADER.unpack_from(data, i)
-    if total < HEADER_SIZE + sl + ml:
-        return 0, f"bad length {total}"
-    if i + total > end:
-        return 0, f"length {total} runs past the end of the file"
-    if _crc32(memoryview(data)[i + 8:i + total]) != crc:
-        return 0, "CRC mismatch"
-    return total, None
-
-
-def _next_valid(data, start: int, end: int) -> int | None:
-    """The first offset after ``start`` where a valid record begins (the torn-or-corrupt decision)."""
-    j = start + 1
-    unpack = HEADER.unpack_from
-    while j <= end - HEADER_SIZE:
-        if data[j] == 0 and data[j + 1] == 0 and data[j + 2] == 0 and data[j + 3] == 0:
-            # a valid total_len (>= 12) has a non-zero byte among its 4: skip zero runs (power-loss holes)
-            m = _NON_ZERO.search(data, j)
-            if m is None:
-                return None
-            j = max(j + 1, m.start() - 3)
-            continue
-        total, _crc, sl, ml = unpack(data, j)
-        if HEADER_SIZE + sl + ml <= total <= end - j and _check_record(data, j, end)[1] is None:
-            return j
-        j += 1
-    return None
 
 
 class SpillRecovery:
@@ -126,16 +90,9 @@ class SpillRecovery:
                 if size == 0:
                     return 0, (0, 0)
                 with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                    i = records = 0
-                    before = (0, 0)
-                    while i < size:
-                        if cursor_off is not None and i <= cursor_off:
-                            before = (records, i)
-                        total, reason = _check_record(data, i, size)
-                        if reason is not None:
-                            break
-                        i += total
-                        records += 1
+                    i, records, before_n, before_off, reason = scan_records(
+                        data, size, -1 if cursor_off is None else cursor_off)
+                    before = (before_n, before_off)
                     if cursor_off is not None and i <= cursor_off:
                         if cursor_off > i:
                             log.warning("spill %s: cursor offset %d past the last record (%d): clamped",
@@ -144,7 +101,7 @@ class SpillRecovery:
                     elif cursor_off is not None and before[1] != cursor_off:
                         log.warning("spill %s: cursor offset %d is not a record boundary: replaying from %d",
                                     seg.path, cursor_off, before[1])
-                    nxt = _next_valid(data, i, size) if i < size else None
+                    nxt = next_valid(data, i, size) if i < size else None
                 seg.length = i
                 if i < size:
                     if last and nxt is None:

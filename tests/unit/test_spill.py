@@ -122,6 +122,65 @@ def test_both_read_paths_parse_the_same_records_and_stop_at_the_same_place(items
         assert out == items[:took] and (bad == -1 or bad == used)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=40), st.binary(max_size=600)), max_size=12),
+       st.data())
+def test_both_recovery_scans_find_the_same_records_stop_and_next_valid_record(items, data):
+    try:
+        from ssmd_fast.sinks import _spill
+    except ImportError:
+        pytest.fail("ssmd_fast/sinks/_spill.pyx is not built (make build)")
+    sizes = [len(_spill_py.encode_record(*it)) for it in items]
+    blob = bytearray(b"".join(_spill_py.encode_record(*it) for it in items))
+    damage = data.draw(st.sampled_from(["none", "truncate", "flip", "zero-hole", "garbage"]))
+    if blob and damage == "truncate":
+        del blob[data.draw(st.integers(0, len(blob) - 1)):]
+    elif blob and damage == "flip":
+        blob[data.draw(st.integers(0, len(blob) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+    elif blob and damage == "zero-hole":                 # a lost page: a run of zeros, maybe to the end
+        a = data.draw(st.integers(0, len(blob) - 1))
+        b = data.draw(st.integers(a, len(blob)))
+        blob[a:b] = bytes(b - a)
+    elif damage == "garbage":
+        blob += data.draw(st.binary(min_size=1, max_size=40))
+    blob = bytes(blob)
+    cursor = data.draw(st.integers(-1, len(blob) + 3))
+    start = data.draw(st.integers(0, len(blob)))
+    got = [(impl.scan_records(blob, len(blob), cursor), impl.next_valid(blob, start, len(blob)))
+           for impl in (_spill_py, _spill)]
+    assert got[0] == got[1]
+    (stop, records, before_n, before_off, reason), _ = got[0]
+    ends = [sum(sizes[:k + 1]) for k in range(len(sizes))]
+    assert stop == (ends[records - 1] if records else 0) and (reason is None) == (stop == len(blob))
+    if damage == "none":
+        assert (stop, records) == (len(blob), len(items))
+    # the last record start visited at or before the cursor: every valid one, and the invalid one at stop
+    visited = ([0] + ends[:records])[:records + (stop < len(blob))]
+    at_or_before = [(k, o) for k, o in enumerate(visited) if cursor >= 0 and o <= cursor]
+    assert (before_n, before_off) == (at_or_before[-1] if at_or_before else (0, 0))
+
+
+def test_the_compiled_recovery_scan_reads_a_segments_mmap_and_refuses_an_end_past_it(tmp_path):
+    try:
+        from ssmd_fast.sinks import _spill
+    except ImportError:
+        pytest.fail("ssmd_fast/sinks/_spill.pyx is not built (make build)")
+    import mmap
+    path = tmp_path / "seg"
+    path.write_bytes(b"".join(encode_record(*rec(i)) for i in range(50)) + b"\0" * 100)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        size = len(m)
+        assert _spill.scan_records(m, size, -1) == _spill_py.scan_records(m, size, -1)
+        assert _spill.scan_records(m, size, -1)[1:2] == (50,)
+        assert _spill.scan_records(m, size, -1)[4] == "bad length 0"
+        assert _spill.next_valid(m, 0, size) == _spill_py.next_valid(m, 0, size) == len(encode_record(*rec(0)))
+        with pytest.raises(ValueError, match="past the buffer"):
+            _spill.scan_records(m, size + 1, -1)
+        with pytest.raises(ValueError, match="past the buffer"):
+            _spill.next_valid(m, 0, size + 1)
+    # the mmap could be closed: no buffer stayed exported
+
+
 def test_segment_bytes_equal_what_encode_record_gives(tmp_path):
     items = [rec(i) for i in range(50)]
     with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
