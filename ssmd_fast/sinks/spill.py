@@ -21,7 +21,12 @@ A kill -9 therefore loses only records given to single ``append`` calls since th
 ``flush()`` when such a burst ends). Positions are kept as one logical byte offset across segments,
 so the per-append work is a few integer updates.
 
-On open, every segment is checked record by record (length and CRC). A bad record at the end of
+Reading does not consume: ``read(n)`` returns the next records after those already read (the first read
+starts at the cursor), so a replay can read the next chunk while the server stores the previous ones;
+``consume(n)`` moves the cursor over the n oldest records once they are stored, and ``rewind()`` (or
+``unread(n)``) gives back what was read and not consumed, to be read again.
+
+On open, every segment is checked record by record (length and CRC, compiled: ``scan_records``). A bad record at the end of
 the last segment with no valid record after it is a torn write: it is truncated away and logged.
 Any other bad record is corruption: the records before it are read normally, then ``read()`` raises
 ``SpillCorrupt`` naming the segment and offset; nothing after it is ever skipped silently.
@@ -111,8 +116,10 @@ class SpillFile(SpillRecovery, SpillWriter):
         self._sync_at_n = 0
         self._deadline = float("inf")
         self._handoff_pos = HANDOFF_BYTES
-        self._read_ends: list[int] = []   # logical end of each record returned by the last read()
-        self._read_start = -1
+        # Records read but not consumed (a replay keeps a chunk in flight while it reads the next):
+        # the logical end of each, from _read_ends[_read_i] (the one at the cursor) on.
+        self._read_ends: list[int] = []
+        self._read_i = 0
         self._cursor_synced_at = 0.0
         self._cursor_sync_interval = self.fsync_interval if self.fsync_interval > 0 else 1.0
         self._ready = False
@@ -337,12 +344,13 @@ class SpillFile(SpillRecovery, SpillWriter):
     # ------------------------------------------------------------------ reading and consuming
 
     def read(self, max_records: int) -> list[tuple[bytes, bytes, bytes]]:
-        """The oldest records not yet consumed (up to max_records), without consuming them."""
+        """The next records not yet read (up to max_records), oldest first, without consuming them: the
+        first read starts at the cursor, each later one where the previous stopped, until ``rewind()``."""
         if self._closed:
             raise StorageError(f"spill {self.directory}: closed")
         out: list[tuple[bytes, bytes, bytes]] = []
-        ends: list[int] = []
-        pos = self._cpos
+        ends = self._read_ends
+        pos = ends[-1] if len(ends) > self._read_i else self._cpos
         for seg in self._segs:
             if len(out) >= max_records:
                 break
@@ -355,8 +363,22 @@ class SpillFile(SpillRecovery, SpillWriter):
                 if out:
                     break  # hand out what precedes the corruption; the next read raises
                 raise seg.corrupt
-        self._read_start, self._read_ends = self._cpos, ends
         return out
+
+    @property
+    def read_ahead(self) -> int:
+        """Records read and not yet consumed."""
+        return len(self._read_ends) - self._read_i
+
+    def unread(self, n: int) -> None:
+        """Give back the last n records read: the next read returns them again."""
+        if not 0 <= n <= self.read_ahead:
+            raise ValueError(f"unread({n}) but {self.read_ahead} records are read and not consumed")
+        del self._read_ends[len(self._read_ends) - n:]
+
+    def rewind(self) -> None:
+        """The next read starts at the cursor again (what was read and not consumed was dropped)."""
+        self.unread(self.read_ahead)
 
     def _read_segment(self, seg: _Segment, pos: int, seg_end: int, want: int, out: list, ends: list) -> int:
         unpack = HEADER.unpack_from
@@ -415,12 +437,19 @@ class SpillFile(SpillRecovery, SpillWriter):
             raise StorageError(f"spill {self.directory}: closed")
         if n > self.pending_records:
             raise ValueError(f"consume({n}) but only {self.pending_records} records are pending")
-        if self._read_start != self._cpos or len(self._read_ends) < n:
-            self.read(n)
-            if len(self._read_ends) < n:  # stopped at a corruption
-                raise ValueError(f"consume({n}) past the {len(self._read_ends)} readable records")
-        self._cpos = self._read_ends[n - 1]
-        self._read_start, self._read_ends = self._cpos, self._read_ends[n:]
+        if self.read_ahead < n:
+            self.read(n - self.read_ahead)
+            if self.read_ahead < n:  # stopped at a corruption
+                raise ValueError(f"consume({n}) past the {self.read_ahead} readable records")
+        ends = self._read_ends
+        self._read_i += n
+        self._cpos = ends[self._read_i - 1]
+        if self._read_i == len(ends):
+            ends.clear()
+            self._read_i = 0
+        elif self._read_i >= 1024 and 2 * self._read_i >= len(ends):  # drop the consumed ends now and then
+            del ends[:self._read_i]
+            self._read_i = 0
         self._consumed_n += n
         self._drop_spent_segments()
         self._save_cursor(sync=_monotonic() - self._cursor_synced_at >= self._cursor_sync_interval, wait=False)

@@ -308,10 +308,16 @@ def test_stream_full_with_discard_new_is_dead_lettered_without_hanging(tmp_path)
         uvloop.run(main())
 
 
-def test_spilled_records_too_large_for_the_server_are_dead_lettered_on_replay_the_rest_stored(tmp_path):
+@pytest.mark.parametrize("chunk", [4096, 4, 3])
+def test_spilled_records_too_large_for_the_server_are_dead_lettered_on_replay_the_rest_stored(tmp_path, monkeypatch,
+                                                                                               chunk):
     # a spill from a run against a server whose max_payload was larger: the replay sets aside what this one
-    # refuses, wherever it is in a chunk (first, in the middle, several in a row), and stores the rest in order
+    # refuses, wherever it is in a chunk (first, in the middle, several in a row, heading a chunk read while
+    # the one before is in flight), and stores the rest in order
+    from ssmd_fast.sinks import nats as nats_mod
     from ssmd_fast.sinks.spill import SpillFile
+
+    monkeypatch.setattr(nats_mod, "REPLAY_CHUNK", chunk)
 
     sizes = [10, 9000, 10, 10, 9000, 9000, 10] + [10] * 20 + [9000]
     items = [(f"{PREFIX}.json.trade.KX{k % 3}".encode(), b"kalshi:spilled:%d:raw" % k, b'{"k":%d,"p":"%s"}' % (k, b"x" * n))

@@ -132,6 +132,48 @@ def test_close_during_an_outage_spills_and_the_next_start_replays(tmp_path):
         srv.close()
 
 
+def test_a_replay_cut_off_mid_way_loses_nothing_and_stores_each_record_once(tmp_path, monkeypatch):
+    # The replay keeps two chunks in the ring (one in flight, the next read ahead). The server stalls
+    # mid-replay past retry_horizon: the publisher drops what the ring held of the spill (still in the
+    # file) and reads it again from the cursor once the server answers.
+    from ssmd_fast.sinks import nats as nats_mod
+    from ssmd_fast.sinks.spill import SpillFile
+
+    monkeypatch.setattr(nats_mod, "REPLAY_CHUNK", 500)
+    want = expected(batches(session(15000), size=20))
+    with SpillFile(tmp_path, max_bytes=2**30) as sp:
+        sp.append_many((s.encode(), i.encode(), p) for i, (s, p) in want.items())
+    srv = NatsServer().start()
+    try:
+        async def main():
+            pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path), ack_timeout=0.25, retry_horizon=0.8))
+            dropped_ahead = []
+            enter_spill = pub._enter_spill
+
+            def spy(why):   # what the spill had read ahead when the ring's spill messages were dropped
+                dropped_ahead.append(pub.spill.read_ahead)
+                enter_spill(why)
+            pub._enter_spill = spy
+            await pub.start()
+            await wait_for(lambda: pub.stats()["replayed"] >= 3000, 20, "the replay under way")
+            srv.pause()
+            try:
+                await wait_for(lambda: dropped_ahead, 10, "the retry horizon")
+            finally:
+                srv.resume()
+            await wait_for(lambda: not pub.spill.pending_records and pub.ring.head == pub.ring.tail, 30,
+                           "the replay after the stall")
+            rep = await pub.close(10)
+            stored = await read_stream(srv.url, STREAM, timeout=30)
+            figures("replay cut off", rep, stored, want)
+            check_stream(stored, want)
+            assert [m.msg_id for m in stored] == list(want)       # in the spill's order
+            assert max(dropped_ahead) > 0 and rep.lost == 0
+        uvloop.run(main())
+    finally:
+        srv.close()
+
+
 def test_a_stalled_server_is_detected_by_the_ack_watchdog(tmp_path):
     bl = batches(session(3000), size=20)
     want = expected(bl)

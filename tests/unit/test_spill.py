@@ -203,17 +203,25 @@ def test_append_read_consume_and_restart(tmp_path):
     assert sp.pending_records == 500
     assert sp.pending_bytes == sum(len(encode_record(*it)) for it in items)
     first = sp.read(10)
-    assert first == items[:10]
-    assert sp.read(10) == first  # repeatable until consumed
+    assert first == items[:10] and sp.read_ahead == 10
+    assert sp.read(5) == items[10:15]  # each read goes on where the last stopped (a replay reads ahead)
+    sp.rewind()
+    assert sp.read_ahead == 0 and sp.read(10) == first  # until rewound: again from the cursor
     sp.consume(4)
-    assert sp.read(3) == items[4:7]
+    assert sp.read_ahead == 6 and sp.read(3) == items[10:13]
+    sp.unread(5)                       # the last 5 read (items 8..12) come again
+    assert sp.read_ahead == 4 and sp.read(2) == items[8:10]
+    with pytest.raises(ValueError, match="unread"):
+        sp.unread(7)
     assert sp.pending_records == 496
     sp.consume(6)
+    assert sp.read_ahead == 0
     sp.close()
 
     sp = SpillFile(tmp_path, max_bytes=1 << 20)  # the cursor survived
     assert sp.pending_records == 490
     assert sp.read(1) == [items[10]]
+    sp.rewind()
     sp.append(b"s", b"late", b"p")
     assert read_all(sp, batch=77) == items[10:] + [(b"s", b"late", b"p")]
     assert sp.pending_records == sp.pending_bytes == 0
@@ -223,6 +231,50 @@ def test_append_read_consume_and_restart(tmp_path):
     sp = SpillFile(tmp_path, max_bytes=1 << 20)
     assert sp.pending_records == 0 and sp.read(10) == []
     sp.close()
+
+
+_OPS = st.lists(st.tuples(st.sampled_from(["append", "read", "consume", "unread", "rewind", "reopen"]),
+                          st.integers(0, 40)), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_OPS)
+def test_reads_ahead_unreads_rewinds_and_consumes_follow_a_model(tmp_path_factory, ops):
+    """Any sequence of appends, reads (each going on where the last stopped), unreads, rewinds, consumes
+    and reopenings: the records read and kept are those of a list with a cursor and a read position."""
+    d = tmp_path_factory.mktemp("spill")
+    sp = SpillFile(d, max_bytes=1 << 24, segment_bytes=2048)   # small segments: reads cross them
+    model, cur, ahead, k = [], 0, 0, 0                         # all appended; cursor; read, not consumed
+    try:
+        for op, n in ops:
+            if op == "append":
+                new = [rec(k + i) for i in range(n)]
+                k += n
+                sp.append_many(new)
+                model += new
+            elif op == "read":
+                assert sp.read(n) == model[cur + ahead:cur + ahead + n]
+                ahead += len(model[cur + ahead:cur + ahead + n])
+            elif op == "consume":
+                n = min(n, len(model) - cur)
+                sp.consume(n)
+                cur, ahead = cur + n, max(0, ahead - n)
+            elif op == "unread":
+                n = min(n, ahead)
+                sp.unread(n)
+                ahead -= n
+            elif op == "rewind":
+                sp.rewind()
+                ahead = 0
+            else:
+                sp.close()
+                sp = SpillFile(d, max_bytes=1 << 24, segment_bytes=2048)
+                ahead = 0                                       # the cursor is kept, the read position not
+            assert (sp.pending_records, sp.read_ahead) == (len(model) - cur, ahead)
+        sp.rewind()
+        assert read_all(sp, batch=7) == model[cur:]
+    finally:
+        sp.close()
 
 
 def test_consume_without_read_and_accepts_other_bytes_like_payloads(tmp_path):

@@ -55,6 +55,7 @@ def test_a_slow_segment_deletion_does_not_hold_up_consume(tmp_path, held):
         sp.consume(150)                                  # returns while the first deletion is held
         assert unlink["entered"].wait(5)
         assert not sp.wait_disk(0.05)
+        sp.rewind()
         assert sp.pending_records == 150 and sp.read(150) == got[150:]
         sp.append(*rec(300))                             # appends go on too
         assert segments(tmp_path)[0] == segs[0]          # still there: its deletion is held
