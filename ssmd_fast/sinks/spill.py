@@ -133,6 +133,7 @@ class SpillFile(SpillRecovery, SpillWriter):
         self.full_rejects = 0
         self.write_errors = 0
         self.dropped_torn_bytes = 0
+        self.check_seconds = 0.0   # the check of the segments found on open
         self._closed = False
         self._open()
 
@@ -573,8 +574,8 @@ class SpillFile(SpillRecovery, SpillWriter):
         self._ready = True
         self._save_cursor(sync=True)
         if self.pending_records:
-            log.info("spill %s: %d records (%d bytes) pending from a previous run", d,
-                     self.pending_records, self.pending_bytes)
+            log.info("spill %s: %d records (%d bytes) pending from a previous run (checked in %.2f s)", d,
+                     self.pending_records, self.pending_bytes, self.check_seconds)
 
     def close(self) -> None:
         """Hand everything to the OS, fsync, persist the cursor. A write error is raised after cleanup."""

@@ -11,6 +11,7 @@ import logging
 import mmap
 import os
 import re
+import time
 
 from ssmd_fast.errors import StorageError
 from ssmd_fast.sinks.spill_format import next_valid, scan_records
@@ -63,6 +64,9 @@ class SpillRecovery:
         self._next_n = max([cur_n + 1] + [n + 1 for n, _ in found])
         last = found[-1][0] if found else None
         cursor_found = False
+        t0 = time.monotonic()
+        if len(found) > 4:  # over 256 MiB: say why the start waits (about 1 s per GiB when cached)
+            log.info("spill %s: checking %d segments left by a previous run", d, len(found))
         for n, name in found:
             path = os.path.join(d, name)
             if n < cur_n:  # fully consumed; its deletion was interrupted by a crash
@@ -81,6 +85,7 @@ class SpillRecovery:
         if not cursor_found:  # the cursor's segment was consumed and deleted: start at the oldest left
             self._cpos = self._segs[0].base if self._segs else 0
         self._wpos = self._pos
+        self.check_seconds = time.monotonic() - t0
     def _scan(self, seg: _Segment, *, last: bool, cursor_off: int | None) -> tuple[int, tuple[int, int]]:
         """Check every record of a segment; truncate a torn tail. Returns (records, (count, offset)
         of the records before the cursor offset)."""
