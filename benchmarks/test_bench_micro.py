@@ -202,14 +202,19 @@ def test_ack_parser(benchmark, impl):
     _per(benchmark, state["n"], "ack")
 
 
+def _spilled_block() -> tuple[list, bytes]:
+    """The block's first 4,096 messages (raw + normalized) and their spill records, as a segment holds them."""
+    _fr, ring, batch = _ring_and_batch("cython")
+    ring.add_batch(batch, CONN)
+    records = ring.extract()[:BLOCK]
+    return records, b"".join(_spill_py.encode_record(*r) for r in records)
+
+
 @pytest.mark.parametrize("impl", ["cython", "python"])
 def test_spill_parse_records(benchmark, impl):
     """``parse_records``: one replay step of the spill (4,096 records, the raw + normalized messages of the
     block, as spilled) checked and cut out of the segment's bytes."""
-    fr, ring, batch = _ring_and_batch("cython")
-    ring.add_batch(batch, CONN)
-    records = ring.extract()[:BLOCK]
-    data = b"".join(_spill_py.encode_record(*r) for r in records)
+    records, data = _spilled_block()
     parse = (_spill if impl == "cython" else _spill_py).parse_records
 
     def run():
@@ -224,10 +229,7 @@ def test_spill_parse_records(benchmark, impl):
 def test_spill_scan_records(benchmark, impl):
     """``scan_records``: the check of a segment when a spill opens (every record's lengths and CRC, before
     capture starts), on the block's 4,096 records as spilled."""
-    fr, ring, batch = _ring_and_batch("cython")
-    ring.add_batch(batch, CONN)
-    records = ring.extract()[:BLOCK]
-    data = b"".join(_spill_py.encode_record(*r) for r in records)
+    records, data = _spilled_block()
     scan = (_spill if impl == "cython" else _spill_py).scan_records
 
     def run():

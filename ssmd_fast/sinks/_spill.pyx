@@ -188,17 +188,23 @@ cdef str _reason(const unsigned char* d, Py_ssize_t i, Py_ssize_t code):
     return "CRC mismatch"
 
 
+cdef const unsigned char* _segment_view(object data, Py_buffer* view, Py_ssize_t end) except NULL:
+    """The bytes of a segment's buffer (its mmap), ``end`` checked; the caller releases ``view``."""
+    PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
+    if end > view.len:
+        PyBuffer_Release(view)
+        raise ValueError(f"end {end} past the buffer's {view.len} bytes")
+    return <const unsigned char*>view.buf if view.buf != NULL else <const unsigned char*>b""
+
+
 def scan_records(data, Py_ssize_t end, long long cursor_off):
     """The recovery path (every record of every segment is checked when a spill opens, before capture
     starts: 2 µs per record in Python): see the twin."""
     cdef Py_buffer view
     cdef const unsigned char* d
     cdef Py_ssize_t i = 0, total = 1, records = 0, before_n = 0, before_off = 0
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    d = _segment_view(data, &view, end)
     try:
-        if end > view.len:
-            raise ValueError(f"end {end} past the buffer's {view.len} bytes")
-        d = <const unsigned char*>view.buf
         with nogil:
             while i < end:
                 if 0 <= cursor_off and i <= cursor_off:
@@ -220,11 +226,8 @@ def next_valid(data, Py_ssize_t start, Py_ssize_t end):
     cdef const unsigned char* d
     cdef Py_ssize_t j = start + 1, k, total, sl, ml
     cdef bint found = False
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    d = _segment_view(data, &view, end)
     try:
-        if end > view.len:
-            raise ValueError(f"end {end} past the buffer's {view.len} bytes")
-        d = <const unsigned char*>view.buf
         with nogil:
             while j <= end - 12:
                 if d[j] == 0 and d[j + 1] == 0 and d[j + 2] == 0 and d[j + 3] == 0:
