@@ -351,19 +351,24 @@ class SpillFile(SpillRecovery, SpillWriter):
             raise StorageError(f"spill {self.directory}: closed")
         out: list[tuple[bytes, bytes, bytes]] = []
         ends = self._read_ends
-        pos = ends[-1] if len(ends) > self._read_i else self._cpos
-        for seg in self._segs:
-            if len(out) >= max_records:
-                break
-            seg_end = self._pos if seg is self._active else seg.base + seg.length
-            if pos < seg_end:
-                pos = self._read_segment(seg, pos, seg_end, max_records - len(out), out, ends)
-                if pos < seg_end:
+        mark = len(ends)
+        pos = ends[-1] if mark > self._read_i else self._cpos
+        try:
+            for seg in self._segs:
+                if len(out) >= max_records:
                     break
-            if seg.corrupt is not None:
-                if out:
-                    break  # hand out what precedes the corruption; the next read raises
-                raise seg.corrupt
+                seg_end = self._pos if seg is self._active else seg.base + seg.length
+                if pos < seg_end:
+                    pos = self._read_segment(seg, pos, seg_end, max_records - len(out), out, ends)
+                    if pos < seg_end:
+                        break
+                if seg.corrupt is not None:
+                    if out:
+                        break  # hand out what precedes the corruption; the next read raises
+                    raise seg.corrupt
+        except BaseException:
+            del ends[mark:]  # nothing of a failed read counts as read
+            raise
         return out
 
     @property
@@ -388,11 +393,12 @@ class SpillFile(SpillRecovery, SpillWriter):
             if len(data) >= HEADER_SIZE and unpack(data, 0)[0] > len(data):
                 data = self._bytes(seg, pos, min(seg_end, pos + unpack(data, 0)[0]))  # one big record
             i, took, bad = parse_records(data, want, out, ends, pos)
-            if bad >= 0:
-                raise SpillCorrupt(seg.path, pos + bad - seg.base, "CRC mismatch on read")
             want -= took
-            if i == 0:
-                raise SpillCorrupt(seg.path, pos - seg.base, "record runs past the end of the segment")
+            if bad >= 0 or i == 0:  # changed on disk since it was checked on open
+                if out:
+                    return pos + i  # hand out what precedes it; the next read raises
+                raise SpillCorrupt(seg.path, pos + i - seg.base, "CRC mismatch on read" if bad >= 0
+                                   else "record runs past the end of the segment")
             pos += i
         return pos
 

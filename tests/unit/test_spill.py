@@ -409,6 +409,43 @@ def test_corruption_in_the_middle_stops_the_replay_with_segment_and_offset(tmp_p
         assert read_all(sp) == [rec(500)]
 
 
+def test_a_record_changed_on_disk_after_open_stops_the_reads_there_and_nothing_counts_as_read(tmp_path):
+    path, items = _torn_setup(tmp_path, n=30)
+    sizes = [len(encode_record(*it)) for it in items]
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp:       # checked whole on open
+        assert sp.read(3) == items[:3]
+        _flip(path, sum(sizes[:12]) + 30)                      # then record 12 rots on disk
+        assert sp.read(100) == items[3:12]                     # what precedes it is handed out
+        assert sp.read_ahead == 12
+        with pytest.raises(SpillCorrupt, match="CRC mismatch on read") as info:
+            sp.read(100)
+        assert info.value.offset == sum(sizes[:12]) and sp.read_ahead == 12   # the failed read took nothing
+        sp.consume(12)
+        with pytest.raises(SpillCorrupt):
+            sp.read(1)
+        assert sp.read_ahead == 0 and sp.pending_records == 18
+
+
+def test_a_read_that_fails_part_way_counts_nothing_as_read(tmp_path, monkeypatch):
+    items = [rec(i) for i in range(60)]
+    with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=1024) as sp:
+        sp.append_many(items)
+        sp.flush()
+        assert len(segments(tmp_path)) >= 2
+        calls, real = [], os.pread
+
+        def pread(fd, n, off):           # the disk fails on the second segment's read
+            calls.append(off)
+            if len(calls) == 2:
+                raise OSError(5, "Input/output error")
+            return real(fd, n, off)
+        monkeypatch.setattr(os, "pread", pread)
+        with pytest.raises(StorageError, match="cannot read"):
+            sp.read(60)
+        assert len(calls) == 2 and sp.read_ahead == 0
+        assert sp.read(60) == items          # all again, from the cursor
+
+
 def test_a_zeroed_hole_in_the_middle_is_corruption_not_a_torn_tail(tmp_path):
     path, items = _torn_setup(tmp_path, n=40)
     sizes = [len(encode_record(*it)) for it in items]
