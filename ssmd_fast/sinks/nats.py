@@ -391,13 +391,9 @@ class JetStreamPublisher(ServerAnswers):
     def _replay(self) -> None:
         """Load the next spill records into the ring (original subjects and ids) and send them."""
         self._replay_drain = False
-        try:
-            records = self.spill.read(REPLAY_CHUNK)
-        except StorageError as exc:
-            self._fail(f"spill replay stopped: {exc}", warn_once=True)
-            return
+        records = self._read_chunk()
         loaded = 0
-        while records:
+        while records:   # None: the read failed, and the replay stays stopped there (nothing is skipped)
             loaded = self.ring.add_messages(records, framing.ORIGIN_SPILL)   # one call per chunk
             if loaded == len(records):
                 break
@@ -412,13 +408,22 @@ class JetStreamPublisher(ServerAnswers):
                 return
             self._dead_letter([records[0]], "too_large")
             self.spill.consume(1)
-            records = self.spill.read(REPLAY_CHUNK)
+            records = self._read_chunk()
+        if records is None:
+            return
         self._replay_loaded += loaded
         self.counters["replayed"] += loaded
         if self.spill.pending_records == self._replay_loaded:
             self.store = MEMORY  # everything left is in the ring: new batches can follow in memory
             log.info("NATS publisher: spill replayed, back to the memory queue")
         self._pump()
+
+    def _read_chunk(self) -> list | None:
+        try:
+            return self.spill.read(REPLAY_CHUNK)
+        except StorageError as exc:  # logged once; what was read before it is sent and consumed
+            self._fail(f"spill replay stopped: {exc}", warn_once=True)
+            return None
 
     # ------------------------------------------------------------------ background tasks
 

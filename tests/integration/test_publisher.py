@@ -344,6 +344,78 @@ def test_spilled_records_too_large_for_the_server_are_dead_lettered_on_replay_th
         uvloop.run(main())
 
 
+@pytest.mark.parametrize("chunk", [4096, 5])
+def test_a_corrupt_spill_record_stops_the_replay_there_after_storing_what_precedes_it(tmp_path, monkeypatch,
+                                                                                      caplog, chunk):
+    # nothing after a corrupt record is replayed or skipped silently: the records before it are stored, in
+    # order (also when they were read in several chunks, ahead of their acks), and the error names the offset
+    from ssmd_fast.sinks import nats as nats_mod
+    from ssmd_fast.sinks.spill import SpillFile, encode_record
+
+    monkeypatch.setattr(nats_mod, "REPLAY_CHUNK", chunk)
+    items = [(f"{PREFIX}.json.trade.KX{k % 3}".encode(), b"kalshi:spilled:%d:raw" % k, b'{"k":%d}' % k)
+             for k in range(40)]
+    with SpillFile(tmp_path, max_bytes=2**30) as sp:
+        sp.append_many(items)
+    (seg,) = tmp_path.glob("spill-*.log")
+    bad = sum(len(encode_record(*it)) for it in items[:23])
+    data = bytearray(seg.read_bytes())
+    data[bad + 20] ^= 0x40                              # record 23's subject: its CRC fails
+    seg.write_bytes(bytes(data))
+    with NatsServer() as srv:
+        async def main():
+            pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path)))
+            await pub.start()
+            assert await pub.wait_connected(10)
+            await wait_for(lambda: pub.stats()["replayed"] == 23 and pub.ring.head == pub.ring.tail, 20,
+                           "the records before the corruption")
+            await asyncio.sleep(0.3)                    # ticks: nothing more is replayed
+            assert pub.stats()["replayed"] == 23
+            assert f"corrupt record at offset {bad}" in caplog.text
+            await pub.close(10)
+            stored = await read_stream(srv.url, STREAM, timeout=20)
+            assert [m.msg_id for m in stored] == [it[1].decode() for it in items[:23]]
+        uvloop.run(main())
+
+
+@pytest.mark.parametrize("chunk", [4096, 5])
+def test_a_spill_record_that_rots_after_open_stops_the_replay_there_with_the_error(tmp_path, monkeypatch, chunk):
+    # the spill was checked whole on open; a record changed on disk after that is found by the replay's
+    # read: what precedes it is stored, then the replay stays stopped (the store stays the spill)
+    from ssmd_fast.sinks import nats as nats_mod
+    from ssmd_fast.sinks.spill import SpillFile, encode_record
+
+    monkeypatch.setattr(nats_mod, "REPLAY_CHUNK", chunk)
+    items = [(f"{PREFIX}.json.trade.KX{k % 3}".encode(), b"kalshi:spilled:%d:raw" % k, b'{"k":%d}' % k)
+             for k in range(40)]
+    with SpillFile(tmp_path, max_bytes=2**30) as sp:
+        sp.append_many(items)
+    (seg,) = tmp_path.glob("spill-*.log")
+    bad = sum(len(encode_record(*it)) for it in items[:23])
+    srv = NatsServer()                                  # not started yet: the replay waits for it
+    try:
+        async def main():
+            pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path)))
+            await pub.start()                           # the spill is opened and checked here
+            with open(seg, "r+b") as f:                 # then record 23 rots
+                f.seek(bad + 20)
+                b = f.read(1)
+                f.seek(bad + 20)
+                f.write(bytes([b[0] ^ 0x40]))
+            await asyncio.get_running_loop().run_in_executor(None, srv.start)
+            await wait_for(lambda: "CRC mismatch on read" in (pub.error or ""), 20, "the replay's error")
+            await wait_for(lambda: pub.ring.head == pub.ring.tail, 20, "the records before it stored")
+            await asyncio.sleep(0.3)                    # ticks: nothing more is replayed
+            assert pub.store == "spill" and pub.stats()["replayed"] == 23 and pub.spill.pending_records == 17
+            assert f"offset {bad}" in pub.error
+            await pub.close(10)
+            stored = await read_stream(srv.url, STREAM, timeout=20)
+            assert [m.msg_id for m in stored] == [it[1].decode() for it in items[:23]]
+        uvloop.run(main())
+    finally:
+        srv.close()
+
+
 def test_permission_violations_are_dead_lettered(tmp_path):
     conf = ('authorization { users = [ { user: "pub", password: "pw", permissions: { '
             'publish: { allow: [">"], deny: ["t.kalshi.json.other.>"] } } } ] }')
