@@ -344,11 +344,8 @@ def test_spilled_records_too_large_for_the_server_are_dead_lettered_on_replay_th
         uvloop.run(main())
 
 
-@pytest.mark.parametrize("chunk", [4096, 5])
-def test_a_corrupt_spill_record_stops_the_replay_there_after_storing_what_precedes_it(tmp_path, monkeypatch,
-                                                                                      caplog, chunk):
-    # nothing after a corrupt record is replayed or skipped silently: the records before it are stored, in
-    # order (also when they were read in several chunks, ahead of their acks), and the error names the offset
+def _spill_of_40(tmp_path, monkeypatch, chunk: int):
+    """40 records spilled, the replay reading ``chunk`` at a time: (items, segment path, offset of record 23)."""
     from ssmd_fast.sinks import nats as nats_mod
     from ssmd_fast.sinks.spill import SpillFile, encode_record
 
@@ -358,7 +355,15 @@ def test_a_corrupt_spill_record_stops_the_replay_there_after_storing_what_preced
     with SpillFile(tmp_path, max_bytes=2**30) as sp:
         sp.append_many(items)
     (seg,) = tmp_path.glob("spill-*.log")
-    bad = sum(len(encode_record(*it)) for it in items[:23])
+    return items, seg, sum(len(encode_record(*it)) for it in items[:23])
+
+
+@pytest.mark.parametrize("chunk", [4096, 5])
+def test_a_corrupt_spill_record_stops_the_replay_there_after_storing_what_precedes_it(tmp_path, monkeypatch,
+                                                                                      caplog, chunk):
+    # nothing after a corrupt record is replayed or skipped silently: the records before it are stored, in
+    # order (also when they were read in several chunks, ahead of their acks), and the error names the offset
+    items, seg, bad = _spill_of_40(tmp_path, monkeypatch, chunk)
     data = bytearray(seg.read_bytes())
     data[bad + 20] ^= 0x40                              # record 23's subject: its CRC fails
     seg.write_bytes(bytes(data))
@@ -382,16 +387,7 @@ def test_a_corrupt_spill_record_stops_the_replay_there_after_storing_what_preced
 def test_a_spill_record_that_rots_after_open_stops_the_replay_there_with_the_error(tmp_path, monkeypatch, chunk):
     # the spill was checked whole on open; a record changed on disk after that is found by the replay's
     # read: what precedes it is stored, then the replay stays stopped (the store stays the spill)
-    from ssmd_fast.sinks import nats as nats_mod
-    from ssmd_fast.sinks.spill import SpillFile, encode_record
-
-    monkeypatch.setattr(nats_mod, "REPLAY_CHUNK", chunk)
-    items = [(f"{PREFIX}.json.trade.KX{k % 3}".encode(), b"kalshi:spilled:%d:raw" % k, b'{"k":%d}' % k)
-             for k in range(40)]
-    with SpillFile(tmp_path, max_bytes=2**30) as sp:
-        sp.append_many(items)
-    (seg,) = tmp_path.glob("spill-*.log")
-    bad = sum(len(encode_record(*it)) for it in items[:23])
+    items, seg, bad = _spill_of_40(tmp_path, monkeypatch, chunk)
     srv = NatsServer()                                  # not started yet: the replay waits for it
     try:
         async def main():
