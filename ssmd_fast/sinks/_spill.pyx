@@ -138,31 +138,9 @@ cdef inline uint32_t _ld32(const unsigned char* p) noexcept nogil:
     return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
 
 
-def parse_records(bytes data, Py_ssize_t want, list out, list ends, long long pos):
-    """The read path (a spill replay reads 4,096 records per step on the event loop): see the twin."""
-    cdef const unsigned char* d = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), i = 0, took = 0, total, sl, ml
-    cdef uint32_t crc
-    while took < want and i + 12 <= n:
-        total = _ld32(d + i)
-        crc = _ld32(d + i + 4)
-        sl = d[i + 8] | (d[i + 9] << 8)
-        ml = d[i + 10] | (d[i + 11] << 8)
-        if i + total > n:
-            break
-        if total < 12 + sl + ml or crc32_update(0xFFFFFFFFu, d + i + 8, total - 8) ^ 0xFFFFFFFFu != crc:
-            return i, took, i
-        out.append((PyBytes_FromStringAndSize(<const char*>d + i + 12, sl),
-                    PyBytes_FromStringAndSize(<const char*>d + i + 12 + sl, ml),
-                    PyBytes_FromStringAndSize(<const char*>d + i + 12 + sl + ml, total - 12 - sl - ml)))
-        i += total
-        ends.append(pos + i)
-        took += 1
-    return i, took, -1
-
-
 cdef inline Py_ssize_t _check(const unsigned char* d, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
-    """The length of the valid record at d[i:end], else a reason code (<= 0, see _REASONS)."""
+    """The length of the valid record at d[i:end], else why not (see _reason): 0 and -2 mean it does not
+    end within d[:end], -1 and -3 that it is bad."""
     cdef Py_ssize_t total, sl, ml
     if end - i < 12:
         return 0
@@ -176,6 +154,27 @@ cdef inline Py_ssize_t _check(const unsigned char* d, Py_ssize_t i, Py_ssize_t e
     if crc32_update(0xFFFFFFFFu, d + i + 8, total - 8) ^ 0xFFFFFFFFu != _ld32(d + i + 4):
         return -3
     return total
+
+
+def parse_records(bytes data, Py_ssize_t want, list out, list ends, long long pos):
+    """The read path (a spill replay reads 4,096 records per step on the event loop): see the twin."""
+    cdef const unsigned char* d = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), i = 0, took = 0, total, sl, ml
+    while took < want:
+        total = _check(d, i, n)
+        if total == 0 or total == -2:
+            break  # not whole in data
+        if total < 0:
+            return i, took, i
+        sl = d[i + 8] | (d[i + 9] << 8)
+        ml = d[i + 10] | (d[i + 11] << 8)
+        out.append((PyBytes_FromStringAndSize(<const char*>d + i + 12, sl),
+                    PyBytes_FromStringAndSize(<const char*>d + i + 12 + sl, ml),
+                    PyBytes_FromStringAndSize(<const char*>d + i + 12 + sl + ml, total - 12 - sl - ml)))
+        i += total
+        ends.append(pos + i)
+        took += 1
+    return i, took, -1
 
 
 cdef str _reason(const unsigned char* d, Py_ssize_t i, Py_ssize_t code):

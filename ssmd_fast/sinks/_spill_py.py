@@ -51,18 +51,17 @@ def parse_records(data: bytes, want: int, out: list, ends: list, pos: int) -> tu
     record's logical end to ``ends``; stops at the first record ``data`` does not hold whole. Returns
     ``(bytes used, records taken, bad)``: ``bad`` is the offset in ``data`` of a record whose lengths
     or CRC are wrong (parsing stopped before it), else -1."""
-    unpack = HEADER.unpack_from
     i, n, took = 0, len(data), 0
-    view = memoryview(data)
     while took < want and i + HEADER_SIZE <= n:
-        total, crc, sl, ml = unpack(data, i)
-        if i + total > n:
-            break
+        total, reason = _check_record(data, i, n)
+        if reason is not None:
+            if reason.endswith(_RUNS_PAST):
+                break  # not whole in data
+            return i, took, i
+        _total, _crc, sl, ml = HEADER.unpack_from(data, i)
         a = i + HEADER_SIZE
         b = a + sl
         c = b + ml
-        if total < HEADER_SIZE + sl + ml or _crc32(view[i + 8:i + total]) != crc:
-            return i, took, i
         out.append((data[a:b], data[b:c], data[c:i + total]))
         i += total
         ends.append(pos + i)
@@ -70,15 +69,18 @@ def parse_records(data: bytes, want: int, out: list, ends: list, pos: int) -> tu
     return i, took, -1
 
 
+_RUNS_PAST = "runs past the end of the file"
+
+
 def _check_record(data, i: int, end: int) -> tuple[int, str | None]:
-    """(total_len, None) if a valid record starts at data[i:], else (0, reason)."""
+    """(total_len, None) if a valid record starts at data[i:end], else (0, reason)."""
     if end - i < HEADER_SIZE:
         return 0, "truncated header"
     total, crc, sl, ml = HEADER.unpack_from(data, i)
     if total < HEADER_SIZE + sl + ml:
         return 0, f"bad length {total}"
     if i + total > end:
-        return 0, f"length {total} runs past the end of the file"
+        return 0, f"length {total} {_RUNS_PAST}"
     if _crc32(memoryview(data)[i + 8:i + total]) != crc:
         return 0, "CRC mismatch"
     return total, None
