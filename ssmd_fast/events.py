@@ -22,6 +22,7 @@ EVENT_KINDS = (
     "spill",         # NATS is away: records go to the spill file (detail: bytes spilled)
     "storage",       # a file sink or spill write failed (disk full): data from here on is missing
     "feed_stopped",  # the feed was stopped on purpose (spill cap reached): a gap until it restarts
+    "spill_corrupt", # corrupt bytes in the spill were set aside (quarantine/): the records in them are missing
 )
 
 

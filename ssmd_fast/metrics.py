@@ -49,6 +49,7 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "queue_bytes": ("gauge", "bytes waiting in the in-memory queue", ()),
     "window": ("gauge", "unacked messages the publisher allows now (follows the ack rate)", ()),
     "spill_pending_bytes": ("gauge", "bytes in the spill file not yet replayed", ()),
+    "spill_quarantined_bytes": ("counter", "corrupt spill bytes set aside (the records in them are missing)", ()),
     "oldest_unacked_seconds": ("gauge", "age of the oldest unacknowledged message", ()),
     "nats_connected": ("gauge", "1 when the NATS data connection is up", ()),
     "file_records": ("counter", "records written by the file sink", ("format",)),

@@ -294,7 +294,7 @@ def publisher_samples(pub) -> list[Sample]:
     out = [Sample(name, float(s[key])) for name, key in (
         ("published", "published"), ("acked", "acked"), ("ack_duplicates", "duplicates"), ("resent", "resent"),
         ("spilled", "spilled"), ("replayed", "replayed"), ("unacked", "inflight"), ("queue_bytes", "queued_bytes"),
-        ("window", "window"))]
+        ("window", "window"), ("spill_quarantined_bytes", "spill_quarantined_bytes"))]
     out.append(Sample("nats_connected", 1.0 if s["connected"] else 0.0))
     if pub.spill is not None and s["spill_pending"]:
         out.append(Sample("spill_pending_bytes", float(pub.spill.pending_bytes)))

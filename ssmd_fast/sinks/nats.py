@@ -126,6 +126,7 @@ class JetStreamPublisher(ServerAnswers):
         self.stream_report = None
         self._event_n: dict[str, int] = {}
         self._replay_loaded = 0                # spill records in the ring, not yet consumed
+        self._corrupt_told = 0                 # SpillCorrupt ranges (spill and dead letters) evented so far
         self._replay_drain = False             # the next replay waits until none are
         self._closing = False
         self._stopping = False                 # close() is cancelling the background tasks
@@ -203,6 +204,7 @@ class JetStreamPublisher(ServerAnswers):
                 log.info("spill %s holds %d records from before: replayed once NATS acks",
                          self.spill_dir, self.spill.pending_records)
                 self.store = SPILL
+            self._report_corruption()
         self._last_progress = self.clock()
         self._tasks = [asyncio.create_task(self._run(), name="nats-publisher"),
                        asyncio.create_task(self._ticker(), name="nats-publisher-tick")]
@@ -281,6 +283,7 @@ class JetStreamPublisher(ServerAnswers):
             "queued_bytes": r.queued_bytes, "spilled": self.counters["spilled"],
             "replayed": self.counters["replayed"],
             "spill_pending": self.spill.pending_records if self.spill is not None and not self._closed else 0,
+            "spill_quarantined_bytes": sum(f.quarantined_bytes for f in (self.spill, self.dead) if f is not None),
             "rejected": dict(self.rejected), "dead_lettered": self.counters["dead_lettered"],
             "no_responders": p.no_responders, "ack_errors": p.errors, "stale_acks": p.stale,
             "parked": len(self.parked), "parked_total": self.parked.total, "gaps": p.gaps,
@@ -409,14 +412,14 @@ class JetStreamPublisher(ServerAnswers):
             self._dead_letter([records[0]], "too_large")
             self.spill.consume(1)
             records = self._read_chunk()
-        if records is None:
-            return
-        self._replay_loaded += loaded
-        self.counters["replayed"] += loaded
-        if self.spill.pending_records == self._replay_loaded:
-            self.store = MEMORY  # everything left is in the ring: new batches can follow in memory
-            log.info("NATS publisher: spill replayed, back to the memory queue")
-        self._pump()
+        if records is not None:
+            self._replay_loaded += loaded
+            self.counters["replayed"] += loaded
+            if self.spill.pending_records == self._replay_loaded:
+                self.store = MEMORY  # everything left is in the ring: new batches can follow in memory
+                log.info("NATS publisher: spill replayed, back to the memory queue")
+            self._pump()
+        self._report_corruption()  # bytes the read set aside (after the store is settled: it takes the event)
 
     def _read_chunk(self) -> list | None:
         try:
@@ -541,6 +544,8 @@ class JetStreamPublisher(ServerAnswers):
         if self.conn is not None:
             self._after_acks()
             self._pump()
+        if self.spill is not None:
+            self._report_corruption()
         if self.spill is not None and (self.spill.pending_records or self.feed_stop_requested):
             try:
                 self.spill.flush()
@@ -559,6 +564,16 @@ class JetStreamPublisher(ServerAnswers):
                         sp.pending_bytes, sp.max_bytes)
 
     # ------------------------------------------------------------------ reporting
+
+    def _report_corruption(self) -> None:
+        """A ``spill_corrupt`` event per range the spill files set aside (on open, or found by a replay's
+        read): the records in those bytes are missing from the stream."""
+        if len(self.spill.corruptions) + len(self.dead.corruptions) == self._corrupt_told:
+            return
+        found = self.spill.corruptions + self.dead.corruptions
+        for err in found[self._corrupt_told:]:
+            self._emit(StatusEvent("spill_corrupt", self.instance, detail=str(err)))
+        self._corrupt_told = len(found)
 
     def _emit(self, event: StatusEvent) -> None:
         self.submit_event(event)

@@ -28,8 +28,11 @@ starts at the cursor), so a replay can read the next chunk while the server stor
 
 On open, every segment is checked record by record (length and CRC, compiled: ``scan_records``). A bad record at the end of
 the last segment with no valid record after it is a torn write: it is truncated away and logged.
-Any other bad record is corruption: the records before it are read normally, then ``read()`` raises
-``SpillCorrupt`` naming the segment and offset; nothing after it is ever skipped silently.
+Any other bad record is corruption: the bytes from it to the next valid record (or the segment's end)
+are copied to ``quarantine/spill-{n:08d}-at-{offset}.bin`` and skipped by every read, and a
+``SpillCorrupt`` naming the segment and offsets is logged and kept in ``corruptions`` for the owner to
+report (the records in those bytes cannot be read: one bad byte must not hold back every record after
+it). A record that changed on disk after the check is found by ``read()`` and set aside the same way.
 """
 
 from __future__ import annotations
@@ -43,13 +46,11 @@ import time
 from ssmd_fast.errors import StorageError
 from ssmd_fast.sinks.spill_disk import BackgroundDisk
 from ssmd_fast.sinks.spill_format import (
-    HEADER,
-    HEADER_SIZE,
     IMPLEMENTATION,
     SpillWriter,
     encode_record,
-    parse_records,
 )
+from ssmd_fast.sinks.spill_reader import SpillReader
 from ssmd_fast.sinks.spill_recovery import (
     CURSOR_NAME,
     LOCK_NAME,
@@ -66,7 +67,6 @@ log = logging.getLogger(__name__)
 HANDOFF_BYTES = 256 * 1024   # user-space buffer handed to the OS at this size
 RETRY_INTERVAL = 1.0         # after a write error, appends are refused without a syscall this long
 CURSOR_WIDTH = 64            # bytes of the cursor file: its JSON padded, so each write overwrites it whole
-_READ_CHUNK = 1 << 20
 _monotonic = time.monotonic
 
 
@@ -78,7 +78,7 @@ class SpillFull(StorageError):
         self.appended = appended  # append_many: records accepted before the refused one
 
 
-class SpillFile(SpillRecovery, SpillWriter):
+class SpillFile(SpillRecovery, SpillReader, SpillWriter):
     """Append-only on-disk buffer of (subject, msg_id, payload) messages, replayed oldest first.
 
     ``append`` returning means the record is accepted (readable by ``read()``, on disk after the
@@ -91,6 +91,10 @@ class SpillFile(SpillRecovery, SpillWriter):
     def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int, fsync_every: int = 1000,
                  fsync_interval: float = 0.05, segment_bytes: int = 64 * 2**20):
         super().__init__()
+        self.corruptions: list[SpillCorrupt] = []   # every range set aside, in the order found
+        self.quarantined_bytes = 0
+        self._lost_n = 0       # records in bytes set aside on read (known once a read reaches the end)
+        self._lost_unknown = False
         self.directory = os.fspath(directory)
         self.max_bytes = int(max_bytes)
         self.fsync_every = int(fsync_every)
@@ -141,7 +145,7 @@ class SpillFile(SpillRecovery, SpillWriter):
 
     @property
     def pending_records(self) -> int:
-        return self._n - self._consumed_n
+        return self._n - self._consumed_n - self._lost_n
 
     @property
     def pending_bytes(self) -> int:
@@ -152,7 +156,7 @@ class SpillFile(SpillRecovery, SpillWriter):
         """Bytes the segments take (consumed records of a half-read segment included)."""
         if not self._segs:
             return 0
-        return self._pos - self._segs[0].base + sum(s.extra for s in self._segs)
+        return self._pos - self._segs[0].base
 
     @property
     def fsyncs(self) -> int:
@@ -174,6 +178,7 @@ class SpillFile(SpillRecovery, SpillWriter):
             "disk_bytes": self.disk_bytes, "segments": len(self._segs), "appended": self._n,
             "consumed": self._consumed_n, "fsyncs": self.fsyncs, "full_rejects": self.full_rejects,
             "write_errors": self.write_errors, "dropped_torn_bytes": self.dropped_torn_bytes,
+            "corrupt_ranges": len(self.corruptions), "quarantined_bytes": self.quarantined_bytes,
             "error": str(self._error) if self._error else None,
         }
 
@@ -216,7 +221,7 @@ class SpillFile(SpillRecovery, SpillWriter):
 
     def _update_cap(self) -> None:
         if self._segs:
-            self._cap_pos = self._segs[0].base + self.max_bytes - sum(s.extra for s in self._segs)
+            self._cap_pos = self._segs[0].base + self.max_bytes
         else:
             self._cap_pos = self._pos + self.max_bytes
         self._update_limit()
@@ -342,99 +347,7 @@ class SpillFile(SpillRecovery, SpillWriter):
             self._fsync_active()
             self._save_cursor(sync=True)
 
-    # ------------------------------------------------------------------ reading and consuming
-
-    def read(self, max_records: int) -> list[tuple[bytes, bytes, bytes]]:
-        """The next records not yet read (up to max_records), oldest first, without consuming them: the
-        first read starts at the cursor, each later one where the previous stopped, until ``rewind()``."""
-        if self._closed:
-            raise StorageError(f"spill {self.directory}: closed")
-        out: list[tuple[bytes, bytes, bytes]] = []
-        ends = self._read_ends
-        mark = len(ends)
-        pos = ends[-1] if mark > self._read_i else self._cpos
-        try:
-            for seg in self._segs:
-                if len(out) >= max_records:
-                    break
-                seg_end = self._pos if seg is self._active else seg.base + seg.length
-                if pos < seg_end:
-                    pos = self._read_segment(seg, pos, seg_end, max_records - len(out), out, ends)
-                    if pos < seg_end:
-                        break
-                if seg.corrupt is not None:
-                    if out:
-                        break  # hand out what precedes the corruption; the next read raises
-                    raise seg.corrupt
-        except BaseException:
-            del ends[mark:]  # nothing of a failed read counts as read
-            raise
-        return out
-
-    @property
-    def read_ahead(self) -> int:
-        """Records read and not yet consumed."""
-        return len(self._read_ends) - self._read_i
-
-    def unread(self, n: int) -> None:
-        """Give back the last n records read: the next read returns them again."""
-        if not 0 <= n <= self.read_ahead:
-            raise ValueError(f"unread({n}) but {self.read_ahead} records are read and not consumed")
-        del self._read_ends[len(self._read_ends) - n:]
-
-    def rewind(self) -> None:
-        """The next read starts at the cursor again (what was read and not consumed was dropped)."""
-        self.unread(self.read_ahead)
-
-    def _read_segment(self, seg: _Segment, pos: int, seg_end: int, want: int, out: list, ends: list) -> int:
-        unpack = HEADER.unpack_from
-        while want > 0 and pos < seg_end:
-            data = self._bytes(seg, pos, min(seg_end, pos + _READ_CHUNK))
-            if len(data) >= HEADER_SIZE and unpack(data, 0)[0] > len(data):
-                data = self._bytes(seg, pos, min(seg_end, pos + unpack(data, 0)[0]))  # one big record
-            i, took, bad = parse_records(data, want, out, ends, pos)
-            want -= took
-            if bad >= 0 or i == 0:  # changed on disk since it was checked on open
-                if out:
-                    return pos + i  # hand out what precedes it; the next read raises
-                raise SpillCorrupt(seg.path, pos + i - seg.base, "CRC mismatch on read" if bad >= 0
-                                   else "record runs past the end of the segment")
-            pos += i
-        return pos
-
-    def _bytes(self, seg: _Segment, start: int, stop: int) -> bytes:
-        """Logical bytes [start, stop) of a segment: from its file, and from the buffer if active."""
-        if seg is self._active and stop > self._wpos:
-            head = self._pread(seg, start, self._wpos) if start < self._wpos else b""
-            lo = max(start, self._wpos) - self._wpos
-            return head + bytes(self._buf[lo:stop - self._wpos])
-        return self._pread(seg, start, stop)
-
-    def _pread(self, seg: _Segment, start: int, stop: int) -> bytes:
-        if self._rfd is None or self._rfd[0] != seg.n:
-            self._close_reader()
-            try:
-                self._rfd = (seg.n, os.open(seg.path, os.O_RDONLY | os.O_CLOEXEC))
-            except OSError as exc:
-                raise _os_error("cannot open for reading", seg.path, exc)
-        parts = []
-        off, want = start - seg.base, stop - start
-        try:
-            while want > 0:
-                chunk = os.pread(self._rfd[1], want, off)
-                if not chunk:
-                    raise SpillCorrupt(seg.path, off, "segment shorter than expected")
-                parts.append(chunk)
-                off += len(chunk)
-                want -= len(chunk)
-        except OSError as exc:
-            raise _os_error("cannot read", seg.path, exc)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def _close_reader(self) -> None:
-        if self._rfd is not None:
-            os.close(self._rfd[1])
-            self._rfd = None
+    # ------------------------------------------------------------------ consuming
 
     def consume(self, n: int) -> None:
         """The n oldest records are stored in JetStream: advance the cursor, delete spent segments."""
@@ -446,7 +359,7 @@ class SpillFile(SpillRecovery, SpillWriter):
             raise ValueError(f"consume({n}) but only {self.pending_records} records are pending")
         if self.read_ahead < n:
             self.read(n - self.read_ahead)
-            if self.read_ahead < n:  # stopped at a corruption
+            if self.read_ahead < n:
                 raise ValueError(f"consume({n}) past the {self.read_ahead} readable records")
         ends = self._read_ends
         self._read_i += n
@@ -476,7 +389,7 @@ class SpillFile(SpillRecovery, SpillWriter):
                     self._error = None
                     log.warning("spill %s: all records consumed; the write error state is cleared",
                                 self.directory)
-            elif self._cpos < seg.base + seg.length or seg.corrupt is not None:
+            elif self._cpos < seg.base + seg.length:
                 break
             if self._rfd is not None and self._rfd[0] == seg.n:
                 self._close_reader()
@@ -494,7 +407,7 @@ class SpillFile(SpillRecovery, SpillWriter):
     def _cursor_location(self) -> tuple[int, int]:
         for seg in self._segs:
             end = self._pos if seg is self._active else seg.base + seg.length
-            if self._cpos < end or seg is self._active or seg.corrupt is not None:
+            if self._cpos < end or seg is self._active:
                 return seg.n, self._cpos - seg.base
         return self._next_n, 0
 
@@ -567,7 +480,7 @@ class SpillFile(SpillRecovery, SpillWriter):
         """After recovery: reopen the tail segment for appends, persist the cursor, say what is pending."""
         d = self.directory
         tail = self._segs[-1] if self._segs else None
-        if tail is not None and tail.corrupt is None and tail.length < self.segment_bytes:
+        if tail is not None and tail.length < self.segment_bytes:
             try:
                 self._fd = os.open(tail.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
             except OSError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import nats
@@ -18,6 +19,7 @@ from ssmd_fast.natsserver import NatsServer, free_port
 from ssmd_fast.sinks import stream as stream_mod
 from ssmd_fast.sinks.nats import JetStreamPublisher
 from ssmd_fast.sinks.reader import read_stream
+from ssmd_fast.sinks.spill import encode_record
 from ssmd_fast.sinks.subjects import SubjectEncoder
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -358,11 +360,16 @@ def _spill_of_40(tmp_path, monkeypatch, chunk: int):
     return items, seg, sum(len(encode_record(*it)) for it in items[:23])
 
 
+def _stored_data_and_events(stored) -> tuple[list[str], list]:
+    data = [m.msg_id for m in stored if ".events." not in m.subject]
+    return data, [m for m in stored if m.subject == f"{PREFIX}.events.spill_corrupt"]
+
+
 @pytest.mark.parametrize("chunk", [4096, 5])
-def test_a_corrupt_spill_record_stops_the_replay_there_after_storing_what_precedes_it(tmp_path, monkeypatch,
-                                                                                      caplog, chunk):
-    # nothing after a corrupt record is replayed or skipped silently: the records before it are stored, in
-    # order (also when they were read in several chunks, ahead of their acks), and the error names the offset
+def test_a_corrupt_spill_record_is_set_aside_and_every_other_record_is_stored_in_order(tmp_path, monkeypatch,
+                                                                                        caplog, chunk):
+    # found by the check on open: the record's bytes go to quarantine/, a spill_corrupt event says so, and
+    # the records before and after it are stored in order (also when read in several chunks ahead of acks)
     items, seg, bad = _spill_of_40(tmp_path, monkeypatch, chunk)
     data = bytearray(seg.read_bytes())
     data[bad + 20] ^= 0x40                              # record 23's subject: its CRC fails
@@ -372,21 +379,23 @@ def test_a_corrupt_spill_record_stops_the_replay_there_after_storing_what_preced
             pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path)))
             await pub.start()
             assert await pub.wait_connected(10)
-            await wait_for(lambda: pub.stats()["replayed"] == 23 and pub.ring.head == pub.ring.tail, 20,
-                           "the records before the corruption")
-            await asyncio.sleep(0.3)                    # ticks: nothing more is replayed
-            assert pub.stats()["replayed"] == 23
-            assert f"corrupt record at offset {bad}" in caplog.text
+            await wait_for(lambda: pub.store == "memory" and pub.ring.head == pub.ring.tail, 20, "the replay")
+            assert pub.stats()["replayed"] == 39 + 1    # and the event, spilled behind them
+            assert pub.stats()["spill_quarantined_bytes"] == len(encode_record(*items[23]))
+            assert f"corrupt bytes at offsets {bad}-" in caplog.text
             await pub.close(10)
-            stored = await read_stream(srv.url, STREAM, timeout=20)
-            assert [m.msg_id for m in stored] == [it[1].decode() for it in items[:23]]
+            stored, events = _stored_data_and_events(await read_stream(srv.url, STREAM, timeout=20))
+            assert stored == [it[1].decode() for k, it in enumerate(items) if k != 23]
+            (event,) = events
+            assert f"offsets {bad}-" in json.loads(event.data)["detail"] and "quarantine" in event.data.decode()
         uvloop.run(main())
 
 
 @pytest.mark.parametrize("chunk", [4096, 5])
-def test_a_spill_record_that_rots_after_open_stops_the_replay_there_with_the_error(tmp_path, monkeypatch, chunk):
+def test_a_spill_record_that_rots_after_open_is_set_aside_by_the_replay(tmp_path, monkeypatch, chunk):
     # the spill was checked whole on open; a record changed on disk after that is found by the replay's
-    # read: what precedes it is stored, then the replay stays stopped (the store stays the spill)
+    # read, set aside, and the replay goes on: the other 39 are stored in order, and the publisher goes
+    # back to the memory queue once the spill is empty
     items, seg, bad = _spill_of_40(tmp_path, monkeypatch, chunk)
     srv = NatsServer()                                  # not started yet: the replay waits for it
     try:
@@ -399,14 +408,14 @@ def test_a_spill_record_that_rots_after_open_stops_the_replay_there_with_the_err
                 f.seek(bad + 20)
                 f.write(bytes([b[0] ^ 0x40]))
             await asyncio.get_running_loop().run_in_executor(None, srv.start)
-            await wait_for(lambda: "CRC mismatch on read" in (pub.error or ""), 20, "the replay's error")
-            await wait_for(lambda: pub.ring.head == pub.ring.tail, 20, "the records before it stored")
-            await asyncio.sleep(0.3)                    # ticks: nothing more is replayed
-            assert pub.store == "spill" and pub.stats()["replayed"] == 23 and pub.spill.pending_records == 17
-            assert f"offset {bad}" in pub.error
+            await wait_for(lambda: pub.stats()["spill_quarantined_bytes"], 20, "the corrupt record set aside")
+            await wait_for(lambda: pub.store == "memory" and pub.spill.pending_records == 0
+                           and pub.ring.head == pub.ring.tail, 20, "the rest of the replay")
             await pub.close(10)
-            stored = await read_stream(srv.url, STREAM, timeout=20)
-            assert [m.msg_id for m in stored] == [it[1].decode() for it in items[:23]]
+            stored, events = _stored_data_and_events(await read_stream(srv.url, STREAM, timeout=20))
+            assert stored == [it[1].decode() for k, it in enumerate(items) if k != 23]
+            (event,) = events
+            assert "CRC mismatch on read" in json.loads(event.data)["detail"]
         uvloop.run(main())
     finally:
         srv.close()
