@@ -245,7 +245,9 @@ class Runner:
                       f"oldest unacked {age}"]
             spill = self.publisher.spill
             if p["spill_pending"] and spill is not None:    # the backlog left to replay: what an outage costs
-                parts.append(f"spill pending {p['spill_pending']:,} ({spill.pending_bytes / 1e6:,.1f} MB)")
+                checking = spill.stats()["unchecked_segments"]   # their records are not counted yet
+                parts.append(f"spill pending {p['spill_pending']:,}{'+' if checking else ''} "
+                             f"({spill.pending_bytes / 1e6:,.1f} MB)")
         if self.file_sink is not None:
             parts.append(f"stored {sum(self.file_sink.stats()['records'].values()):,}")
         parts += [f"invalid {t['invalid']:,}", f"gaps {t['gaps']:,}", f"reconnects {t['reconnects']:,}"]

@@ -26,8 +26,13 @@ starts at the cursor), so a replay can read the next chunk while the server stor
 ``consume(n)`` moves the cursor over the n oldest records once they are stored, and ``rewind()`` (or
 ``unread(n)``) gives back what was read and not consumed, to be read again.
 
-On open, every segment is checked record by record (length and CRC, compiled: ``scan_records``). A bad record at the end of
-the last segment with no valid record after it is a torn write: it is truncated away and logged.
+On open, every segment is checked record by record (length and CRC, compiled: ``scan_records``): the
+first (where the replay starts) and the last (where appends go on) before ``SpillFile()`` returns, and
+those between in a thread when they hold more than 256 MiB (about 1 s per GiB), so that a large spill
+does not hold capture back; a read stops at the first segment not checked yet, and ``pending_records``
+counts the records of the segments checked so far (``wait_checked()`` waits for the rest). A bad
+record at the end of the last segment with no valid record after it is a torn write: it is truncated
+away and logged.
 Any other bad record is corruption: the bytes from it to the next valid record (or the segment's end)
 are copied to ``quarantine/spill-{n:08d}-at-{offset}.bin`` and skipped by every read, and a
 ``SpillCorrupt`` naming the segment and offsets is logged and kept in ``corruptions`` for the owner to
@@ -95,6 +100,9 @@ class SpillFile(SpillRecovery, SpillReader, SpillWriter):
         self.quarantined_bytes = 0
         self._lost_n = 0       # records in bytes set aside on read (known once a read reaches the end)
         self._lost_unknown = False
+        self._unchecked = 0    # segments whose check on open runs in the background (spill_recovery.py)
+        self._checker = None
+        self._check_error: StorageError | None = None
         self.directory = os.fspath(directory)
         self.max_bytes = int(max_bytes)
         self.fsync_every = int(fsync_every)
@@ -145,6 +153,9 @@ class SpillFile(SpillRecovery, SpillReader, SpillWriter):
 
     @property
     def pending_records(self) -> int:
+        """Records not consumed; while segments are checked in the background, those found so far."""
+        if self._unchecked:
+            self._apply_checks()
         return self._n - self._consumed_n - self._lost_n
 
     @property
@@ -179,6 +190,7 @@ class SpillFile(SpillRecovery, SpillReader, SpillWriter):
             "consumed": self._consumed_n, "fsyncs": self.fsyncs, "full_rejects": self.full_rejects,
             "write_errors": self.write_errors, "dropped_torn_bytes": self.dropped_torn_bytes,
             "corrupt_ranges": len(self.corruptions), "quarantined_bytes": self.quarantined_bytes,
+            "unchecked_segments": self._unchecked,
             "error": str(self._error) if self._error else None,
         }
 
@@ -492,7 +504,10 @@ class SpillFile(SpillRecovery, SpillReader, SpillWriter):
         self._handoff_pos = self._pos + HANDOFF_BYTES
         self._ready = True
         self._save_cursor(sync=True)
-        if self.pending_records:
+        if self._unchecked:
+            log.info("spill %s: %d bytes pending from a previous run (%d records in the segments checked in "
+                     "%.2f s)", d, self.pending_bytes, self.pending_records, self.check_seconds)
+        elif self.pending_records:
             log.info("spill %s: %d records (%d bytes) pending from a previous run (checked in %.2f s)", d,
                      self.pending_records, self.pending_bytes, self.check_seconds)
 
@@ -503,6 +518,7 @@ class SpillFile(SpillRecovery, SpillReader, SpillWriter):
         self._closed = True
         self._limit = -1  # later appends take the slow path, which refuses them
         err: StorageError | None = None
+        self._stop_checks()
         self._disk.stop()
         if (bg := self._disk.take_error("segment")) is not None and self._active is not None:
             err = self._fail("cannot fsync", self._active.path, bg)

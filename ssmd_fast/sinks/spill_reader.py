@@ -22,6 +22,8 @@ class SpillReader:
         first read starts at the cursor, each later one where the previous stopped, until ``rewind()``."""
         if self._closed:
             raise StorageError(f"spill {self.directory}: closed")
+        if self._unchecked:
+            self._apply_checks()
         out: list[tuple[bytes, bytes, bytes]] = []
         ends = self._read_ends
         mark = len(ends)
@@ -31,6 +33,10 @@ class SpillReader:
                 if len(out) >= max_records:
                     break
                 seg_end = self._pos if seg is self._active else seg.base + seg.length
+                if pos < seg_end and not seg.checked:  # its check on open runs in the background
+                    if self._check_error is not None and not out:
+                        raise self._check_error
+                    break
                 if pos < seg_end:
                     pos = self._read_segment(seg, pos, seg_end, max_records - len(out), out, ends)
                     if pos < seg_end:
@@ -42,6 +48,12 @@ class SpillReader:
             del ends[mark:]  # nothing of a failed read counts as read
             raise
         return out
+
+    @property
+    def read_to_end(self) -> bool:
+        """Every record is read (those not consumed yet are in the reader's hands)."""
+        pos = self._read_ends[-1] if self.read_ahead else self._cpos
+        return pos >= self._pos
 
     @property
     def read_ahead(self) -> int:
@@ -71,8 +83,8 @@ class SpillReader:
             want -= took
             if bad >= 0 or i == 0:  # changed on disk since it was checked on open: set aside, read on
                 limit = (min(seg_end, self._wpos) if seg is self._active else seg_end) - base
-                self._quarantine_on_read(seg, pos + i - base, limit, "CRC mismatch on read" if bad >= 0
-                                         else "a record runs past the end of the segment on read")
+                self._set_aside_on_read(seg, pos + i - base, limit, "CRC mismatch on read" if bad >= 0
+                                       else "a record runs past the end of the segment on read")
                 self._lost_unknown = True  # the records it held were counted on open, and cannot be now
             pos = self._past_holes(seg, pos + i, ends)
         return pos

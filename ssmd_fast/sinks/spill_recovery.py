@@ -11,7 +11,9 @@ import json
 import logging
 import mmap
 import os
+import queue
 import re
+import threading
 import time
 
 from ssmd_fast.errors import StorageError
@@ -23,6 +25,7 @@ _SEGMENT_RE = re.compile(r"^spill-(\d{8})\.log$")
 CURSOR_NAME = "cursor"
 LOCK_NAME = "lock"
 QUARANTINE_NAME = "quarantine"
+SYNC_CHECK_BYTES = 256 * 2**20   # more than this in the segments between the first and the last: checked in a thread
 
 
 class SpillCorrupt(StorageError):
@@ -44,12 +47,13 @@ def _os_error(what: str, path: str, exc: OSError) -> StorageError:
 
 
 class _Segment:
-    __slots__ = ("n", "path", "base", "length", "holes")
+    __slots__ = ("n", "path", "base", "length", "holes", "checked")
 
     def __init__(self, n: int, path: str, base: int, length: int = 0):
         self.n, self.path, self.base = n, path, base
         self.length = length   # bytes (the active segment's length lives in SpillFile._pos)
         self.holes: list[tuple[int, int]] = []   # [start, end) offsets of quarantined bytes, in order
+        self.checked = True    # False while the check on open runs in the background (reads stop here)
 
     def skip(self, off: int) -> int:
         """``off``, or the end of the quarantined bytes that start there."""
@@ -77,40 +81,63 @@ class SpillRecovery:
         cur_n, cur_off = cursor if cursor is not None else (found[0][0] if found else 0, 0)
         # Numbers only grow: a stale cursor must never point into a segment created after it.
         self._next_n = max([cur_n + 1] + [n + 1 for n, _ in found])
-        last = found[-1][0] if found else None
-        cursor_found = False
-        t0 = time.monotonic()
-        if len(found) > 4:  # over 256 MiB: say why the start waits (about 1 s per GiB when cached)
-            log.info("spill %s: checking %d segments left by a previous run", d, len(found))
+        segs = []
         for n, name in found:
             path = os.path.join(d, name)
             if n < cur_n:  # fully consumed; its deletion was interrupted by a crash
                 os.unlink(path)
                 continue
-            seg = _Segment(n, path, self._pos)
-            records, (before_n, before_off) = self._scan(seg, last=n == last,
-                                                         cursor_off=cur_off if n == cur_n else None)
+            segs.append(_Segment(n, path, 0))
+        t0 = time.monotonic()
+        # The replay starts in the first segment and appends go on in the last: both are checked now. Those
+        # between are checked in a thread when they are many (about 1 s per GiB from the page cache), so
+        # that capture starts at once; reads stop at the first segment not yet checked.
+        later = segs[1:-1]
+        for seg in later:
+            try:
+                seg.length = os.stat(seg.path).st_size
+            except OSError as exc:
+                raise _os_error("cannot scan", seg.path, exc)
+        later_bytes = sum(seg.length for seg in later)
+        if later_bytes <= SYNC_CHECK_BYTES:
+            later = []
+        for seg in segs:
+            seg.base = self._pos
+            if later and later[0].n <= seg.n <= later[-1].n:
+                seg.checked = False
+            else:
+                at_cursor = seg.n == cur_n
+                seg.length, records, (before_n, before_off), aside = self._scan(
+                    seg, last=seg is segs[-1], cursor_off=cur_off if at_cursor else None)
+                for bad in aside:
+                    self._set_aside(seg, *bad)
+                self._n += records
+                if at_cursor:
+                    self._consumed_n = before_n
+                    self._cpos = seg.base + before_off
             self._segs.append(seg)
             self._pos += seg.length
-            self._n += records
-            if n == cur_n:
-                cursor_found = True
-                self._cpos = seg.base + before_off
-                self._consumed_n = before_n
-        if not cursor_found:  # the cursor's segment was consumed and deleted: start at the oldest left
-            self._cpos = self._segs[0].base if self._segs else 0
+        if not segs or segs[0].n != cur_n:  # the cursor's segment was consumed and deleted: the oldest left
+            self._cpos = segs[0].base if segs else 0
         self._wpos = self._pos
         self.check_seconds = time.monotonic() - t0
+        if later:
+            log.info("spill %s: %d segments (%.2f GiB) left by a previous run are checked in the background; "
+                     "the replay follows the check", d, len(later), later_bytes / 2**30)
+            self._check_in_background(later)
 
-    def _scan(self, seg: _Segment, *, last: bool, cursor_off: int | None) -> tuple[int, tuple[int, int]]:
-        """Check every record of a segment: truncate a torn tail (the last segment's), quarantine corrupt
-        bytes not yet consumed. Returns (records, (count, offset) of the records before the cursor)."""
+    def _scan(self, seg: _Segment, *, last: bool, cursor_off: int | None) -> tuple[int, int, tuple[int, int], list]:
+        """Check every record of a segment: truncate a torn tail (the last segment's), copy corrupt bytes not
+        yet consumed to quarantine/ (``_set_aside`` records them: this runs in the checking thread too).
+        Returns (length, records, (count, offset) of the records before the cursor, [(start, end, reason,
+        quarantine path)])."""
         c = -1 if cursor_off is None else cursor_off
+        aside: list[tuple[int, int, str, str | None]] = []
         try:
             with open(seg.path, "r+b" if last else "rb") as f:
-                size = seg.length = os.fstat(f.fileno()).st_size
+                size = length = os.fstat(f.fileno()).st_size
                 if size == 0:
-                    return 0, (0, 0)
+                    return 0, 0, (0, 0), aside
                 with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                     records, before, at_cursor, s = 0, (0, 0), False, 0
                     while True:  # one pass per run of valid records; each ends at the segment's end or corruption
@@ -128,7 +155,7 @@ class SpillRecovery:
                         if last and nxt is None:
                             f.truncate(i)
                             os.fsync(f.fileno())
-                            seg.length = i
+                            length = i
                             self.dropped_torn_bytes += size - i
                             log.warning("spill %s: dropped %d bytes of a torn record at offset %d (a crash "
                                         "mid-write)", seg.path, size - i, i)
@@ -136,7 +163,7 @@ class SpillRecovery:
                         end = size if nxt is None else nxt
                         if end > c:  # bytes before the cursor were replayed already: not set aside
                             start = max(i, c)
-                            self._quarantine(seg, start, end, reason, data[start:end])
+                            aside.append((start, end, reason, self._copy_aside(seg, start, data[start:end])))
                             if c >= i and not at_cursor:
                                 before, at_cursor = (records, start), True
                         if nxt is None:
@@ -145,41 +172,96 @@ class SpillRecovery:
                 if cursor_off is not None and before[1] != c and not at_cursor:
                     log.warning("spill %s: cursor offset %d is not a record boundary: replaying from %d",
                                 seg.path, c, before[1])
-                return records, before
+                return length, records, before, aside
         except OSError as exc:
             raise _os_error("cannot scan", seg.path, exc)
 
-    def _quarantine(self, seg: _Segment, start: int, end: int, reason: str, data) -> None:
-        """Set bytes [start, end) of a segment aside: copied to ``quarantine/`` (for a post-mortem), then
-        skipped by every read. Logged, counted, and kept in ``corruptions`` for the owner to report."""
-        qpath: str | None = os.path.join(self.directory, QUARANTINE_NAME,
-                                         f"{os.path.basename(seg.path)[:-4]}-at-{start}.bin")
+    def _check_in_background(self, segs: list[_Segment]) -> None:
+        """Check ``segs`` in a thread (the compiled scan releases the GIL); the results are applied on the
+        owner's thread by ``_apply_checks``, called by the reads and the counts."""
+        self._unchecked = len(segs)
+        stop = self._check_stop = threading.Event()
+        results = self._checks = queue.SimpleQueue()
+
+        def run() -> None:
+            t0 = time.monotonic()
+            for seg in segs:
+                if stop.is_set():
+                    return
+                try:
+                    _length, records, _before, aside = self._scan(seg, last=False, cursor_off=None)
+                    results.put((seg, records, aside, None))
+                except StorageError as exc:
+                    results.put((seg, 0, [], exc))
+                    return
+            log.info("spill %s: %d segments checked in %.2f s", self.directory, len(segs), time.monotonic() - t0)
+
+        self._checker = threading.Thread(target=run, name="spill-check", daemon=True)
+        self._checker.start()
+
+    def _apply_checks(self) -> None:
+        while self._unchecked:
+            try:
+                seg, records, aside, err = self._checks.get_nowait()
+            except queue.Empty:
+                return
+            if err is not None:
+                self._check_error = err  # reads raise it at this segment
+                log.error("%s", err)
+                return
+            for bad in aside:
+                self._set_aside(seg, *bad)
+            self._n += records
+            self._sync_at_n += records  # records found, not appended: the fsync policy counts appends
+            seg.checked = True
+            self._unchecked -= 1
+
+    def wait_checked(self, timeout: float | None = None) -> bool:
+        """Until the segments checked in the background are checked (False on timeout or a failed check)."""
+        if self._checker is not None:
+            self._checker.join(timeout)
+        self._apply_checks()
+        return not self._unchecked
+
+    def _stop_checks(self) -> None:
+        if self._checker is not None:
+            self._check_stop.set()
+            self._checker.join()
+
+    def _copy_aside(self, seg: _Segment, start: int, data) -> str | None:
+        """Corrupt bytes of a segment into ``quarantine/``, for a post-mortem; the path, or None if it failed."""
+        qpath = os.path.join(self.directory, QUARANTINE_NAME, f"{os.path.basename(seg.path)[:-4]}-at-{start}.bin")
         try:
             os.makedirs(os.path.dirname(qpath), mode=0o700, exist_ok=True)
             with open(qpath, "wb") as q:
                 q.write(data)
+            return qpath
         except OSError as exc:
             log.warning("%s", _os_error("cannot copy corrupt bytes", qpath, exc))
-            qpath = None
+            return None
+
+    def _set_aside(self, seg: _Segment, start: int, end: int, reason: str, qpath: str | None) -> None:
+        """Bytes [start, end) of a segment are skipped by every read from now on; logged, counted, and kept
+        in ``corruptions`` for the owner to report."""
         bisect.insort(seg.holes, (start, end))
         err = SpillCorrupt(seg.path, start, reason, end, qpath)
         self.corruptions.append(err)
         self.quarantined_bytes += end - start
         log.error("%s", err)
 
-    def _quarantine_on_read(self, seg: _Segment, at: int, limit: int, reason: str) -> None:
+    def _set_aside_on_read(self, seg: _Segment, at: int, limit: int, reason: str) -> None:
         """A record that passed the check on open fails on read (the file changed since): set aside the
         bytes from it to the next valid record (``at`` and ``limit``: offsets in the segment's file)."""
         try:
             with open(seg.path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size <= at:
-                    self._quarantine(seg, at, limit, reason, b"")
+                    self._set_aside(seg, at, limit, reason, self._copy_aside(seg, at, b""))
                     return
                 with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                     nxt = next_valid(data, at, min(limit, size))
                     end = limit if nxt is None else nxt
-                    self._quarantine(seg, at, end, reason, data[at:min(end, size)])
+                    self._set_aside(seg, at, end, reason, self._copy_aside(seg, at, data[at:min(end, size)]))
         except OSError as exc:
             raise _os_error("cannot read", seg.path, exc)
 

@@ -421,6 +421,48 @@ def test_a_spill_record_that_rots_after_open_is_set_aside_by_the_replay(tmp_path
         srv.close()
 
 
+def test_a_large_spill_checked_in_the_background_is_replayed_whole_in_order(tmp_path, monkeypatch):
+    # start() returns while the segments between the first and the last are still being checked; the
+    # replay stores the first segment, waits for the check, then stores the rest, in order
+    import threading
+
+    from ssmd_fast.sinks import spill_recovery
+    from ssmd_fast.sinks.spill import SpillFile
+
+    release, real = threading.Event(), spill_recovery.scan_records
+
+    def scan(*args):
+        if threading.current_thread().name == "spill-check":
+            release.wait(20)
+        return real(*args)
+    monkeypatch.setattr(spill_recovery, "SYNC_CHECK_BYTES", 0)
+    monkeypatch.setattr(spill_recovery, "scan_records", scan)
+    items = [(f"{PREFIX}.json.trade.KX{k % 3}".encode(), b"kalshi:spilled:%d:raw" % k, b'{"k":%d}' % k)
+             for k in range(3000)]
+    with SpillFile(tmp_path, max_bytes=2**30, segment_bytes=8192) as sp:
+        sp.append_many(items)
+    with NatsServer() as srv:
+        async def main():
+            pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path)))
+            try:
+                await pub.start()
+                assert pub.spill.stats()["unchecked_segments"] > 10 and pub.store == "spill"
+                assert await pub.wait_connected(10)
+                await wait_for(lambda: 0 < pub.stats()["replayed"] == pub.stats()["acked"], 20,
+                               "the first segment stored")
+                first = pub.stats()["replayed"]
+                await asyncio.sleep(0.3)                         # ticks: the replay waits for the check
+                assert pub.store == "spill" and pub.stats()["replayed"] == first < 300
+                release.set()
+                await wait_for(lambda: pub.store == "memory" and pub.ring.head == pub.ring.tail, 20, "the rest")
+            finally:
+                release.set()
+                await pub.close(10)
+            stored = await read_stream(srv.url, STREAM, timeout=20)
+            assert [m.msg_id for m in stored] == [it[1].decode() for it in items]
+        uvloop.run(main())
+
+
 def test_permission_violations_are_dead_lettered(tmp_path):
     conf = ('authorization { users = [ { user: "pub", password: "pw", permissions: { '
             'publish: { allow: [">"], deny: ["t.kalshi.json.other.>"] } } } ] }')

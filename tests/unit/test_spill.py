@@ -444,17 +444,6 @@ def test_segments_rotate_and_are_deleted_once_consumed(tmp_path):
         assert segments(tmp_path) == [f"spill-{len(segs) + 1:08d}.log"]  # numbers never reused
 
 
-def test_a_large_spill_left_behind_says_it_is_being_checked_and_how_long_that_took(tmp_path, caplog):
-    with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=4096) as sp:
-        sp.append_many(rec(i) for i in range(300))
-    n = len(segments(tmp_path))
-    assert n > 4
-    caplog.set_level(logging.INFO, logger="ssmd_fast.sinks.spill")
-    with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=4096) as sp:
-        assert f"checking {n} segments left by a previous run" in caplog.text
-        assert "300 records" in caplog.text and f"(checked in {sp.check_seconds:.2f} s)" in caplog.text
-
-
 def test_a_segment_left_behind_by_a_crash_during_deletion_is_removed(tmp_path):
     with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=4096) as sp:
         sp.append_many(rec(i) for i in range(200))
