@@ -11,11 +11,16 @@ from ssmd_fast.errors import StorageError
 from ssmd_fast.sinks.spill_format import HEADER, HEADER_SIZE, parse_records
 from ssmd_fast.sinks.spill_recovery import _os_error, _Segment
 
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 20   # at most per pread (a larger record is read whole)
+_MIN_READ = 16384
 
 
 class SpillReader:
     """Reading does not consume: see ``spill.py``."""
+
+    # bytes per record of the last read, plus headroom: a read of n records preads about n of them, not
+    # _READ_CHUNK (a replay reads 1,024 records of ~300 bytes at a time: 1 MiB was 3x the bytes it used)
+    _record_guess = 512
 
     def read(self, max_records: int) -> list[tuple[bytes, bytes, bytes]]:
         """The next records not yet read (up to max_records), oldest first, without consuming them: the
@@ -76,11 +81,13 @@ class SpillReader:
         pos = self._past_holes(seg, pos, ends)
         while want > 0 and pos < seg_end:
             stop = base + seg.hole_after(pos - base, seg_end - base)  # records never span set-aside bytes
-            data = self._bytes(seg, pos, min(stop, pos + _READ_CHUNK))
+            data = self._bytes(seg, pos, min(stop, pos + min(_READ_CHUNK, max(_MIN_READ, want * self._record_guess))))
             if len(data) >= HEADER_SIZE and unpack(data, 0)[0] > len(data):
                 data = self._bytes(seg, pos, min(stop, pos + unpack(data, 0)[0]))  # one big record
             i, took, bad = parse_records(data, want, out, ends, pos)
             want -= took
+            if took:
+                self._record_guess = i // took + 64
             if bad >= 0 or i == 0:  # changed on disk since it was checked on open: set aside, read on
                 limit = (min(seg_end, self._wpos) if seg is self._active else seg_end) - base
                 self._set_aside_on_read(seg, pos + i - base, limit, "CRC mismatch on read" if bad >= 0
