@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("keygen", "write a test RSA key pair (private key mode 0600)"),
     "normalize": ("normalize", "normalize raw Kalshi JSONL frames into schema-v1 records (stdout)"),
     "tail": ("tail", "print the messages of a JetStream stream as they arrive (ordered consumer)"),
+    "spill": ("spill", "show what a spill directory holds (pending records, dead letters, corrupt bytes)"),
     "exchange": ("exchange", "run the local Kalshi exchange (generated or replayed sessions, faults on demand)"),
     "demo": ("demo", "run the whole pipeline locally (exchange, nats-server, connector) and check every frame"),
 }

@@ -15,6 +15,7 @@ import queue
 import re
 import threading
 import time
+from typing import NamedTuple
 
 from ssmd_fast.errors import StorageError
 from ssmd_fast.sinks.spill_format import next_valid, scan_records
@@ -70,6 +71,63 @@ class _Segment:
         return default
 
 
+def load_cursor(directory: str) -> tuple[int, int] | None:
+    """(segment, offset) of the first record not consumed, None if there is no usable cursor."""
+    path = os.path.join(directory, CURSOR_NAME)
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+        n, off = doc["segment"], doc["offset"]
+        if not (isinstance(n, int) and isinstance(off, int) and n >= 0 and off >= 0):
+            raise ValueError("negative or non-integer value")
+        return n, off
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _os_error("cannot read the cursor", path, exc)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("spill %s: unreadable cursor (%s): replaying from the oldest segment", path, exc)
+        return None
+
+
+class SegmentWalk(NamedTuple):
+    records: int                  # valid records
+    before: tuple[int, int]       # (count, offset) of the records before the cursor: where a replay goes on
+    at_cursor: bool               # the cursor is at a record start, or in corrupt bytes (else: clamped)
+    runs: list[tuple[int, int]]   # [start, stop) of each run of valid records
+    bad: list[tuple[int, int | None, str]]   # (start, next valid record or None, reason) after each run
+
+
+def walk_segment(data, size: int, cursor_off: int = -1) -> SegmentWalk:
+    """Every record of ``data[0:size]`` (a segment's mmap) checked: the runs of valid records and the bad
+    bytes between them (each ends at the next valid record). Shared by the check on open and
+    ``ssmd-fast spill`` (which only reads)."""
+    c = cursor_off
+    records, before, at_cursor, s = 0, (0, 0), False, 0
+    runs: list[tuple[int, int]] = []
+    bad: list[tuple[int, int | None, str]] = []
+    while True:
+        with memoryview(data)[s:] as part:
+            i, r, bn, boff, reason = scan_records(part, size - s, c - s if c >= s else -1)
+        i += s
+        runs.append((s, i))
+        if s <= c < i:
+            before, at_cursor = (records + bn, s + boff), True
+        records += r
+        if c >= i and not at_cursor:
+            before = (records, i)  # the cursor is at or past this run's end
+        if i == size:
+            break
+        nxt = next_valid(data, i, size)
+        bad.append((i, nxt, reason))
+        if i <= c < (size if nxt is None else nxt) and not at_cursor:
+            before, at_cursor = (records, c), True   # in corrupt bytes: the replay goes on from the cursor
+        if nxt is None:
+            break
+        s = nxt
+    return SegmentWalk(records, before, at_cursor, runs, bad)
+
+
 class SpillRecovery:
     """The opening half of ``SpillFile`` (a mixin: it reads and sets ``SpillFile``'s state)."""
 
@@ -77,7 +135,7 @@ class SpillRecovery:
         """Segments, positions and cursor from what is on disk (the lock is held)."""
         d = self.directory
         found = sorted((int(m.group(1)), name) for name in os.listdir(d) if (m := _SEGMENT_RE.match(name)))
-        cursor = self._load_cursor()
+        cursor = load_cursor(d)
         cur_n, cur_off = cursor if cursor is not None else (found[0][0] if found else 0, 0)
         # Numbers only grow: a stale cursor must never point into a segment created after it.
         self._next_n = max([cur_n + 1] + [n + 1 for n, _ in found])
@@ -139,19 +197,9 @@ class SpillRecovery:
                 if size == 0:
                     return 0, 0, (0, 0), aside
                 with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                    records, before, at_cursor, s = 0, (0, 0), False, 0
-                    while True:  # one pass per run of valid records; each ends at the segment's end or corruption
-                        with memoryview(data)[s:] as part:
-                            i, r, bn, boff, reason = scan_records(part, size - s, c - s if c >= s else -1)
-                        i += s
-                        if s <= c < i:
-                            before, at_cursor = (records + bn, s + boff), True
-                        records += r
-                        if c >= i and not at_cursor:
-                            before = (records, i)  # the cursor is at or past this run's end
-                        if i == size:
-                            break
-                        nxt = next_valid(data, i, size)
+                    walk = walk_segment(data, size, c)
+                    before, at_cursor = walk.before, walk.at_cursor
+                    for i, nxt, reason in walk.bad:
                         if last and nxt is None:
                             f.truncate(i)
                             os.fsync(f.fileno())
@@ -159,20 +207,17 @@ class SpillRecovery:
                             self.dropped_torn_bytes += size - i
                             log.warning("spill %s: dropped %d bytes of a torn record at offset %d (a crash "
                                         "mid-write)", seg.path, size - i, i)
+                            if before[1] > i:  # the cursor was in the cut bytes
+                                before, at_cursor = (before[0], i), False
                             break
                         end = size if nxt is None else nxt
                         if end > c:  # bytes before the cursor were replayed already: not set aside
                             start = max(i, c)
                             aside.append((start, end, reason, self._copy_aside(seg, start, data[start:end])))
-                            if c >= i and not at_cursor:
-                                before, at_cursor = (records, start), True
-                        if nxt is None:
-                            break
-                        s = nxt
                 if cursor_off is not None and before[1] != c and not at_cursor:
                     log.warning("spill %s: cursor offset %d is not a record boundary: replaying from %d",
                                 seg.path, c, before[1])
-                return length, records, before, aside
+                return length, walk.records, before, aside
         except OSError as exc:
             raise _os_error("cannot scan", seg.path, exc)
 
@@ -264,20 +309,3 @@ class SpillRecovery:
                     self._set_aside(seg, at, end, reason, self._copy_aside(seg, at, data[at:min(end, size)]))
         except OSError as exc:
             raise _os_error("cannot read", seg.path, exc)
-
-    def _load_cursor(self) -> tuple[int, int] | None:
-        path = os.path.join(self.directory, CURSOR_NAME)
-        try:
-            with open(path, "rb") as f:
-                doc = json.loads(f.read())
-            n, off = doc["segment"], doc["offset"]
-            if not (isinstance(n, int) and isinstance(off, int) and n >= 0 and off >= 0):
-                raise ValueError("negative or non-integer value")
-            return n, off
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise _os_error("cannot read the cursor", path, exc)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("spill %s: unreadable cursor (%s): replaying from the oldest segment", path, exc)
-            return None
