@@ -7,6 +7,11 @@ else data/{name}/spill), or given as DIR. --dead-letter looks at the messages th
 --records N prints the first N records a replay would send (`SUBJECT ID PAYLOAD`, as `ssmd-fast tail`
 does; --raw: the payload only) on stdout, and the summary on stderr.
 
+--requeue-dead-letters moves the dead letters to the end of the spill, once their cause is fixed (the
+stream's limits raised, the permission granted): the connector's next start replays them with their
+original ids (JetStream drops any already stored, within its duplicate_window). It takes both locks,
+so the connector must be stopped; a crash part way only requeues some twice (the same ids).
+
 Examples:
   ssmd-fast spill --env environments/kalshi-dev.yaml
   ssmd-fast spill --env environments/kalshi-dev.yaml --dead-letter --records 20
@@ -26,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dead-letter", action="store_true", help="the dead-letter file instead of the spill")
     p.add_argument("--records", "-n", type=int, metavar="N", help="print the first N pending records")
     p.add_argument("--raw", action="store_true", help="with --records: the payload only (JSONL)")
+    p.add_argument("--requeue-dead-letters", action="store_true",
+                   help="move the dead letters to the end of the spill (the connector must be stopped)")
 
 
 def main(args: argparse.Namespace, out=None, err=None) -> int:
@@ -34,13 +41,24 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
 
     out = out or sys.stdout.buffer
     err = err or sys.stderr
+    from ssmd_fast.config import SpillConfig
+
+    cap = SpillConfig().max_bytes
     if args.env:
         from ssmd_fast.config import load_environment
         from ssmd_fast.runner import spill_directory
 
-        directory = spill_directory(load_environment(args.env))
+        cfg = load_environment(args.env)
+        directory, cap = spill_directory(cfg), cfg.transport.spill.max_bytes
     else:
         directory = args.directory
+    if args.requeue_dead_letters:
+        if args.dead_letter or args.records is not None:
+            raise SsmdError("--requeue-dead-letters takes neither --dead-letter nor --records")
+        n = requeue_dead_letters(directory, cap)
+        print(f"ssmd-fast spill: {n:,} dead letters moved to the end of {directory}: the connector's next start "
+              "replays them", file=err)
+        return 0
     if args.dead_letter:
         directory = os.path.join(directory, "dead-letter")
     if args.records is not None and args.records < 1:
@@ -57,3 +75,31 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
     out.flush()
     print("\n".join(view.summary() + [f"ssmd-fast spill: {n} records printed"]), file=err)
     return 0
+
+
+def requeue_dead_letters(directory: str, max_bytes: int, chunk: int = 4096) -> int:
+    """Append every dead letter to the spill (its cap ``max_bytes``), then consume it; returns the count.
+    Raises SsmdError."""
+    from ssmd_fast.errors import SsmdError, StorageError
+    from ssmd_fast.sinks.spill import SpillFile
+
+    dead_dir = os.path.join(directory, "dead-letter")
+    if not os.path.isdir(dead_dir):
+        raise SsmdError(f"{dead_dir}: no dead letters (no such directory)")
+    moved = 0
+    try:
+        with SpillFile(directory, max_bytes=max_bytes) as spill, SpillFile(dead_dir, max_bytes=1 << 62) as dead:
+            dead.wait_checked()
+            while records := dead.read(chunk):
+                try:
+                    taken, stop = spill.append_many(records), None
+                except StorageError as exc:   # the cap, or the disk: the records it took still move
+                    taken, stop = getattr(exc, "appended", 0), exc
+                spill.flush(fsync=True)   # in the spill for good before they leave the dead letters
+                dead.consume(taken)
+                moved += taken
+                if stop is not None:
+                    raise stop
+    except StorageError as exc:
+        raise SsmdError(f"{exc} ({moved:,} dead letters moved before it; the connector must be stopped)")
+    return moved

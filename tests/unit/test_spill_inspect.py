@@ -96,3 +96,34 @@ def test_errors_name_the_directory(tmp_path, capsysbinary):
     assert rc == 1 and f"{tmp_path / 'nope'}: not a spill directory" in err
     rc, _, err = _run(capsysbinary, str(tmp_path), "--records", "0")
     assert rc == 1 and "--records must be at least 1" in err
+
+
+def test_dead_letters_are_requeued_behind_the_spill_only_while_the_connector_is_stopped(tmp_path, capsysbinary):
+    pending, rejected = [rec(i) for i in range(50)], [rec(1000 + i, size=300) for i in range(30)]
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp, SpillFile(tmp_path / "dead-letter", max_bytes=1 << 20,
+                                                                  segment_bytes=4096) as dead:
+        sp.append_many(pending)
+        dead.append_many(rejected)
+        rc, _, err = _run(capsysbinary, str(tmp_path), "--requeue-dead-letters")   # both locks are held
+        assert rc == 1 and "in use by another process" in err and "0 dead letters moved" in err
+    rc, _, err = _run(capsysbinary, str(tmp_path), "--requeue-dead-letters")
+    assert rc == 0 and "30 dead letters moved to the end of" in err
+    assert list(pending_records(inspect_spill(str(tmp_path)))) == pending + rejected
+    assert list(pending_records(inspect_spill(str(tmp_path / "dead-letter")))) == []
+    rc, _, err = _run(capsysbinary, str(tmp_path), "--requeue-dead-letters")
+    assert rc == 0 and "0 dead letters moved" in err
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
+        assert sp.read(1000) == pending + rejected
+
+
+def test_requeued_dead_letters_stop_at_the_spills_cap_and_none_is_lost(tmp_path, capsysbinary):
+    rejected = [rec(i, size=300) for i in range(100)]
+    with SpillFile(tmp_path / "dead-letter", max_bytes=1 << 20, segment_bytes=4096) as dead:
+        dead.append_many(rejected)
+    from ssmd_fast.commands.spill import requeue_dead_letters
+    from ssmd_fast.errors import SsmdError
+    with pytest.raises(SsmdError, match="cap 16384"):
+        requeue_dead_letters(str(tmp_path), 16384, chunk=10)
+    moved = list(pending_records(inspect_spill(str(tmp_path))))
+    left = list(pending_records(inspect_spill(str(tmp_path / "dead-letter"))))
+    assert 0 < len(moved) < 100 and moved + left == rejected   # each record in exactly one place
