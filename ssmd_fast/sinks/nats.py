@@ -573,6 +573,8 @@ class JetStreamPublisher(ServerAnswers):
         found = self.spill.corruptions + self.dead.corruptions
         for err in found[self._corrupt_told:]:
             self._emit(StatusEvent("spill_corrupt", self.instance, detail=str(err)))
+        # their records cannot be counted (the bytes are corrupt): one per range, the least they held
+        self._count_lost(len(found) - self._corrupt_told, "in corrupt spill bytes set aside (at least)")
         self._corrupt_told = len(found)
 
     def _emit(self, event: StatusEvent) -> None:

@@ -13,7 +13,7 @@ import pytest
 import uvloop
 from rig import Rig, stream_figures, wait_for, wait_sync
 
-from ssmd_fast.sinks.spill import SpillFile
+from ssmd_fast.sinks.spill import SpillFile, encode_record
 
 pytestmark = [pytest.mark.fault, pytest.mark.integration]
 
@@ -147,6 +147,73 @@ def test_f11_kill9_of_the_connector_then_restart_replays_the_spill_without_dupli
     assert len(spilled) > 2 * RATE and missing_spilled == 0
     assert fig.duplicated == 0 and v.stream_foreign == 0 and len(stored_ids) == len(set(stored_ids))
     assert gone2.code == 0, second.log_text()[-3000:]
+
+
+def _rot_one_record(spill_dir, record) -> int:
+    """Flip a byte inside ``record`` where it lies in a spill segment (as a bad disk block would); its offset."""
+    raw = encode_record(*record)
+    for seg in sorted(spill_dir.glob("spill-*.log")):
+        data = seg.read_bytes()
+        at = data.find(raw)
+        if at >= 0:
+            with open(seg, "r+b") as f:
+                f.seek(at + len(raw) - 3)
+                f.write(bytes([data[at + len(raw) - 3] ^ 0x40]))
+            return at
+    raise AssertionError("the record is in no segment")
+
+
+@pytest.mark.timeout(300)
+def test_f11b_a_corrupt_spill_record_is_set_aside_and_a_later_outage_replays_too(tmp_path):
+    # F11, then a record of the spill rots on disk before the restart: it is set aside (quarantine/, a
+    # spill_corrupt event, exit code 1), every other record is replayed, and a second NATS outage in the
+    # same run spills and replays too (before 2026-12-07 the replay stopped at the bad record for good)
+    over = {"transport": {"memory_queue_bytes": "64KiB"}}
+    with Rig(tmp_path, events=RATE * 60, rate=RATE) as rig:
+        rig.start()
+        first = rig.subprocess_connector(over, name="first")
+        try:
+            wait_sync(streaming(first, 2 * RATE), 30, "a steady flow")
+            rig.nats.kill()
+            wait_sync(lambda: in_spill(first) > 2 * RATE, 30, "spilling")
+            first.stop(signal.SIGKILL, timeout=10)
+        finally:
+            first.stop(signal.SIGKILL, timeout=5)
+        with SpillFile(rig.spill, max_bytes=2**34) as sp:
+            spilled = sp.read(sp.pending_records)
+        victim = spilled[len(spilled) // 2]
+        _rot_one_record(rig.spill, victim)
+        rig.nats.start()
+        second = rig.subprocess_connector(over, name="second")
+        try:
+            wait_sync(lambda: metric(second, "ssmd_fast_replayed_total") >= len(spilled) - 1, 60, "the replay")
+            wait_sync(streaming(second, len(spilled) + 2 * RATE), 30, "new data after the replay")
+            rig.nats.kill()                                   # the second outage, in the same run
+            wait_sync(lambda: in_spill(second) > 2 * RATE, 30, "spilling again")
+            again = metric(second, "ssmd_fast_spilled_total")
+            rig.nats.start()
+            wait_sync(lambda: metric(second, "ssmd_fast_replayed_total") >= len(spilled) - 1 + again, 60,
+                      "the second replay")
+            acked = metric(second, "ssmd_fast_acked_total")
+            wait_sync(streaming(second, acked + 2 * RATE), 30, "new data after the second replay")
+            gone = second.stop(signal.SIGTERM, timeout=30)
+        finally:
+            second.stop(signal.SIGKILL, timeout=5)
+        rig.stop_exchange()
+        messages = rig.read_stream_sync()
+        v = rig.verify(messages, files=False)
+        stored_ids = [m.msg_id for m in messages]
+        missing = {r[1].decode() for r in spilled} - set(stored_ids)
+        events = rig.events_in(messages, "spill_corrupt")
+        quarantined = list((rig.spill / "quarantine").glob("*.bin"))
+        fig = stream_figures("F11b a corrupt spill record at the restart, then a second outage", v, None, **{
+            "spill records left by the dead process": len(spilled), "of them missing from the stream":
+            len(missing), "spilled then replayed in the second outage": f"{again:.0f}",
+            "spill_corrupt events": len(events), "quarantine files": len(quarantined),
+            "restart exit code": gone.code}).emit()
+    assert missing == {victim[1].decode()} and len(events) == 1 and len(quarantined) == 1
+    assert again > 2 * RATE and fig.duplicated == 0 and len(stored_ids) == len(set(stored_ids))
+    assert gone.code == 1 and "1 in corrupt spill bytes set aside (at least)" in second.log_text()
 
 
 # --------------------------------------------------------------------------- F12 full disk

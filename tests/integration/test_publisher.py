@@ -383,7 +383,8 @@ def test_a_corrupt_spill_record_is_set_aside_and_every_other_record_is_stored_in
             assert pub.stats()["replayed"] == 39 + 1    # and the event, spilled behind them
             assert pub.stats()["spill_quarantined_bytes"] == len(encode_record(*items[23]))
             assert f"corrupt bytes at offsets {bad}-" in caplog.text
-            await pub.close(10)
+            rep = await pub.close(10)
+            assert rep.lost == 1 and rep.detail == "1 in corrupt spill bytes set aside (at least)"   # exit code 1
             stored, events = _stored_data_and_events(await read_stream(srv.url, STREAM, timeout=20))
             assert stored == [it[1].decode() for k, it in enumerate(items) if k != 23]
             (event,) = events
