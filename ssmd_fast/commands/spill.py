@@ -36,14 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, out=None, err=None) -> int:
+    from ssmd_fast.config import SpillConfig
     from ssmd_fast.errors import SsmdError
     from ssmd_fast.sinks.spill_inspect import inspect_spill, pending_records
 
     out = out or sys.stdout.buffer
     err = err or sys.stderr
-    from ssmd_fast.config import SpillConfig
-
-    cap = SpillConfig().max_bytes
+    cap = SpillConfig().max_bytes   # the spill's cap when requeueing: the environment's, else the default
     if args.env:
         from ssmd_fast.config import load_environment
         from ssmd_fast.runner import spill_directory
