@@ -108,25 +108,33 @@ def test_f10_sigterm_during_a_nats_outage_spills_and_the_next_run_replays(tmp_pa
 # --------------------------------------------------------------------------- F11 kill -9 of the connector
 
 
+SMALL_QUEUE = {"transport": {"memory_queue_bytes": "64KiB"}}   # an outage reaches the spill at once
+
+
+def _spill_then_kill9(rig: Rig) -> tuple[list, dict]:
+    """A connector streams, NATS is killed, the connector spills, then it is killed -9: (the records the
+    dead process left in the spill, its metrics at the kill)."""
+    first = rig.subprocess_connector(SMALL_QUEUE, name="first")
+    try:
+        wait_sync(streaming(first, 2 * RATE), 30, "a steady flow")
+        rig.nats.kill()                             # the connector spills from here on
+        wait_sync(lambda: in_spill(first) > 2 * RATE, 30, "spilling")
+        at_kill = first.metrics() or {}
+        first.stop(signal.SIGKILL, timeout=10)
+    finally:
+        first.stop(signal.SIGKILL, timeout=5)
+    with SpillFile(rig.spill, max_bytes=2**34) as sp:       # what the dead process left on disk
+        return sp.read(sp.pending_records), at_kill
+
+
 @pytest.mark.timeout(240)
 def test_f11_kill9_of_the_connector_then_restart_replays_the_spill_without_duplicates(tmp_path):
-    over = {"transport": {"memory_queue_bytes": "64KiB"}}
     with Rig(tmp_path, events=RATE * 40, rate=RATE) as rig:
         rig.start()
-        first = rig.subprocess_connector(over, name="first")
-        try:
-            wait_sync(streaming(first, 2 * RATE), 30, "a steady flow")
-            rig.nats.kill()                             # the connector spills from here on
-            wait_sync(lambda: in_spill(first) > 2 * RATE, 30, "spilling")
-            at_kill = first.metrics() or {}
-            first.stop(signal.SIGKILL, timeout=10)
-        finally:
-            first.stop(signal.SIGKILL, timeout=5)
-        with SpillFile(rig.spill, max_bytes=2**34) as sp:       # what the dead process left on disk
-            spilled = sp.read(sp.pending_records)
+        spilled, at_kill = _spill_then_kill9(rig)
         spilled_ids = {r[1].decode() for r in spilled}
         rig.nats.start()
-        second = rig.subprocess_connector(over, name="second")
+        second = rig.subprocess_connector(SMALL_QUEUE, name="second")
         try:
             wait_sync(lambda: metric(second, "ssmd_fast_replayed_total") >= len(spilled), 60, "the replay")
             wait_sync(streaming(second, len(spilled) + 2 * RATE), 30, "new data after the replay")
@@ -168,23 +176,13 @@ def test_f11b_a_corrupt_spill_record_is_set_aside_and_a_later_outage_replays_too
     # F11, then a record of the spill rots on disk before the restart: it is set aside (quarantine/, a
     # spill_corrupt event, exit code 1), every other record is replayed, and a second NATS outage in the
     # same run spills and replays too (before 2026-12-07 the replay stopped at the bad record for good)
-    over = {"transport": {"memory_queue_bytes": "64KiB"}}
     with Rig(tmp_path, events=RATE * 60, rate=RATE) as rig:
         rig.start()
-        first = rig.subprocess_connector(over, name="first")
-        try:
-            wait_sync(streaming(first, 2 * RATE), 30, "a steady flow")
-            rig.nats.kill()
-            wait_sync(lambda: in_spill(first) > 2 * RATE, 30, "spilling")
-            first.stop(signal.SIGKILL, timeout=10)
-        finally:
-            first.stop(signal.SIGKILL, timeout=5)
-        with SpillFile(rig.spill, max_bytes=2**34) as sp:
-            spilled = sp.read(sp.pending_records)
+        spilled, _ = _spill_then_kill9(rig)
         victim = spilled[len(spilled) // 2]
         _rot_one_record(rig.spill, victim)
         rig.nats.start()
-        second = rig.subprocess_connector(over, name="second")
+        second = rig.subprocess_connector(SMALL_QUEUE, name="second")
         try:
             wait_sync(lambda: metric(second, "ssmd_fast_replayed_total") >= len(spilled) - 1, 60, "the replay")
             wait_sync(streaming(second, len(spilled) + 2 * RATE), 30, "new data after the replay")
