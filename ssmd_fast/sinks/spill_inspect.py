@@ -114,10 +114,11 @@ def _view_segment(path: str, name: str, cursor_off: int, last: bool) -> SegmentV
     view = SegmentView(name, size, w.records, w.before[0] if cursor_off >= 0 else 0,
                        w.before[1] if cursor_off >= 0 else 0, w.runs)
     for i, nxt, reason in w.bad:
+        end = size if nxt is None else nxt
         if last and nxt is None:
             view.tail = size - i
-        else:
-            view.bad.append((i, size if nxt is None else nxt, reason))
+        elif end > view.start:  # bytes before the cursor were replayed: they no longer matter
+            view.bad.append((max(i, view.start), end, reason))
     return view
 
 

@@ -71,6 +71,19 @@ def test_a_record_being_written_is_a_tail_not_corruption_and_is_left_alone(tmp_p
     assert list(pending_records(inspect_spill(str(tmp_path)))) == items
 
 
+def test_corrupt_bytes_the_replay_already_passed_are_not_reported(tmp_path, capsysbinary):
+    items = [rec(i) for i in range(20)]
+    with SpillFile(tmp_path, max_bytes=1 << 20) as sp:
+        sp.append_many(items)
+        sp.consume(12)
+    (name,) = segments(tmp_path)
+    _flip(tmp_path / name, 30)                             # record 0: replayed already
+    _flip(tmp_path / name, sum(len(encode_record(*it)) for it in items[:15]) + 30)   # record 15: not yet
+    rc, out, _ = _run(capsysbinary, str(tmp_path))
+    assert "7 records pending" in out and out.count("corrupt bytes") == 1
+    assert list(pending_records(inspect_spill(str(tmp_path)))) == items[12:15] + items[16:]
+
+
 def test_dead_letters_through_the_environment_file(tmp_path, capsysbinary):
     spill_dir = tmp_path / "spill"
     with SpillFile(spill_dir / "dead-letter", max_bytes=1 << 20) as dead:
