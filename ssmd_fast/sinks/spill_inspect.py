@@ -27,7 +27,7 @@ class SegmentView:
     consumed: int                  # of them, before the cursor
     start: int                     # offset the replay goes on from (0 after the cursor's segment)
     runs: list[tuple[int, int]]
-    bad: list[tuple[int, int, str]] = field(default_factory=list)   # (start, end, reason): not replayable
+    corrupt: list[tuple[int, int, str]] = field(default_factory=list)   # (start, end, reason): not replayable
     tail: int = 0                  # bytes at the end of the last segment not (yet) a whole record
 
 
@@ -56,7 +56,7 @@ class SpillView:
                    f"in {len(self.segments)} segments; cursor: {cur}"]
         plain = 0   # between the first and the last, the segments with nothing to say are counted, not listed
         for k, s in enumerate(self.segments):
-            if len(self.segments) > 8 and 0 < k < len(self.segments) - 1 and not (s.consumed or s.bad or s.tail):
+            if len(self.segments) > 8 and 0 < k < len(self.segments) - 1 and not (s.consumed or s.corrupt or s.tail):
                 plain += 1
                 continue
             if plain:
@@ -66,7 +66,7 @@ class SpillView:
             if s.consumed:
                 line += f" ({s.consumed:,} replayed)"
             out.append(line)
-            out += [f"    corrupt bytes {a:,}-{b:,} ({why}): not replayable" for a, b, why in s.bad]
+            out += [f"    corrupt bytes {a:,}-{b:,} ({why}): not replayable" for a, b, why in s.corrupt]
             if s.tail:
                 out.append(f"    {s.tail:,} bytes at the end are not a whole record (being written, or torn by a "
                            "crash: cut at the next start)")
@@ -110,16 +110,9 @@ def _view_segment(path: str, name: str, cursor_off: int, last: bool) -> SegmentV
         if size == 0:
             return SegmentView(name, 0, 0, 0, 0, [])
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            w = walk_segment(data, size, cursor_off)
-    view = SegmentView(name, size, w.records, w.before[0] if cursor_off >= 0 else 0,
-                       w.before[1] if cursor_off >= 0 else 0, w.runs)
-    for i, nxt, reason in w.bad:
-        end = size if nxt is None else nxt
-        if last and nxt is None:
-            view.tail = size - i
-        elif end > view.start:  # bytes before the cursor were replayed: they no longer matter
-            view.bad.append((max(i, view.start), end, reason))
-    return view
+            w = walk_segment(data, size, cursor_off, last)
+    return SegmentView(name, size, w.records, w.before[0], w.before[1], w.runs, w.corrupt,
+                       size - w.torn if w.torn >= 0 else 0)
 
 
 def pending_records(view: SpillView, limit: int | None = None) -> Iterator[tuple[bytes, bytes, bytes]]:

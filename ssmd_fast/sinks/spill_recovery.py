@@ -95,17 +95,18 @@ class SegmentWalk(NamedTuple):
     before: tuple[int, int]       # (count, offset) of the records before the cursor: where a replay goes on
     at_cursor: bool               # the cursor is at a record start, or in corrupt bytes (else: clamped)
     runs: list[tuple[int, int]]   # [start, stop) of each run of valid records
-    bad: list[tuple[int, int | None, str]]   # (start, next valid record or None, reason) after each run
+    corrupt: list[tuple[int, int, str]]   # (start, end, reason): bad bytes the cursor has not passed
+    torn: int                     # the last segment: where a torn tail starts (no valid record after it), else -1
 
 
-def walk_segment(data, size: int, cursor_off: int = -1) -> SegmentWalk:
+def walk_segment(data, size: int, cursor_off: int = -1, last: bool = False) -> SegmentWalk:
     """Every record of ``data[0:size]`` (a segment's mmap) checked: the runs of valid records and the bad
-    bytes between them (each ends at the next valid record). Shared by the check on open and
-    ``ssmd-fast spill`` (which only reads)."""
+    bytes between them (each ends at the next valid record; in the ``last`` segment, bad bytes with no
+    valid record after them are a torn tail). Shared by the check on open and ``ssmd-fast spill``."""
     c = cursor_off
-    records, before, at_cursor, s = 0, (0, 0), False, 0
+    records, before, at_cursor, s, torn = 0, (0, 0), False, 0, -1
     runs: list[tuple[int, int]] = []
-    bad: list[tuple[int, int | None, str]] = []
+    corrupt: list[tuple[int, int, str]] = []
     while True:
         with memoryview(data)[s:] as part:
             i, r, bn, boff, reason = scan_records(part, size - s, c - s if c >= s else -1)
@@ -119,13 +120,20 @@ def walk_segment(data, size: int, cursor_off: int = -1) -> SegmentWalk:
         if i == size:
             break
         nxt = next_valid(data, i, size)
-        bad.append((i, nxt, reason))
-        if i <= c < (size if nxt is None else nxt) and not at_cursor:
-            before, at_cursor = (records, c), True   # in corrupt bytes: the replay goes on from the cursor
+        if last and nxt is None:
+            torn = i
+            if before[1] > i:  # the cursor was in the torn bytes
+                before, at_cursor = (before[0], i), False
+            break
+        end = size if nxt is None else nxt
+        if end > c:  # bytes before the cursor were replayed already: they no longer matter
+            corrupt.append((max(i, c), end, reason))
+            if c >= i and not at_cursor:
+                before, at_cursor = (records, c), True   # in corrupt bytes: the replay goes on from the cursor
         if nxt is None:
             break
         s = nxt
-    return SegmentWalk(records, before, at_cursor, runs, bad)
+    return SegmentWalk(records, before, at_cursor, runs, corrupt, torn)
 
 
 class SpillRecovery:
@@ -197,27 +205,19 @@ class SpillRecovery:
                 if size == 0:
                     return 0, 0, (0, 0), aside
                 with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                    walk = walk_segment(data, size, c)
-                    before, at_cursor = walk.before, walk.at_cursor
-                    for i, nxt, reason in walk.bad:
-                        if last and nxt is None:
-                            f.truncate(i)
-                            os.fsync(f.fileno())
-                            length = i
-                            self.dropped_torn_bytes += size - i
-                            log.warning("spill %s: dropped %d bytes of a torn record at offset %d (a crash "
-                                        "mid-write)", seg.path, size - i, i)
-                            if before[1] > i:  # the cursor was in the cut bytes
-                                before, at_cursor = (before[0], i), False
-                            break
-                        end = size if nxt is None else nxt
-                        if end > c:  # bytes before the cursor were replayed already: not set aside
-                            start = max(i, c)
-                            aside.append((start, end, reason, self._copy_aside(seg, start, data[start:end])))
-                if cursor_off is not None and before[1] != c and not at_cursor:
+                    walk = walk_segment(data, size, c, last)
+                    aside = [(a, b, why, self._copy_aside(seg, a, data[a:b])) for a, b, why in walk.corrupt]
+                if walk.torn >= 0:
+                    length = walk.torn
+                    f.truncate(length)
+                    os.fsync(f.fileno())
+                    self.dropped_torn_bytes += size - length
+                    log.warning("spill %s: dropped %d bytes of a torn record at offset %d (a crash mid-write)",
+                                seg.path, size - length, length)
+                if cursor_off is not None and walk.before[1] != c and not walk.at_cursor:
                     log.warning("spill %s: cursor offset %d is not a record boundary: replaying from %d",
-                                seg.path, c, before[1])
-                return length, walk.records, before, aside
+                                seg.path, c, walk.before[1])
+                return length, walk.records, walk.before, aside
         except OSError as exc:
             raise _os_error("cannot scan", seg.path, exc)
 

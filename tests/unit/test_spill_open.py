@@ -118,7 +118,7 @@ def test_a_failed_background_check_stops_the_reads_at_that_segment_with_the_erro
             sp.read(1000)
 
 
-def test_a_small_spill_is_checked_whole_before_open_returns(tmp_path, monkeypatch):
+def test_a_small_spill_is_checked_whole_before_open_returns(tmp_path):
     items = _spill(tmp_path)   # about 36 KiB: under SYNC_CHECK_BYTES
     with SpillFile(tmp_path, max_bytes=1 << 20, segment_bytes=SEG) as sp:
         assert sp._checker is None and sp.pending_records == len(items)
