@@ -512,12 +512,24 @@ def write_results(summary: dict, out_dir: Path = RESULTS, name: str = "e2e") -> 
     return path
 
 
+def pipeline_keys(text: str) -> tuple[str, ...]:
+    """``--pipelines``: the keys of PIPELINES, checked before a nats-server or an exchange is started."""
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in keys if k not in PIPELINES]
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(f"unknown pipeline {', '.join(unknown) or '(none given)'}; "
+                                         f"the pipelines are {', '.join(PIPELINES)}")
+    return keys
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=150_000, help="events per JetStream run (default 150000)")
     ap.add_argument("--core-events", type=int, default=400_000, help="events per core-NATS run (default 400000)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--pipelines", default=",".join(PIPELINES))
+    ap.add_argument("--pipelines", default=",".join(PIPELINES), type=pipeline_keys,
+                    help="comma-separated keys, in this order by default: "
+                         + ", ".join(f"{k} = {v}" for k, v in PIPELINES.items()))
     ap.add_argument("--quick", action="store_true", help="20000 / 100000 events, 1 round (while developing)")
     ap.add_argument("--no-chart", action="store_true")
     ap.add_argument("--window", type=int, default=WINDOW,
@@ -535,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         raw_process(args)
         return 0
     plan = Plan(args.events, args.core_events, rounds=args.rounds,
-                pipelines=tuple(p for p in args.pipelines.split(",") if p), window=args.window)
+                pipelines=args.pipelines, window=args.window)
     if args.quick:
         plan.events, plan.core_events, plan.lat_events, plan.rounds = 20_000, 100_000, 20_000, 1
     summary = run(plan)

@@ -36,3 +36,15 @@ def test_the_table_says_how_much_each_read_carries():
     text = table(summary)
     assert "250.0 frames per WebSocket read, 2,000 messages per NATS read" in text
     assert "400.0 frames per WebSocket read\n" in text + "\n"
+
+
+def test_an_unknown_pipeline_is_refused_before_anything_starts(capsys):
+    import pytest
+
+    from benchmarks.e2e import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--pipelines", "ssmd,connector"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown pipeline connector" in err and "ssmd, core, lat" in err
