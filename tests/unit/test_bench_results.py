@@ -48,3 +48,10 @@ def test_an_unknown_pipeline_is_refused_before_anything_starts(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "unknown pipeline connector" in err and "ssmd, core, lat" in err
+
+
+def test_a_partial_run_leaves_the_scoreboard_alone(tmp_path):
+    board = write_results({"time": "2026-11-25T03:59:17Z", "run": "board"}, tmp_path)
+    part = write_results({"time": "2026-11-25T04:10:00Z", "run": "part"}, tmp_path, name="e2e-partial")
+    assert board.exists() and part.name == "e2e-partial-20261125T041000Z.json"
+    assert json.loads((tmp_path / "latest.json").read_text())["run"] == "board"
