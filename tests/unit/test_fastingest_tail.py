@@ -11,8 +11,9 @@ import asyncio
 import types
 
 import pytest
-from test_framing import _impl
+from test_framing import MODULES
 from test_framing_fast import _fast, start
+from twins import twin_fixture
 
 from ssmd_fast.sinks import fastingest
 from ssmd_fast.sinks.fastingest import FastIngest
@@ -20,9 +21,7 @@ from ssmd_fast.sinks.fastingest import FastIngest
 pytestmark = [pytest.mark.twin, pytest.mark.timeout(30)]
 
 
-@pytest.fixture(params=["cython", "python"])
-def impl(request):
-    return _impl(request.param)
+impl = twin_fixture(*MODULES)
 
 
 class Writes:

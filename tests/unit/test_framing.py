@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
 from pathlib import Path
 
 import pytest
+from twins import pair, twin_fixture
 
 from ssmd_fast import normalize
 from ssmd_fast.sinks import framing
@@ -24,21 +24,15 @@ CONN = "0123456789ab"
 ENC = SubjectEncoder(PREFIX)
 
 
+# the framing's twin and compiled module: _impl(name) and impl give (normalizer, framing) of one implementation
+MODULES = ("ssmd_fast.sinks._framing_py", "ssmd_fast.sinks._framing")
+
+
 def _impl(name: str):
-    """(normalizer module, framing module) of one implementation; compiled ones must pair up."""
-    if name == "python":
-        return normalize.load_implementation("python"), importlib.import_module("ssmd_fast.sinks._framing_py")
-    if os.environ.get("SSMD_FAST_NO_EXTENSIONS"):
-        pytest.skip("SSMD_FAST_NO_EXTENSIONS=1: the compiled modules are not used")
-    try:
-        return normalize.load_implementation("cython"), importlib.import_module("ssmd_fast.sinks._framing")
-    except ImportError as exc:
-        pytest.skip(f"compiled normalizer/framer not built: {exc}")
+    return pair(name, *MODULES)
 
 
-@pytest.fixture(params=["cython", "python"])
-def impl(request):
-    return _impl(request.param)
+impl = twin_fixture(*MODULES)
 
 
 def corpus_lines() -> list[bytes]:

@@ -9,16 +9,15 @@ import re
 import socket
 
 import pytest
-from test_framing import INBOX, PREFIX, _impl, _ring, corpus_lines, make_batch, parse_hpub
+from test_framing import INBOX, MODULES, PREFIX, _impl, _ring, corpus_lines, make_batch, parse_hpub
+from twins import twin_fixture
 
 pytestmark = [pytest.mark.twin, pytest.mark.timeout(60)]
 
 REPLY_RE = re.compile(rb"_INBOX\.abc123b([0-9a-f]{8})\.(?:100|50)\.ok\.(\d{7})\.([0-4])\.\$FI")
 
 
-@pytest.fixture(params=["cython", "python"])
-def impl(request):
-    return _impl(request.param)
+impl = twin_fixture(*MODULES)
 
 
 def _fast(fr, n: int, **kw):

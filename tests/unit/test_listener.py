@@ -4,7 +4,6 @@ from a picows server on 127.0.0.1 written in one go (one socket read -> one batc
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import struct
 import time
@@ -12,29 +11,24 @@ import time
 import pytest
 from picows import WSError, WSListener, WSMsgType, ws_connect, ws_create_server
 from picows.picows import _make_test_ws_frame
+from twins import pair, twin_fixture
 
-from ssmd_fast import listener, normalize
+from ssmd_fast import listener
 
 pytestmark = [pytest.mark.twin, pytest.mark.timeout(60)]
 
 MIB = 1 << 20
 
 
+# the listener's twin and compiled module: _impl(name) and impl give (normalizer, listener) of one implementation
+MODULES = ("ssmd_fast._listener_py", "ssmd_fast._listener")
+
+
 def _impl(name: str):
-    """(normalizer module, listener module) of one implementation; compiled ones pair up."""
-    if name == "python":
-        return normalize.load_implementation("python"), importlib.import_module("ssmd_fast._listener_py")
-    if os.environ.get("SSMD_FAST_NO_EXTENSIONS"):
-        pytest.skip("SSMD_FAST_NO_EXTENSIONS=1: the compiled modules are not used")
-    try:
-        return normalize.load_implementation("cython"), importlib.import_module("ssmd_fast._listener")
-    except ImportError as exc:
-        pytest.skip(f"compiled normalizer/listener not built: {exc}")
+    return pair(name, *MODULES)
 
 
-@pytest.fixture(params=["cython", "python"])
-def impl(request):
-    return _impl(request.param)
+impl = twin_fixture(*MODULES)
 
 
 def test_guard_compiled_listener_loaded():

@@ -7,14 +7,13 @@ the large snapshots are checked against an independent Decimal oracle written he
 from __future__ import annotations
 
 import json
-import os
 import re
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from twins import normalizer_fixture
 
-import ssmd_fast
 from ssmd_fast.errors import InvalidFrame
 from ssmd_fast.normalize import (
     F_DROP,
@@ -35,7 +34,6 @@ from ssmd_fast.normalize import (
     OUT_INVALID,
     OUT_OTHER,
     OUT_RECORD,
-    load_implementation,
 )
 
 pytestmark = pytest.mark.twin
@@ -43,7 +41,6 @@ pytestmark = pytest.mark.twin
 DATA = Path(__file__).parents[1] / "data"
 KALSHI = DATA / "kalshi"
 MANIFEST = json.loads((KALSHI / "MANIFEST.json").read_text())
-PYX = Path(ssmd_fast.__file__).parent / "_normalize.pyx"
 
 RECORD_KINDS = {"trade": K_TRADE, "ticker": K_TICKER, "orderbook_snapshot": K_BOOK_SNAPSHOT,
                 "orderbook_delta": K_BOOK_DELTA, "market_lifecycle_v2": K_MARKET_LIFECYCLE,
@@ -55,20 +52,7 @@ CONTROL_KINDS = {"subscribed": K_SUBSCRIBED, "ok": K_OK, "error": K_ERROR, "unsu
 CANONICAL_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?")
 
 
-def _implementations():
-    no_ext = os.environ.get("SSMD_FAST_NO_EXTENSIONS", "").strip().lower() in ("1", "true", "yes", "on")
-    skip = None
-    if not PYX.exists():
-        skip = "ssmd_fast/_normalize.pyx is not written yet"
-    elif no_ext:
-        skip = "SSMD_FAST_NO_EXTENSIONS=1"
-    return ["python", pytest.param("cython", marks=pytest.mark.skipif(skip is not None, reason=skip or ""))]
-
-
-@pytest.fixture(params=_implementations())
-def impl(request):
-    # Once the .pyx exists, a compiled module that does not import is a failure, never a skip.
-    return load_implementation(request.param)
+impl = normalizer_fixture()
 
 
 def frames(name: str) -> list[bytes]:

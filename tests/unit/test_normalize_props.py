@@ -19,19 +19,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twins import IMPLEMENTATIONS, normalizer
 
-import ssmd_fast
 from ssmd_fast.errors import InvalidFrame
-from ssmd_fast.normalize import REASONS, load_implementation
+from ssmd_fast.normalize import REASONS
 
 pytestmark = [pytest.mark.twin, pytest.mark.timeout(300)]
 
-PYX = Path(ssmd_fast.__file__).parent / "_normalize.pyx"
-NO_EXTENSIONS = os.environ.get("SSMD_FAST_NO_EXTENSIONS", "").strip().lower() in ("1", "true", "yes", "on")
-CYTHON_SKIP = ("ssmd_fast/_normalize.pyx is not written yet" if not PYX.exists() else
-               "SSMD_FAST_NO_EXTENSIONS=1" if NO_EXTENSIONS else None)
-IMPLS = ["python", pytest.param("cython", marks=pytest.mark.skipif(CYTHON_SKIP is not None,
-                                                                   reason=CYTHON_SKIP or ""))]
 KALSHI = Path(__file__).parents[1] / "data" / "kalshi"
 FIXTURE_FRAMES = [f for p in sorted(KALSHI.glob("*.jsonl")) for f in p.read_bytes().split(b"\n")[:-1]]
 # SSMD_FAST_HYPOTHESIS_EXAMPLES=5000 for a longer search than the default run
@@ -229,22 +223,22 @@ def check_record(record: bytes) -> None:
 
 # --- properties ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", IMPLS)
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @SETTINGS
 @given(st.binary(max_size=300))
-def test_any_bytes_give_a_record_or_a_reason(name, data):
-    impl = load_implementation(name)
+def test_any_bytes_give_a_record_or_a_reason(impl, data):
+    impl = normalizer(impl)
     result = outcome(impl, data)
     if isinstance(result, bytes):
         check_record(result)
 
 
-@pytest.mark.parametrize("name", IMPLS)
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @SETTINGS
 @given(st.sampled_from(FIXTURE_FRAMES), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255),
                                                            st.sampled_from("ird")), min_size=1, max_size=4))
-def test_mutated_fixture_frames_never_crash(name, frame, edits):
-    impl = load_implementation(name)
+def test_mutated_fixture_frames_never_crash(impl, frame, edits):
+    impl = normalizer(impl)
     data = bytearray(frame)
     for pos, byte, op in edits:
         pos %= len(data) + 1
@@ -259,11 +253,11 @@ def test_mutated_fixture_frames_never_crash(name, frame, edits):
         check_record(result)
 
 
-@pytest.mark.parametrize("name", IMPLS)
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @SETTINGS
 @given(plausible_frames(), st.randoms(use_true_random=False))
-def test_plausible_frames_obey_the_schema_whatever_their_formatting(name, frame, rnd):
-    impl = load_implementation(name)
+def test_plausible_frames_obey_the_schema_whatever_their_formatting(impl, frame, rnd):
+    impl = normalizer(impl)
     compact = dump(frame).encode()
     result = outcome(impl, compact)
     if isinstance(result, bytes):
@@ -282,9 +276,8 @@ def test_plausible_frames_obey_the_schema_whatever_their_formatting(name, frame,
 @SETTINGS
 @given(st.one_of(plausible_frames().map(lambda f: dump(f).encode()), st.binary(max_size=200),
                  st.sampled_from(FIXTURE_FRAMES)))
-@pytest.mark.skipif(CYTHON_SKIP is not None, reason=CYTHON_SKIP or "")
 def test_both_implementations_agree_byte_for_byte(frame):
-    python, cython = load_implementation("python"), load_implementation("cython")
+    python, cython = normalizer("python"), normalizer("cython")
     assert outcome(cython, frame) == outcome(python, frame)
     pb, cb = python.FrameBatch(), cython.FrameBatch()
     pb.add(frame)

@@ -1,13 +1,13 @@
 """docs/schema-v1.md rule by rule: every invalid reason and its precedence, every value rule, the output
-forms. Runs against both implementations (the Cython one once _normalize.pyx exists)."""
+forms. Runs against both implementations."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from twins import normalizer_fixture, twin_pass
 
 import ssmd_fast
 import ssmd_fast.normalize as facade
@@ -17,17 +17,10 @@ from ssmd_fast.normalize import OUT_CONTROL, OUT_INVALID, OUT_OTHER, load_implem
 
 pytestmark = pytest.mark.twin
 
-PYX = Path(ssmd_fast.__file__).parent / "_normalize.pyx"
-NO_EXTENSIONS = os.environ.get("SSMD_FAST_NO_EXTENSIONS", "").strip().lower() in ("1", "true", "yes", "on")
-CYTHON_SKIP = ("ssmd_fast/_normalize.pyx is not written yet" if not PYX.exists() else
-               "SSMD_FAST_NO_EXTENSIONS=1" if NO_EXTENSIONS else None)
 I64_MAX = 2**63 - 1
 
 
-@pytest.fixture(params=["python", pytest.param("cython", marks=pytest.mark.skipif(
-    CYTHON_SKIP is not None, reason=CYTHON_SKIP or ""))])
-def impl(request):
-    return load_implementation(request.param)  # ImportError once the .pyx exists: a failure, not a skip
+impl = normalizer_fixture()
 
 
 BASE = {
@@ -84,17 +77,15 @@ def test_constants_mirror_the_pxd():
 
 
 def test_compiled_module_is_used_when_built():
-    if PYX.exists() and not NO_EXTENSIONS:
+    if not twin_pass():
         assert not facade.COMPILED_MISSING, facade.COMPILED_IMPORT_ERROR
         assert facade.IMPLEMENTATION == "cython"
         compiled = load_implementation("cython")
         for name in dir(_normalize_py):
             if name[:2] in ("K_", "R_", "F_") or name.startswith("OUT_"):
                 assert getattr(compiled, name, getattr(_normalize_py, name)) == getattr(_normalize_py, name)
-    elif NO_EXTENSIONS:
-        assert facade.IMPLEMENTATION == "python" and not facade.COMPILED_MISSING
     else:
-        assert facade.IMPLEMENTATION == "python"
+        assert facade.IMPLEMENTATION == "python" and not facade.COMPILED_MISSING
     with pytest.raises(ValueError):
         load_implementation("rust")
 

@@ -3,15 +3,15 @@ suppression until a fresh snapshot, resync events and get_snapshot requests."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import random
 from pathlib import Path
 
 import pytest
+from twins import pair, twin_fixture
 
-from ssmd_fast import normalize, sequencer
+from ssmd_fast import sequencer
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.normalize import F_DUPLICATE, F_GAP, F_SUPPRESSED
 
@@ -22,21 +22,15 @@ RECV_TS = 1_771_079_400_123_456_789
 pytestmark = [pytest.mark.twin, pytest.mark.timeout(60)]
 
 
+# the sequencer's twin and compiled module: _impl(name) and impl give (normalizer, sequencer) of one implementation
+MODULES = ("ssmd_fast._sequencer_py", "ssmd_fast._sequencer")
+
+
 def _impl(name: str):
-    """(normalizer module, sequencer module) of one implementation; compiled ones pair up."""
-    if name == "python":
-        return normalize.load_implementation("python"), importlib.import_module("ssmd_fast._sequencer_py")
-    if os.environ.get("SSMD_FAST_NO_EXTENSIONS"):
-        pytest.skip("SSMD_FAST_NO_EXTENSIONS=1: the compiled modules are not used")
-    try:
-        return normalize.load_implementation("cython"), importlib.import_module("ssmd_fast._sequencer")
-    except ImportError as exc:
-        pytest.skip(f"compiled normalizer/sequencer not built: {exc}")
+    return pair(name, *MODULES)
 
 
-@pytest.fixture(params=["cython", "python"])
-def impl(request):
-    return _impl(request.param)
+impl = twin_fixture(*MODULES)
 
 
 def test_guard_compiled_sequencer_loaded():
