@@ -38,10 +38,30 @@ class KalshiConfig:
         if not api_key:
             raise ConfigError("KALSHI_API_KEY is not set", file="environment", key="KALSHI_API_KEY")
         pem = _private_key_from_env(env, "KALSHI_PRIVATE_KEY")
-        raw_demo = env.get("KALSHI_USE_DEMO", "false").strip().lower()
-        if raw_demo not in ("true", "false"):
-            raise ConfigError(f"must be true or false, got {raw_demo!r}", file="environment", key="KALSHI_USE_DEMO")
-        return cls(api_key=api_key, private_key=pem, use_demo=raw_demo == "true")
+        return cls(api_key=api_key, private_key=pem, use_demo=demo_from_env(env))
+
+
+def demo_from_env(env: Mapping[str, str]) -> bool:
+    raw = env.get("KALSHI_USE_DEMO", "false").strip().lower()
+    if raw not in ("true", "false"):
+        raise ConfigError(f"must be true or false, got {raw!r}", file="environment", key="KALSHI_USE_DEMO")
+    return raw == "true"
+
+
+def with_exchange_choice(cfg: EnvironmentConfig, environ: Mapping[str, str] | None = None) -> EnvironmentConfig:
+    """``cfg`` with ``KALSHI_USE_DEMO`` applied to ``exchange.use_demo``.
+
+    The variable is read, as the other ``KALSHI_*`` ones, only without a ``keys`` section. It is applied
+    to the configuration, once, so that ``exchange.resolved_url`` is the one place the exchange's URL is
+    decided: the sessions, ``check-config`` and the logs all read it (the variable used to ride on the
+    credentials, and the sessions' URL, built from the configuration alone, went to production)."""
+    env = os.environ if environ is None else environ
+    if cfg.keys or cfg.exchange.use_demo or not demo_from_env(env):
+        return cfg
+    if cfg.exchange.url:
+        raise ConfigError(f"KALSHI_USE_DEMO=true and exchange.url ({cfg.exchange.url}) both choose the exchange; "
+                          "unset one", file="environment", key="KALSHI_USE_DEMO")
+    return dataclasses.replace(cfg, exchange=dataclasses.replace(cfg.exchange, use_demo=True))
 
 
 def read_private_key_file(path: str | os.PathLike[str]) -> Secret:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from ssmd_fast.config import EnvironmentConfig
-from ssmd_fast.credentials import resolve_credentials
+from ssmd_fast.credentials import resolve_credentials, with_exchange_choice
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.kalshi.auth import KalshiCredentials
 from ssmd_fast.metrics import MetricsCollector, MetricsServer, Sample
@@ -61,7 +61,7 @@ def spill_directory(cfg: EnvironmentConfig) -> str:
 
 class Runner:
     def __init__(self, cfg: EnvironmentConfig, credentials: KalshiCredentials | None = None):
-        self.cfg = cfg
+        self.cfg = cfg = with_exchange_choice(cfg)
         self.credentials = credentials or KalshiCredentials.from_config(resolve_credentials(cfg))
         self.publisher = None
         self.file_sink = None

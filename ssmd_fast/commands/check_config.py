@@ -19,10 +19,10 @@ def main(args: argparse.Namespace) -> int:
     import yaml
 
     from ssmd_fast.config import load_environment
-    from ssmd_fast.credentials import resolve_credentials
+    from ssmd_fast.credentials import resolve_credentials, with_exchange_choice
     from ssmd_fast.kalshi.auth import KalshiCredentials
 
-    cfg = load_environment(args.env)
+    cfg = with_exchange_choice(load_environment(args.env))
     doc = cfg.to_dict()
     doc["exchange"]["resolved_url"] = cfg.exchange.resolved_url
     sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))

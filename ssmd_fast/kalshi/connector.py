@@ -37,10 +37,8 @@ def _credentials(credentials) -> KalshiCredentials:
 def build_sessions(cfg: EnvironmentConfig, credentials, sinks: Sequence = (), **session_kw) -> list[KalshiSession]:
     """One session per connection plan of ``cfg.exchange`` (sharding), all feeding ``sinks``."""
     ex = cfg.exchange
-    use_demo = ex.use_demo or bool(getattr(credentials, "use_demo", False))
-    url = ex.url or (DEMO_WS_URL if use_demo else PRODUCTION_WS_URL)
     creds = _credentials(credentials)
-    return [KalshiSession(creds, url, plan, sinks, stale_after=ex.stale_after, ping_interval=ex.ping_interval,
+    return [KalshiSession(creds, ex.resolved_url, plan, sinks, stale_after=ex.stale_after, ping_interval=ex.ping_interval,
                           backoff_initial=ex.backoff_initial, backoff_max=ex.backoff_max,
                           handshake_timeout=ex.handshake_timeout, ca_file=ex.ca_file, tls_verify=ex.tls_verify,
                           **session_kw)
@@ -127,6 +125,7 @@ class KalshiConnector:
                  stale_after: float = 15.0, ping_interval: float = 5.0, backoff_initial: float = 0.25,
                  backoff_max: float = 30.0, handshake_timeout: float = 10.0, ca_file: str | None = None,
                  tls_verify: bool = True, max_batches: int = 1024, **session_kw):
+        use_demo = use_demo or bool(getattr(credentials, "use_demo", False))  # a KalshiConfig's KALSHI_USE_DEMO
         self.url = url or (DEMO_WS_URL if use_demo else PRODUCTION_WS_URL)
         self.plans = plan_connections(channels, markets, orderbook_markets, max_markets_per_subscription)
         self.queue = _BatchQueue(max_batches)
