@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ssmd_fast.config import EnvironmentConfig
 from ssmd_fast.credentials import resolve_credentials, with_exchange_choice
+from ssmd_fast.errors import ConfigError
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.kalshi.auth import KalshiCredentials
 from ssmd_fast.metrics import MetricsCollector, MetricsServer, Sample
@@ -70,6 +71,7 @@ class Runner:
         self.retired: list = []   # sessions of a feed stopped on purpose: their counters still count
         self.metrics_server: MetricsServer | None = None
         self.stop_requested = asyncio.Event()
+        self.failures: list[str] = []   # a sink's task that failed (_on_sink_task_done): exit code 1
         self._signals = 0
         self._feed_stopped = False
         self._last_frames = 0
@@ -159,6 +161,32 @@ class Runner:
             logging.shutdown()
             os._exit(EXIT_SECOND_SIGNAL)
 
+    async def _start_metrics(self) -> None:
+        """Serve /metrics, /health and /ready, or fail the start: a supervisor that probes /ready must not
+        find a second connector, or another program, answering on the port while this one runs blind."""
+        host, port = self.cfg.metrics.host_port
+        self.metrics_server = MetricsServer(self._collector(), host, port, self.health, self.ready)
+        try:
+            await self.metrics_server.start()
+        except OSError as exc:
+            self.metrics_server = None
+            for sink in self.sinks:
+                await sink.close(1.0)
+            raise ConfigError(f"cannot listen on {self.cfg.metrics.listen}: {exc.strerror or exc}",
+                              file=os.path.basename(self.cfg.source) if self.cfg.source else None,
+                              key="metrics.listen") from None
+
+    def _on_sink_task_done(self, task: asyncio.Task) -> None:
+        """A sink's background task that fails stops the run at once, with exit code 1. The sink cannot
+        take data any more: going on would only look healthy (the publisher's task used to die on a
+        missing TLS file, and the run went on, acking nothing, until a signal, then exited 0)."""
+        if task.cancelled() or task.exception() is None:
+            return      # cancelled by the sink's close, or returned during it
+        exc = task.exception()
+        self.failures.append(f"{task.get_name()} failed: {type(exc).__name__}: {exc}")
+        log.error("%s; stopping the run (what is unacked is spilled)", self.failures[-1], exc_info=exc)
+        self.stop_requested.set()
+
     async def run(self, install_signals: bool = True) -> RunReport:
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -167,19 +195,15 @@ class Runner:
         self._build_sinks()
         for sink in self.sinks:
             await sink.start()   # returns at once: the publisher connects in the background
+            for task in sink.tasks:
+                task.add_done_callback(self._on_sink_task_done)
         self.sessions = self._build_sessions()
+        if self.cfg.metrics.enabled:
+            await self._start_metrics()     # before the sessions: nothing was received if it fails
         log.info("ssmd-fast %s: %d connection(s) to %s; sinks: %s", self.cfg.name, len(self.sessions),
                  self.sessions[0].url if self.sessions else "-", ", ".join(type(s).__name__ for s in self.sinks))
         for s in self.sessions:
             s.start()
-        if self.cfg.metrics.enabled:
-            host, port = self.cfg.metrics.host_port
-            self.metrics_server = MetricsServer(self._collector(), host, port, self.health, self.ready)
-            try:
-                await self.metrics_server.start()
-            except OSError as exc:
-                log.error("metrics: cannot listen on %s (%s); running without metrics", self.cfg.metrics.listen, exc)
-                self.metrics_server = None
         self._last_stats_at = time.monotonic()
         stats_task = loop.create_task(self._stats_loop(), name="stats")
         feed_task = loop.create_task(self._feed_guard(), name="feed-guard")
@@ -280,14 +304,17 @@ class Runner:
         report.shutdown_seconds = time.monotonic() - started
         ru = os.times()
         report.cpu_seconds = ru.user + ru.system
-        report.exit_code = EXIT_OK if report.lost == 0 and report.file_lost == 0 else EXIT_LOSS
+        report.details += self.failures
+        report.exit_code = EXIT_OK if report.lost == 0 and report.file_lost == 0 and not self.failures else EXIT_LOSS
         summary = (f"shutdown in {report.shutdown_seconds:.3f} s: frames {report.frames:,}, records {report.records:,}, "
                    f"published {report.published:,}, acked {report.acked:,}, spilled {report.spilled:,}, "
                    f"lost {report.lost:,}, file records {report.file_records:,}, file lost {report.file_lost:,}")
         if report.exit_code == EXIT_OK:
             log.info("%s; every record acked or spilled", summary)
-        else:
+        elif report.lost or report.file_lost:
             log.error("%s; NOT every record was acked or spilled: %s", summary, "; ".join(report.details))
+        else:
+            log.error("%s; every record acked or spilled, but the run failed: %s", summary, "; ".join(report.details))
         return report
 
 
@@ -309,10 +336,24 @@ def publisher_samples(pub) -> list[Sample]:
     return out
 
 
+def check_report_path(path: str) -> None:
+    """Refuse a --report-json path that cannot be written, before the run: a whole clean run used to end
+    in IsADirectoryError, and exit 1, which a supervisor reads as a failed run."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError("is a directory", file=path, key="--report-json")
+    if not os.path.isdir(parent):
+        raise ConfigError(f"no such directory: {parent}", file=path, key="--report-json")
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ConfigError("cannot be written (permission denied)", file=path, key="--report-json")
+
+
 def run_service(cfg: EnvironmentConfig, loop: str = "uvloop", report_json: str | None = None) -> int:
     if cfg.status != "active":
         log.error("%s has status %s: refusing to run it (set status: active)", cfg.source or cfg.name, cfg.status)
         return EXIT_LOSS
+    if report_json:
+        check_report_path(report_json)
     runner = Runner(cfg)  # resolves and loads the credentials first: a bad key fails before any I/O
 
     async def main() -> RunReport:

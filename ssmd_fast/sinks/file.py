@@ -333,6 +333,11 @@ class FileSink:
         self.recovered_leftovers = self.finalize_leftovers()
         self._task = asyncio.get_running_loop().create_task(self._flusher(), name="file-sink-flush")
 
+    @property
+    def tasks(self) -> list[asyncio.Task]:
+        """The background task ``start`` made: the runner stops the run when it fails."""
+        return [self._task] if self._task is not None else []
+
     def finalize_leftovers(self) -> list[str]:
         done = []
         for day in sorted(os.listdir(self.path)):

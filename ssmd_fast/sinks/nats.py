@@ -209,6 +209,11 @@ class JetStreamPublisher(ServerAnswers):
         self._tasks = [asyncio.create_task(self._run(), name="nats-publisher"),
                        asyncio.create_task(self._ticker(), name="nats-publisher-tick")]
 
+    @property
+    def tasks(self) -> list[asyncio.Task]:
+        """The background tasks ``start`` made: the runner stops the run when one of them fails."""
+        return list(self._tasks)
+
     async def wait_connected(self, timeout: float) -> bool:
         """True once the stream is provisioned and the data connection is up (tests, demo)."""
         try:

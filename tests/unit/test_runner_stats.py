@@ -51,3 +51,82 @@ def test_the_stats_line_shows_the_spill_backlog_while_nats_is_away(tmp_path):
     assert m, line
     assert int(m[1].replace(",", "")) == pub.stats()["spilled"] > 0
     assert float(m[2]) > 0.064
+
+
+def test_a_failed_publisher_task_stops_the_run_with_exit_code_1(tmp_path, monkeypatch, caplog):
+    """The publisher's task used to die (a missing TLS file) with the run going on, acking nothing, until
+    a signal, then exiting 0. Now the run stops at once, says why, and spills what it holds."""
+    from ssmd_fast.sinks import nats
+
+    async def broken_provision(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "/nonexistent/ca.pem")
+
+    monkeypatch.setattr(nats, "provision", broken_provision)
+    cfg = loads_environment(textwrap.dedent(f"""\
+        name: failure-test
+        feed: kalshi
+        exchange: {{url: 'ws://127.0.0.1:{free_port("127.0.0.1")}/trade-api/ws/v2'}}
+        transport:
+          type: nats
+          url: nats://127.0.0.1:{free_port("127.0.0.1")}
+          spill:
+            path: {tmp_path / "spill"}
+        runner: {{shutdown_timeout: 1s}}
+        metrics: {{enabled: false}}
+        """), "failure-test.yaml")
+    runner = Runner(cfg, KalshiCredentials("key-id", generate_key_pair()[0].decode()))
+
+    async def main():
+        return await asyncio.wait_for(runner.run(install_signals=False), 20)
+
+    report = asyncio.run(main())
+    assert report.exit_code == 1
+    why = "nats-publisher failed: FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/ca.pem'"
+    assert report.details == [why]
+    assert f"{why}; stopping the run" in caplog.text
+
+
+def test_a_busy_metrics_port_fails_the_start_and_frees_the_storage(tmp_path):
+    """It used to log an error and run on without /ready: two connectors on the defaults then ran with one
+    answering for both."""
+    import socket
+
+    from ssmd_fast.errors import ConfigError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        text = textwrap.dedent(f"""\
+            name: metrics-test
+            feed: kalshi
+            exchange: {{url: 'ws://127.0.0.1:{free_port("127.0.0.1")}/trade-api/ws/v2'}}
+            transport: {{type: none}}
+            storage: {{type: file, path: {tmp_path / "data"}}}
+            metrics: {{listen: '{listen}'}}
+            """)
+        creds = KalshiCredentials("key-id", generate_key_pair()[0].decode())
+        with pytest.raises(ConfigError, match=rf"metrics-test.yaml: metrics.listen: cannot listen on {listen}"):
+            asyncio.run(Runner(loads_environment(text, "metrics-test.yaml"), creds).run(install_signals=False))
+    # the file sink's lock was released: the next run takes the same directory
+    runner = Runner(loads_environment(text.replace(listen, "127.0.0.1:0"), "metrics-test.yaml"), creds)
+
+    async def start_and_stop():
+        task = asyncio.ensure_future(runner.run(install_signals=False))
+        await asyncio.sleep(0.3)
+        runner.stop_requested.set()
+        return await asyncio.wait_for(task, 10)
+
+    assert asyncio.run(start_and_stop()).exit_code == 0
+
+
+@pytest.mark.parametrize("where, why", [("dir", "is a directory"), ("nodir/r.json", "no such directory")])
+def test_an_unwritable_report_path_fails_before_the_run(tmp_path, where, why):
+    from ssmd_fast.errors import ConfigError
+    from ssmd_fast.runner import run_service
+
+    cfg = loads_environment(f"name: r\nfeed: kalshi\ntransport: {{type: none}}\nstorage: {{type: file, path: {tmp_path}}}\n",
+                            "r.yaml")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(ConfigError, match=f"--report-json: {why}"):
+        run_service(cfg, loop="asyncio", report_json=str(tmp_path / where))
