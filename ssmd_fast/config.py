@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from ssmd_fast import config_checks
 from ssmd_fast.errors import ConfigError
 
 PRODUCTION_WS_URL = "wss://api.elections.kalshi.com/trade-api/ws/v2"
@@ -121,8 +122,10 @@ class NatsTlsConfig:
 @dataclass(frozen=True)
 class SpillConfig:
     path: str | None = None  # default: {storage.path or ./data/{name}}/spill
-    max_bytes: int = 20 * 2**30
-    fsync_every: int = 1000  # records; 0 = only on rotation/close
+    max_bytes: int = 20 * 2**30   # at least transport.memory_queue_bytes (config_checks)
+    # records between fsyncs; 0: by fsync_interval alone (both 0: only on rotation and close, which a
+    # kill -9 survives, the records being handed to the OS at once, and a power failure does not)
+    fsync_every: int = 1000
     fsync_interval: float = 0.05
 
 
@@ -195,6 +198,16 @@ class EnvironmentConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     source: str = field(default="", compare=False)
+
+    @property
+    def resolved_spill_path(self) -> str:
+        """The spill directory: ``transport.spill.path``, else ``{storage.path}/spill`` with a file
+        storage, else ``data/{name}/spill``."""
+        if self.transport.spill.path:
+            return self.transport.spill.path
+        if self.storage is not None and self.storage.type == "file":
+            return os.path.join(self.storage.path, "spill")
+        return os.path.join("data", self.name, "spill")
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain data (no secret values are ever stored here)."""
@@ -352,12 +365,9 @@ def _ws_url(ctx: _Ctx, node: yaml.Node, path: str) -> str | None:
 
 def _nats_url(ctx: _Ctx, node: yaml.Node, path: str) -> str:
     value = _str()(ctx, node, path)
-    parts = urlsplit(value if "://" in value else "nats://" + value)
-    if parts.scheme not in ("nats", "tls") or not parts.hostname:
-        raise ctx.error(node, path, f"expected a nats:// or tls:// URL, got {value!r}")
-    if parts.username or parts.password:
-        raise ctx.error(node, path, "credentials in the URL are not allowed (they would be logged); "
-                                    "use transport.auth (token_env, user + password_env, nkey_seed_file, creds_file)")
+    problem = config_checks.nats_url_problem(value)
+    if problem:
+        raise ctx.error(node, path, problem)
     return value
 
 
@@ -507,9 +517,15 @@ def loads_environment(text: str, file: str = "<string>") -> EnvironmentConfig:
     return _finish(cfg, ctx, node, file)
 
 
-def _node_at(node: yaml.Node, *keys: str) -> yaml.Node:
-    """The node of a key path (for the line number of a cross-field error)."""
+def _node_at(node: yaml.Node, *keys: str | int) -> yaml.Node:
+    """The node of a key path (for the line number of a cross-field error); an int indexes a list. A key
+    not in the file gives the deepest node that is."""
     for key in keys:
+        if isinstance(key, int):
+            if not isinstance(node, yaml.SequenceNode) or key >= len(node.value):
+                break
+            node = node.value[key]
+            continue
         if not isinstance(node, yaml.MappingNode):
             break
         for k, v in node.value:
@@ -521,41 +537,22 @@ def _node_at(node: yaml.Node, *keys: str) -> yaml.Node:
     return node
 
 
-def _finish(cfg: EnvironmentConfig, ctx: _Ctx, root: yaml.Node, file: str) -> EnvironmentConfig:
-    """Cross-field rules and derived defaults."""
-    ex, tr = cfg.exchange, cfg.transport
-    if ex.url and ex.use_demo:
-        raise ctx.error(_node_at(root, "exchange", "use_demo"), "exchange.use_demo",
-                        "give either exchange.url or exchange.use_demo, not both")
-    if ex.backoff_max < ex.backoff_initial:
-        raise ctx.error(_node_at(root, "exchange", "backoff_max"), "exchange.backoff_max",
-                        "must not be smaller than exchange.backoff_initial")
-    if "orderbook_delta" in ex.channels and not ex.orderbook.markets:
-        raise ctx.error(_node_at(root, "exchange", "channels"), "exchange.channels",
-                        "orderbook_delta needs a market list in exchange.orderbook.markets")
-    channels = ex.channels
-    if ex.orderbook.markets and "orderbook_delta" not in channels:
-        channels = channels + ("orderbook_delta",)  # a configured book list implies the channel
-    if not channels:
-        raise ctx.error(_node_at(root, "exchange", "channels"), "exchange.channels", "no channel to subscribe")
-    ex = dataclasses.replace(ex, channels=channels)
+def _node_of(root: yaml.Node, path: str) -> yaml.Node:
+    """``_node_at`` for a dotted key path with list indexes: ``keys[1].type``."""
+    keys = [int(i) if i else k for k, i in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path)]
+    return _node_at(root, *keys)
 
-    if tr.type == "nats":
-        if not tr.url:
-            raise ctx.error(_node_at(root, "transport"), "transport.url", "required when transport.type is nats")
-        if not tr.publish:
-            raise ctx.error(_node_at(root, "transport", "publish"), "transport.publish",
-                            "must name raw, normalized or both")
-        if tr.duplicate_window > tr.max_age:
-            raise ctx.error(_node_at(root, "transport", "duplicate_window"), "transport.duplicate_window",
-                            "must not be longer than transport.max_age")
-        if tr.retry_horizon >= tr.duplicate_window:
-            raise ctx.error(_node_at(root, "transport", "retry_horizon"), "transport.retry_horizon",
-                            "must be shorter than transport.duplicate_window (resends past it are not deduplicated)")
-        a = tr.auth
-        if a.password_env and not a.user:
-            raise ctx.error(_node_at(root, "transport", "auth"), "transport.auth.user",
-                            "password_env needs user")
+
+def _finish(cfg: EnvironmentConfig, ctx: _Ctx, root: yaml.Node, file: str) -> EnvironmentConfig:
+    """Cross-field rules (config_checks.py) and derived defaults."""
+    try:
+        config_checks.check_environment(cfg)
+    except config_checks.Problem as p:
+        raise ctx.error(_node_of(root, p.at), p.key, p.reason) from None
+    ex, tr = cfg.exchange, cfg.transport
+    if ex.orderbook.markets and "orderbook_delta" not in ex.channels:
+        # a configured book list implies the channel
+        ex = dataclasses.replace(ex, channels=ex.channels + ("orderbook_delta",))
     feed_token = cfg.feed.replace("-", "_")
     name_token = cfg.name.replace("-", "_")
     tr = dataclasses.replace(
@@ -563,13 +560,4 @@ def _finish(cfg: EnvironmentConfig, ctx: _Ctx, root: yaml.Node, file: str) -> En
         subject_prefix=tr.subject_prefix or f"{name_token}.{feed_token}",
         stream=tr.stream or re.sub(r"[^A-Za-z0-9_]", "_", f"{cfg.name}_{cfg.feed}").upper(),
     )
-    if tr.type == "none" and (cfg.storage is None or cfg.storage.type == "none"):
-        raise ctx.error(root, "transport", "nothing to write to: set transport.type: nats or a storage section")
-    seen: set[str] = set()
-    for i, key in enumerate(cfg.keys):
-        if key.name in seen:
-            raise ctx.error(_node_at(root, "keys"), f"keys[{i}].name", f"{key.name} is listed twice")
-        seen.add(key.name)
-        if key.source == "file" and not key.path:
-            raise ctx.error(_node_at(root, "keys"), f"keys[{i}].path", "required when source is file")
     return dataclasses.replace(cfg, exchange=ex, transport=tr, source=file)
