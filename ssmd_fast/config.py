@@ -8,6 +8,7 @@ unknown key``). A typo never silently becomes a default. Validation walks PyYAML
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -501,11 +502,25 @@ def load_environment(path: str | os.PathLike[str]) -> EnvironmentConfig:
     return loads_environment(text, str(path))
 
 
+class _Loader(yaml.SafeLoader):
+    """The safe loader, with an alias standing at its own line: the composer hands back the anchored node
+    itself, so an error in the value an alias stands for was reported at the anchor's line (line 1 for an
+    anchor on the first line), not at the alias's."""
+
+    def compose_node(self, parent, index):
+        if not self.check_event(yaml.AliasEvent):
+            return super().compose_node(parent, index)
+        event = self.peek_event()
+        node = copy.copy(super().compose_node(parent, index))  # same value (children), the alias's marks
+        node.start_mark, node.end_mark = event.start_mark, event.end_mark
+        return node
+
+
 def loads_environment(text: str, file: str = "<string>") -> EnvironmentConfig:
     name = os.path.basename(file)
     ctx = _Ctx(name)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         raise ConfigError(f"YAML syntax: {exc.problem}", file=name, line=mark.line + 1 if mark else None)

@@ -199,6 +199,36 @@ def test_errors_name_file_line_and_key(text, expected):
     assert str(err).startswith("kalshi-dev.yaml")
 
 
+def yaml_error(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        loads_environment(text, "c.yaml")
+    return str(info.value)
+
+
+def test_an_error_in_an_aliased_value_is_reported_at_the_alias():
+    msg = yaml_error("name: &n a\nfeed: kalshi\ntransport:\n  type: nats\n  url: nats://h:4222\n\nstorage: *n\n")
+    assert msg.startswith("c.yaml:7: storage: expected a mapping"), msg   # the anchor is on line 1
+    msg = yaml_error("name: a\nfeed: kalshi\ntransport: &t\n  type: nats\n  url: nats://h:4222\nstorage: *t\n")
+    assert msg.startswith("c.yaml:4: storage.type: must be one of file, none"), msg  # inside: the anchor's text
+
+
+def test_an_undefined_alias_is_reported_at_its_line():
+    msg = yaml_error("name: a\nfeed: kalshi\ntransport:\n  type: nats\n  url: nats://h:4222\n\nstorage: *x\n")
+    assert msg == "c.yaml:7: YAML syntax: found undefined alias 'x'"
+
+
+def test_an_alias_to_a_good_value_loads():
+    cfg = loads_environment(textwrap.dedent("""\
+        name: a
+        feed: kalshi
+        transport: {type: nats, url: &u nats://h:4222}
+        exchange:
+          markets: &m [KX-1, KX-2]
+          orderbook: {markets: *m}
+        """))
+    assert cfg.exchange.markets == cfg.exchange.orderbook.markets == ("KX-1", "KX-2")
+
+
 def test_load_environment_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_environment(tmp_path / "nope.yaml")
