@@ -1,4 +1,5 @@
-"""Kalshi API credentials: from the ``keys`` an environment file names, or from ``KALSHI_*`` variables.
+"""Kalshi API credentials: from the ``keys`` an environment file names, or from ``KALSHI_*`` variables;
+and ``check_run_files``: every other file (and secret variable) ``run`` reads, read at start.
 
 The private key is held as a ``config.Secret`` from the moment it is read; a key file that group or
 others may read is refused (``chmod 600``), and every failure is a ``ConfigError`` naming the variable,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,7 +114,11 @@ def resolve_credentials(cfg: EnvironmentConfig, environ: Mapping[str, str] | Non
     for key in cfg.keys:
         if key.type == "api_key":
             if key.source == "file":
-                api_key = Path(key.path).read_text(encoding="utf-8").strip()
+                try:
+                    api_key = Path(key.path).read_text(encoding="utf-8").strip()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigError(f"cannot read the API key id from {key.path}: {getattr(exc, 'strerror', exc)}",
+                                      file=os.path.basename(cfg.source) or None, key=f"keys.{key.name}")
             else:
                 api_key = env.get(key.name, "").strip()
             if not api_key:
@@ -125,3 +131,91 @@ def resolve_credentials(cfg: EnvironmentConfig, environ: Mapping[str, str] | Non
         raise ConfigError(f"no key of type {missing} is listed", file=os.path.basename(cfg.source) or None,
                           key="keys")
     return KalshiConfig(api_key=api_key, private_key=secret, use_demo=use_demo)
+
+
+def check_run_files(cfg: EnvironmentConfig, environ: Mapping[str, str] | None = None) -> None:
+    """Read, as ``run`` reads them, the files and variables it needs besides the Kalshi keys: NATS auth
+    (``transport.auth``: the publisher's own reader), the NATS TLS files and ``exchange.ca_file``
+    (loaded into an ``ssl.SSLContext``). ``ConfigError`` naming the key of the first that cannot be used.
+
+    The publisher reads the TLS files when it connects, the sessions the CA file when they start: a
+    missing one ended the publisher task with a FileNotFoundError naming no key, or a traceback."""
+    file = os.path.basename(cfg.source) or None
+    tr = cfg.transport
+    if tr.type == "nats":
+        from ssmd_fast.sinks.natsconn import Credentials
+
+        try:
+            Credentials.from_config(tr.auth, environ)
+        except ConfigError as exc:
+            if exc.key:       # a variable: the key is named already
+                raise ConfigError(exc.reason, file=file, key=exc.key) from None
+            method = "nkey_seed_file" if tr.auth.nkey_seed_file else "creds_file"
+            raise ConfigError(str(exc), file=file, key=f"transport.auth.{method}") from None
+        tls = tr.tls
+        if tls.ca_file or tls.cert_file or any(u.startswith("tls://") for u in tr.url):
+            _tls_context(file, "transport.tls", tls.ca_file, tls.cert_file, tls.key_file)
+    ex = cfg.exchange
+    if ex.ca_file and ex.resolved_url.startswith("wss://"):   # a ws:// session reads no CA file
+        _tls_context(file, "exchange", ex.ca_file, None, None)
+
+
+def _tls_context(file: str | None, section: str, ca_file: str | None, cert_file: str | None,
+                 key_file: str | None) -> ssl.SSLContext:
+    """The context the connection builds (``natsconn.Endpoint.ssl_context``, ``session.make_ssl_context``),
+    each failure named by its key."""
+    for name, path in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+        if path:
+            _readable_file(file, f"{section}.{name}", path)
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"{ca_file}: no CA certificate loads from it ({exc.reason or exc})",
+                          file=file, key=f"{section}.ca_file") from None
+    if cert_file:
+        try:
+            ctx.load_cert_chain(cert_file, key_file, password=_no_passphrase)
+        except _Encrypted:
+            raise ConfigError(f"{key_file or cert_file}: the private key is encrypted, and a service has no one "
+                              "to type the passphrase: store it unencrypted (chmod 600)", file=file,
+                              key=f"{section}.{'key_file' if key_file else 'cert_file'}") from None
+        except ssl.SSLError as exc:
+            raise _cert_error(file, section, cert_file, key_file, exc) from None
+    return ctx
+
+
+def _readable_file(file: str | None, key: str, path: str) -> None:
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path} is not a regular file", file=file, key=key)
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file, key=key) from None
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_passphrase() -> bytes:
+    # called for an encrypted key only; without a callback OpenSSL would ask for it on the terminal
+    raise _Encrypted
+
+
+def _cert_error(file: str | None, section: str, cert_file: str, key_file: str | None,
+                exc: ssl.SSLError) -> ConfigError:
+    """Which file ``load_cert_chain`` failed on: OpenSSL says only "PEM lib" for most of them."""
+    reason = exc.reason or str(exc)
+    try:  # a file that holds a certificate loads as trust
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cert_file)
+    except ssl.SSLError:
+        return ConfigError(f"{cert_file}: no PEM certificate in it ({reason})", file=file, key=f"{section}.cert_file")
+    if key_file is None:
+        return ConfigError(f"{cert_file}: holds a certificate but no matching private key ({reason}); "
+                           f"give it in {section}.key_file", file=file, key=f"{section}.cert_file")
+    if "KEY_VALUES_MISMATCH" in str(exc):
+        return ConfigError(f"{key_file}: not the private key of {section}.cert_file {cert_file}",
+                           file=file, key=f"{section}.key_file")
+    return ConfigError(f"{key_file}: no PEM private key in it ({reason})", file=file, key=f"{section}.key_file")
