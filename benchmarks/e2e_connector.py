@@ -31,7 +31,7 @@ from pathlib import Path
 from benchmarks.e2e_common import Meter, cap_receive_buffer, emit, quantile_from_buckets
 from ssmd_fast.config import load_environment
 from ssmd_fast.kalshi.auth import KalshiCredentials
-from ssmd_fast.runner import Runner, spill_directory
+from ssmd_fast.runner import Runner
 from ssmd_fast.sinks import _framing_py
 from ssmd_fast.sinks.nats import JetStreamPublisher
 
@@ -47,7 +47,7 @@ class BenchRunner(Runner):
         self.mode = mode
 
     def _build_sinks(self) -> None:
-        self.publisher = JetStreamPublisher(self.cfg.transport, spill_dir=spill_directory(self.cfg),
+        self.publisher = JetStreamPublisher(self.cfg.transport, spill_dir=self.cfg.resolved_spill_path,
                                             feed=self.cfg.feed, on_event=self._from_publisher, mode=self.mode)
         self.sinks.append(self.publisher)
 

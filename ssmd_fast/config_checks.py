@@ -19,7 +19,7 @@ NATS_SCHEMES = ("nats", "tls")   # what the publisher's connection speaks (natsc
 # One full socket read of the feed (kalshi/session.READ_SIZE: 128 KiB of frames) becomes about 340 KB in
 # the publish queue (raw and normalized, with their headers); a queue smaller than a few reads spills at
 # every burst and replays at once: a 0 gave 1,534 "spilling to" warnings in 7 s.
-MIN_MEMORY_QUEUE_BYTES = 1 << 20
+MIN_MEMORY_QUEUE_BYTES = 64 << 10
 
 _HOST_RE = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")
 _AUTH_METHODS = ("token_env", "user", "nkey_seed_file", "creds_file")
@@ -116,8 +116,8 @@ def _check_nats(tr) -> None:
 def _check_queue_and_spill(tr) -> None:
     if tr.memory_queue_bytes < MIN_MEMORY_QUEUE_BYTES:
         raise Problem("transport.memory_queue_bytes",
-                      f"must be at least {MIN_MEMORY_QUEUE_BYTES} (1MiB): one socket read takes about 340 KB in "
-                      f"the queue, and a smaller one spills and replays at every burst; got {tr.memory_queue_bytes}")
+                      f"must be at least {MIN_MEMORY_QUEUE_BYTES} (64KiB): a queue that cannot hold a few frames "
+                      f"sends every burst through the spill; got {tr.memory_queue_bytes}")
     # When NATS goes away everything unacked moves from the memory queue to the spill at once: a spill
     # that cannot take it stops the feed at the first outage (a 0 lost everything).
     if tr.spill.max_bytes < tr.memory_queue_bytes:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from ssmd_fast.config import EnvironmentConfig
-from ssmd_fast.credentials import resolve_credentials, with_exchange_choice
+from ssmd_fast.credentials import check_run_files, resolve_credentials, with_exchange_choice
 from ssmd_fast.errors import ConfigError
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.kalshi.auth import KalshiCredentials
@@ -52,18 +52,11 @@ class RunReport:
     details: list[str] = field(default_factory=list)
 
 
-def spill_directory(cfg: EnvironmentConfig) -> str:
-    if cfg.transport.spill.path:
-        return cfg.transport.spill.path
-    if cfg.storage is not None and cfg.storage.type == "file":
-        return os.path.join(cfg.storage.path, "spill")
-    return os.path.join("data", cfg.name, "spill")
-
-
 class Runner:
     def __init__(self, cfg: EnvironmentConfig, credentials: KalshiCredentials | None = None):
         self.cfg = cfg = with_exchange_choice(cfg)
         self.credentials = credentials or KalshiCredentials.from_config(resolve_credentials(cfg))
+        check_run_files(cfg)    # NATS auth and TLS files, exchange.ca_file: refused here, naming the key
         self.publisher = None
         self.file_sink = None
         self.sinks: list = []
@@ -90,7 +83,7 @@ class Runner:
         if cfg.transport.type == "nats":
             from ssmd_fast.sinks.nats import JetStreamPublisher
 
-            self.publisher = JetStreamPublisher(cfg.transport, spill_dir=spill_directory(cfg), feed=cfg.feed,
+            self.publisher = JetStreamPublisher(cfg.transport, spill_dir=cfg.resolved_spill_path, feed=cfg.feed,
                                                 on_event=self._from_publisher)
             self.sinks.append(self.publisher)
 

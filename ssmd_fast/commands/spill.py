@@ -45,10 +45,9 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
     cap = SpillConfig().max_bytes   # the spill's cap when requeueing: the environment's, else the default
     if args.env:
         from ssmd_fast.config import load_environment
-        from ssmd_fast.runner import spill_directory
 
         cfg = load_environment(args.env)
-        directory, cap = spill_directory(cfg), cfg.transport.spill.max_bytes
+        directory, cap = cfg.resolved_spill_path, cfg.transport.spill.max_bytes
     else:
         directory = args.directory
     if args.requeue_dead_letters:

@@ -172,10 +172,9 @@ class CorePublishRunner(Runner):
     """The control run: the same connector with core NATS publish (no acks, no resend, no spill)."""
 
     def _build_sinks(self) -> None:
-        from ssmd_fast.runner import spill_directory
         from ssmd_fast.sinks.nats import JetStreamPublisher
 
-        self.publisher = JetStreamPublisher(self.cfg.transport, spill_dir=spill_directory(self.cfg),
+        self.publisher = JetStreamPublisher(self.cfg.transport, spill_dir=self.cfg.resolved_spill_path,
                                             feed=self.cfg.feed, on_event=self._from_publisher, mode="core")
         self.sinks.append(self.publisher)
 

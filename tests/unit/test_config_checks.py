@@ -73,11 +73,11 @@ def test_a_good_url_loads_and_is_what_the_publisher_connects_to(url, address):
 def test_the_memory_queue_has_a_floor():
     msg = error_of(HEAD + "  url: nats://h:4222\n  memory_queue_bytes: 0\n")
     assert msg.startswith(f"c.yaml:6: transport.memory_queue_bytes: must be at least {MIN_MEMORY_QUEUE_BYTES} "
-                          "(1MiB)"), msg
+                          "(64KiB)"), msg
     assert "got 0" in msg
-    assert "got 1048575" in error_of(HEAD + "  url: nats://h:4222\n  memory_queue_bytes: 1048575\n")
-    cfg = loads_environment(HEAD + "  url: nats://h:4222\n  memory_queue_bytes: 1MiB\n  spill: {max_bytes: 1MiB}\n")
-    assert cfg.transport.memory_queue_bytes == cfg.transport.spill.max_bytes == 1 << 20
+    assert "got 65535" in error_of(HEAD + "  url: nats://h:4222\n  memory_queue_bytes: 65535\n")
+    cfg = loads_environment(HEAD + "  url: nats://h:4222\n  memory_queue_bytes: 64KiB\n  spill: {max_bytes: 64KiB}\n")
+    assert cfg.transport.memory_queue_bytes == cfg.transport.spill.max_bytes == 64 << 10
 
 
 @pytest.mark.parametrize("spill, queue, line", [

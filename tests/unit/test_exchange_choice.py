@@ -48,7 +48,8 @@ def test_check_config_shows_the_demo_url(tmp_path, key_pair, monkeypatch, capsys
 
 
 def test_the_variable_is_not_read_with_a_keys_section(tmp_path):
-    text = NO_KEYS % (tmp_path / "data") + "keys:\n  - {name: KALSHI_API_KEY, type: api_key}\n"
+    text = NO_KEYS % (tmp_path / "data") + ("keys:\n  - {name: KALSHI_API_KEY, type: api_key}\n"
+                                            "  - {name: KALSHI_PRIVATE_KEY, type: api_secret}\n")
     cfg = _env(tmp_path, text)
     assert cfg.keys and with_exchange_choice(cfg, {"KALSHI_USE_DEMO": "true"}) is cfg
 
