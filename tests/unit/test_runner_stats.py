@@ -130,3 +130,19 @@ def test_an_unwritable_report_path_fails_before_the_run(tmp_path, where, why):
     (tmp_path / "dir").mkdir()
     with pytest.raises(ConfigError, match=f"--report-json: {why}"):
         run_service(cfg, loop="asyncio", report_json=str(tmp_path / where))
+
+
+def test_a_missing_tls_file_fails_the_start_naming_its_key(tmp_path):
+    from ssmd_fast.errors import ConfigError
+
+    cfg = loads_environment(textwrap.dedent(f"""\
+        name: tls-test
+        feed: kalshi
+        transport:
+          type: nats
+          url: nats://127.0.0.1:{free_port("127.0.0.1")}
+          tls: {{ca_file: {tmp_path / "nope.pem"}}}
+          spill: {{path: {tmp_path / "spill"}}}
+        """), "tls-test.yaml")
+    with pytest.raises(ConfigError, match=r"transport\.tls\.ca_file: .*nope\.pem"):
+        Runner(cfg, KalshiCredentials("key-id", generate_key_pair()[0].decode()))
