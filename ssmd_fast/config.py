@@ -157,7 +157,7 @@ class TransportConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     type: str = "file"
-    path: str = "./data/kalshi"
+    path: str = ""      # default (at load): ./data/{name}, so two environments never share a directory and its lock
     format: str = "raw"
     rotate: str = "hourly"
 
@@ -575,4 +575,7 @@ def _finish(cfg: EnvironmentConfig, ctx: _Ctx, root: yaml.Node, file: str) -> En
         subject_prefix=tr.subject_prefix or f"{name_token}.{feed_token}",
         stream=tr.stream or re.sub(r"[^A-Za-z0-9_]", "_", f"{cfg.name}_{cfg.feed}").upper(),
     )
-    return dataclasses.replace(cfg, exchange=ex, transport=tr, source=file)
+    storage = cfg.storage
+    if storage is not None and not storage.path:
+        storage = dataclasses.replace(storage, path=os.path.join(".", "data", cfg.name))
+    return dataclasses.replace(cfg, exchange=ex, transport=tr, storage=storage, source=file)

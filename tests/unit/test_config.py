@@ -314,3 +314,12 @@ def test_config_dump_has_no_secret_values(key_pair):
     cfg = load(SEED)
     dumped = repr(cfg) + str(cfg.to_dict())
     assert "BEGIN" not in dumped
+
+
+def test_the_storage_path_defaults_to_the_environments_name():
+    """It was ./data/kalshi whatever the name: two environments on the defaults fought over one lock."""
+    text = "name: {}\nfeed: kalshi\ntransport: {{type: none}}\nstorage: {{type: file}}\n"
+    assert load(text.format("kalshi-a")).storage.path == "./data/kalshi-a"
+    assert load(text.format("kalshi-b")).resolved_spill_path == "./data/kalshi-b/spill"
+    assert load("name: x\nfeed: kalshi\ntransport: {type: none}\nstorage: {type: file, path: /srv/x}\n").storage.path \
+        == "/srv/x"
