@@ -69,3 +69,26 @@ def setup_logging(level: str = "info", fmt: str = "text", stream=None) -> None:
     # picows logs every frame at DEBUG: keep it at INFO unless asked for explicitly
     if level.lower() == "debug":
         logging.getLogger("picows").setLevel(logging.INFO)
+
+
+class Throttle:
+    """At most one line per ``interval`` for a message that can repeat fast (a publisher that goes in
+    and out of its spill at every burst logged 1,534 lines in 7 s); the next line says how many were
+    held back. The events and counters still record each one."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0, clock=time.monotonic):
+        self.logger, self.interval, self.clock = logger, interval, clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def log(self, level: int, msg: str, *args) -> None:
+        now = self.clock()
+        last = self._last.get(msg)
+        if last is not None and now - last < self.interval:
+            self._held[msg] = self._held.get(msg, 0) + 1
+            return
+        self._last[msg] = now
+        held = self._held.pop(msg, 0)
+        if held:
+            msg += f" ({held} more in the last {now - last:.0f} s)"
+        self.logger.log(level, msg, *args)

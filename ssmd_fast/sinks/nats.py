@@ -50,6 +50,7 @@ from collections.abc import Callable
 from ssmd_fast.config import TransportConfig
 from ssmd_fast.errors import PublishError, StorageError
 from ssmd_fast.events import StatusEvent
+from ssmd_fast.logs import Throttle
 from ssmd_fast.metrics import HistogramSample
 from ssmd_fast.sinks import _framing_acks_py, framing, natsconn
 from ssmd_fast.sinks.answers import ServerAnswers
@@ -121,6 +122,7 @@ class JetStreamPublisher(ServerAnswers):
         self.dead: SpillFile | None = None
         self.conn: natsconn.DataConnection | None = None
         self.store = MEMORY
+        self._throttle = Throttle(log)   # store changes can flap at every burst with a small memory queue
         self.feed_stop_requested = False
         self.error: str | None = None          # the last condition that needs an operator (logged too)
         self.stream_report = None
@@ -364,7 +366,7 @@ class JetStreamPublisher(ServerAnswers):
         if self.spill is not None:
             self.spill.rewind()  # so the next replay reads them again
         if self.store != SPILL:
-            log.warning("NATS publisher spilling to %s: %s", self.spill_dir, why)
+            self._throttle.log(logging.WARNING, "NATS publisher spilling to %s: %s", self.spill_dir, why)
             self.store = SPILL
             self._emit(StatusEvent("spill", self.instance, detail=why))
         self._to_spill(items)
@@ -422,7 +424,7 @@ class JetStreamPublisher(ServerAnswers):
             self.counters["replayed"] += loaded
             if self.spill.read_to_end:
                 self.store = MEMORY  # everything left is in the ring: new batches can follow in memory
-                log.info("NATS publisher: spill replayed, back to the memory queue")
+                self._throttle.log(logging.INFO, "NATS publisher: spill replayed, back to the memory queue")
             self._pump()
         self._report_corruption()  # bytes the read set aside (after the store is settled: it takes the event)
 
