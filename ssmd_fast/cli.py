@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ssmd_fast import __version__
@@ -22,6 +23,63 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class UsageError(SsmdError):
+    """A wrong combination of arguments, found after parsing: reported as argparse reports its own
+    errors (usage line, ``ssmd-fast COMMAND: error: ...``, exit status 2)."""
+
+
+def _number(convert, text: str, least: float, strict: bool, meaning: str):
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if convert is int else 'a number'}, got {text!r}")
+    if value != value or value in (float("inf"), float("-inf")):      # nan, inf: no option wants them
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if value < least or (strict and value == least):
+        bound = f"> {least:g}" if strict else f">= {least:g}"
+        raise argparse.ArgumentTypeError(f"must be {bound}{meaning}, got {text}")
+    return value
+
+
+def int_at_least(least: int, meaning: str = ""):
+    """An argparse ``type=``: an integer >= ``least``. argparse names the option in its error, e.g.
+    ``argument --count/-n: must be >= 1, got 0``; ``meaning`` explains the bound."""
+    def parse(text: str) -> int:
+        return _number(int, text, least, False, meaning)
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_at_least(least: float, meaning: str = "", *, strict: bool = False):
+    """An argparse ``type=``: a finite number >= ``least`` (> with ``strict``)."""
+    def parse(text: str) -> float:
+        return _number(float, text, least, strict, meaning)
+    parse.__name__ = "number"
+    return parse
+
+
+def plural(n: int, noun: str, nouns: str | None = None, *, grouped: bool = True) -> str:
+    """``1 message``, ``2 messages``, ``1,000 messages`` (``1000 messages`` without ``grouped``)."""
+    count = f"{n:,}" if grouped else str(n)
+    return f"{count} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def check_writable_file(path: str | os.PathLike, what: str) -> None:
+    """Raise SsmdError (``WHAT PATH: reason``) unless ``path`` can be opened for writing: checked when a
+    command starts, not when its work is done. Leaves no file behind (an existing one is left as is)."""
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileNotFoundError):
+            reason = f"no such directory {os.path.dirname(os.path.abspath(path))}"
+        raise SsmdError(f"{what} {path}: cannot write: {reason}")
+    if not existed:
+        os.unlink(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssmd-fast",
@@ -36,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
-        p.set_defaults(_main=module.main)
+        p.set_defaults(_main=module.main, _parser=p)
     return parser
 
 
@@ -45,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._main(args) or 0)
+    except UsageError as exc:
+        args._parser.print_usage(sys.stderr)
+        print(f"ssmd-fast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except SsmdError as exc:
         print(f"ssmd-fast {args.command}: error: {exc}", file=sys.stderr)
         return 1

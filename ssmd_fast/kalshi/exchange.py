@@ -44,8 +44,12 @@ class Exchange:
                  faults: str | FaultSpec = "", record: str | Path | None = None,
                  control: tuple[str, int] | None = None, max_skew: float = 30.0, batch: int = CHUNK):
         serialization.load_pem_public_key(public_key_pem)      # fail now, not at the first handshake
-        if rate < 0 or ping_interval <= 0 or max_markets < 1 or batch < 1:
-            raise ValueError("rate must be >= 0, ping_interval > 0, max_markets >= 1, batch >= 1")
+        for bad, what in ((rate < 0, f"rate must be >= 0 (0 = as fast as each connection reads), got {rate}"),
+                          (ping_interval <= 0, f"ping_interval must be > 0, got {ping_interval}"),
+                          (max_markets < 1, f"max_markets must be >= 1, got {max_markets}"),
+                          (batch < 1, f"batch must be >= 1, got {batch}")):
+            if bad:
+                raise ValueError(what)
         self.feed = feed
         self.public_key_pem = public_key_pem
         self.host, self.port = host, port
@@ -82,12 +86,17 @@ class Exchange:
         return f"{scheme}://{self.host}:{self.port}{WS_SIGN_PATH}"
 
     async def start(self) -> None:
-        if self.record_path is not None:
-            self._record = open(self.record_path, "wb")  # noqa: SIM115 (open for the server's life)
-        await self._listen()
-        if self.control_addr is not None:
-            self._control = await asyncio.start_server(self._control_client, *self.control_addr)
-            self.control_port = self._control.sockets[0].getsockname()[1]
+        """Open the record file, listen, open the control port. Raises OSError, with what it opened closed."""
+        try:
+            if self.record_path is not None:
+                self._record = open(self.record_path, "wb")  # noqa: SIM115 (open for the server's life)
+            await self._listen()
+            if self.control_addr is not None:
+                self._control = await asyncio.start_server(self._control_client, *self.control_addr)
+                self.control_port = self._control.sockets[0].getsockname()[1]
+        except BaseException:
+            await self.close()
+            raise
         self._pinger = asyncio.get_running_loop().create_task(self._ping_loop())
 
     async def _listen(self) -> None:

@@ -255,8 +255,25 @@ def _body_of(raw: bytes, obj: dict) -> bytes:
     return json.dumps(obj["msg"], separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _not_json(raw: bytes, exc: ValueError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        try:                # json.loads guessed the encoding (a BOM says UTF-16): say where UTF-8 breaks
+            raw.decode()
+        except UnicodeDecodeError as u:
+            exc = u
+        return f"not UTF-8 (byte {exc.start + 1})"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON ({exc.msg} at column {exc.colno})"
+    return f"not JSON ({exc})"
+
+
 class ReplayFeed(Feed):
-    """The data frames of a recorded JSONL session (control frames and unknown types skipped)."""
+    """The data frames of a recorded JSONL session (control frames and unknown types skipped).
+
+    ``skipped`` counts the lines left out by frame type (``"unparseable"`` for lines that are not a JSON
+    object with a string type); ``malformed`` counts those that are not a recorded frame at all, or a data
+    frame without its ``msg`` or market; ``first_skipped`` and ``first_malformed`` are ``(line, reason)``
+    of the first of each (None when there is none): a replay of a wrong file must not start silently."""
 
     kind = "replay"
 
@@ -264,6 +281,10 @@ class ReplayFeed(Feed):
         super().__init__()
         self.path = Path(path)
         self.skipped: dict[str, int] = {}
+        self.lines = 0                  # non-blank lines read
+        self.malformed = 0
+        self.first_skipped: tuple[int, str] | None = None
+        self.first_malformed: tuple[int, str] | None = None
         self.market_ids: dict[str, str] = {}
         self.eras: dict[str, int] = {}
         books: dict[str, Book] = {}
@@ -277,22 +298,31 @@ class ReplayFeed(Feed):
                 raw = line.rstrip(b"\r\n")
                 if not raw.strip():
                     continue
+                self.lines += 1
                 try:
                     obj = json.loads(raw)
-                except ValueError:
-                    obj = None
-                typ = obj.get("type") if isinstance(obj, dict) else None
-                if typ not in CHANNEL_OF or not isinstance(obj.get("msg"), dict):
-                    name = typ if isinstance(typ, str) else "unparseable"
-                    self.skipped[name] = self.skipped.get(name, 0) + 1
+                except ValueError as e:
+                    self._skip(lineno, "unparseable", _not_json(raw, e), True)
                     continue
-                msg = obj["msg"]
+                typ = obj.get("type") if isinstance(obj, dict) else None
+                if not isinstance(typ, str):
+                    why = "no string \"type\"" if isinstance(obj, dict) else "not a JSON object"
+                    self._skip(lineno, "unparseable", why, True)
+                    continue
+                if typ not in CHANNEL_OF:
+                    why = "a control frame" if typ in CONTROL_TYPES else "a type the exchange does not serve"
+                    self._skip(lineno, typ, f"{typ!r} is {why}", False)
+                    continue
+                msg = obj.get("msg")
+                if not isinstance(msg, dict):
+                    self._skip(lineno, typ, f"{typ} frame without a \"msg\" object", True)
+                    continue
                 if CHANNEL_OF[typ] == CH_LIFECYCLE:
                     market = None
                 else:
                     market = msg.get("market_ticker")
                     if not isinstance(market, str):
-                        self.skipped[typ] = self.skipped.get(typ, 0) + 1
+                        self._skip(lineno, typ, f"{typ} frame without a string \"market_ticker\"", True)
                         continue
                     if market not in self.eras:
                         self.markets.append(market)
@@ -331,6 +361,15 @@ class ReplayFeed(Feed):
         self._books = books
         for t in self.markets:       # snapshots rendered on subscribe use the snapshot key
             _ = keys[("orderbook_snapshot", t)]
+
+    def _skip(self, lineno: int, name: str, why: str, malformed: bool) -> None:
+        self.skipped[name] = self.skipped.get(name, 0) + 1
+        if self.first_skipped is None:
+            self.first_skipped = (lineno, why)
+        if malformed:
+            self.malformed += 1
+            if self.first_malformed is None:
+                self.first_malformed = (lineno, why)
 
     def _make_chunk(self, k: int) -> Chunk:
         raise IndexError(f"position {k * CHUNK} is past the end of the recording ({self.total})")
