@@ -304,7 +304,7 @@ class Pipeline:
         from ssmd_fast.kalshi.generator import SessionGenerator
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        private, public = write_key_pair(self.keys)       # private key created 0600
+        private, public = write_key_pair(self.keys, what="the key directory")   # private key created 0600
         self.tickers = list(SessionGenerator(seed=self.seed, markets=self.markets).tickers)
         self.nats = NatsServer().start()
         self.exchange = ExchangeProcess(public, self.sent_file, self.dir, generate=self.messages,

@@ -14,26 +14,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least, plural
 from ssmd_fast.errors import SsmdError
+
+# Below this many frames after start-up, the connector's fixed costs while it waits (the progress line
+# scrapes its /metrics 20 times a second) outweigh the frames: no per-message figure is given.
+MIN_MEASURED_FRAMES = 1000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--messages", type=int, default=200_000, metavar="N",
+    p.add_argument("--messages", type=int_at_least(1), default=200_000, metavar="N",
                    help="events in the generated session (default 200000)")
-    p.add_argument("--rate", type=float, default=25_000.0, metavar="R",
+    p.add_argument("--rate", type=float_at_least(0, " (0 = as fast as the connector reads)"), default=25_000.0,
+                   metavar="R",
                    help="events per second (default 25000, which this pipeline sustains on 2 cores; 0 = as fast "
                         "as the connector reads: NATS falls behind and the publisher spills to disk)")
-    p.add_argument("--markets", type=int, default=20, metavar="M",
+    p.add_argument("--markets", type=int_at_least(1), default=20, metavar="M",
                    help="markets, all with order books, split over 3 connections (default 20)")
     p.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where to write keys, logs, the exchange's record and the files "
                         "(default ./data/demo-YYYYMMDD-HHMMSS; must be new or empty)")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+    p.add_argument("--timeout", type=float_at_least(0, strict=True), default=120.0, metavar="S",
                    help="give up waiting for the connector to catch up after S seconds (default 120)")
 
 
@@ -78,7 +85,8 @@ def watch(pipe, timeout: float, progress: Progress) -> dict:
     ex, conn = pipe.exchange, pipe.connector
     connections = pipe.connections
     t0 = time.monotonic()
-    w = {"timed_out": False, "exited_early": False, "first": None, "done": None, "exchange": None}
+    w = {"timed_out": False, "exited_early": False, "first": None, "done": None, "done_cpu": None,
+         "exchange": None}
     while True:
         now = time.monotonic()
         if not conn.running:
@@ -92,12 +100,13 @@ def watch(pipe, timeout: float, progress: Progress) -> dict:
                 w["first"] = now
             acked, published = m.get("ssmd_fast_acked_total", 0.0), m.get("ssmd_fast_published_total", 0.0)
             progress.show(f"  exchange sent {st['frames_total']:,} frames   connector: records "
-                          f"{m.get('ssmd_fast_records_total', 0):,.0f}, acked {acked:,.0f} messages, "
+                          f"{m.get('ssmd_fast_records_total', 0):,.0f}, acked {plural(int(acked), 'message')}, "
                           f"{m.get('ssmd_fast_subscribed', 0):.0f}/{connections} shards subscribed   "
                           f"[{now - t0:.1f} s]")
             if (ex.finished(st, connections) and frames >= st["frames_total"] and acked >= published
                     and m.get("ssmd_fast_unacked", 1) == 0 and m.get("ssmd_fast_queue_bytes", 1) == 0):
                 w["done"] = (now, frames, acked)
+                w["done_cpu"] = conn.cpu_seconds()      # the end of the stream's CPU: shutdown apart
                 break
         if now - t0 > timeout:
             w["timed_out"] = True
@@ -114,9 +123,13 @@ def summarize(pipe, w: dict, ex_stop, v, elapsed: float) -> dict:
         acked_rate = w["done"][2] / (w["done"][0] - w["first"])
     frames = rep.get("frames", 0)
     cpu_stream = None
+    # The stream's CPU per frame: from /metrics answering (start-up over) to caught up (before SIGTERM),
+    # over the frames read in between. It used to run to the process's exit: the shutdown's CPU went
+    # to the few frames of a short run, and this figure came out above the one with start-up.
     base_frames, base_cpu = w["base"]
-    if base_cpu is not None and frames > base_frames:
-        cpu_stream = (ex_stop.cpu_seconds - base_cpu) / (frames - base_frames)
+    if base_cpu is not None and w["done"] and w["done_cpu"] is not None \
+            and w["done"][1] - base_frames >= MIN_MEASURED_FRAMES:
+        cpu_stream = (w["done_cpu"] - base_cpu) / (w["done"][1] - base_frames)
     problems = list(v.problems)
     if w["timed_out"]:
         problems.append("the connector did not catch up before --timeout")
@@ -158,8 +171,9 @@ def render(s: dict) -> str:
     speed = "full speed" if not s["rate"] else f"{s['rate']:,.0f} events/s"
     rows = [
         ("frames sent by the exchange", n(s["frames_sent"]),
-         f"{s['messages']:,} events, {s['markets']} markets, {speed}; a connection sees the feed from its subscribe on"),
-        ("records (connector)", n(s["records"]), f"over {s['connections']} connections"),
+         f"{plural(s['messages'], 'event')}, {plural(s['markets'], 'market')}, {speed}; a connection sees the feed "
+         "from its subscribe on"),
+        ("records (connector)", n(s["records"]), f"over {plural(s['connections'], 'connection')}"),
         ("published (acked)", n(s["acked"]), f"spilled {s['spilled']:,}"),
         ("stored in the stream", n(s["stream_messages"]),
          f"raw {s['stream_raw']:,} + normalized {s['stream_normalized']:,} + events {s['stream_events']:,}"),
@@ -176,8 +190,10 @@ def render(s: dict) -> str:
                                                     if s["acked_messages_per_second"] else "")),
         ("connector CPU/msg", "-" if s["connector_cpu_us_per_message"] is None
          else f"{s['connector_cpu_us_per_message']:.2f} us",
-         f"{s['connector_cpu_us_per_message_with_startup']:.2f} us with start-up"
-         if s["connector_cpu_us_per_message_with_startup"] else ""),
+         ("" if s["connector_cpu_us_per_message"] is not None
+          else f"under {MIN_MEASURED_FRAMES:,} frames after start-up: not measured; ")
+         + (f"{s['connector_cpu_us_per_message_with_startup']:.2f} us over the whole process (start-up and "
+            "shutdown included)" if s["connector_cpu_us_per_message_with_startup"] else "")),
         ("shutdown (SIGTERM)", "-" if s["shutdown_seconds"] is None else f"{s['shutdown_seconds']:.3f} s",
          f"{s['stop_seconds']:.3f} s to process exit, exit code {s['connector_exit_code']}"),
     ]
@@ -193,21 +209,43 @@ def default_data_dir() -> Path:
     return Path("data") / time.strftime("demo-%Y%m%d-%H%M%S")
 
 
+def check_paths(data_dir: Path, summary_json: str | None) -> None:
+    """Every path the demo writes, checked before anything starts (raises SsmdError naming the option).
+    Creates ``data_dir``."""
+    if data_dir.exists() or data_dir.is_symlink():
+        if not data_dir.is_dir():
+            raise SsmdError(f"--data-dir {data_dir}: not a directory")
+        if any(data_dir.iterdir()):
+            raise SsmdError(f"{data_dir} is not empty: give a new --data-dir")
+    created = not data_dir.exists()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SsmdError(f"--data-dir {data_dir}: cannot create the directory: {exc.strerror or exc}")
+    try:
+        if not os.access(data_dir, os.W_OK | os.X_OK):
+            raise SsmdError(f"--data-dir {data_dir}: not writable")
+        if summary_json:        # after the mkdir: the summary may go into the data directory
+            check_writable_file(summary_json, "--summary-json")
+    except SsmdError:
+        if created:
+            data_dir.rmdir()
+        raise
+
+
 def main(args: argparse.Namespace) -> int:
     from ssmd_fast.demo import Pipeline
 
-    if args.messages < 1 or args.markets < 1 or args.rate < 0:
-        raise SsmdError("--messages and --markets must be at least 1, --rate not negative")
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    if data_dir.exists() and any(data_dir.iterdir()):
-        raise SsmdError(f"{data_dir} is not empty: give a new --data-dir")
+    check_paths(data_dir, args.summary_json)
     progress = Progress()
     t0 = time.monotonic()
     with Pipeline(data_dir, messages=args.messages, rate=args.rate, markets=args.markets) as pipe:
-        progress.done(f"demo: {args.messages:,} events over {args.markets} markets; writing to {data_dir}")
+        progress.done(f"demo: {plural(args.messages, 'event')} over {plural(args.markets, 'market')}; "
+                      f"writing to {data_dir}")
         pipe.start()
         progress.done(f"  nats-server {pipe.nats.url}, exchange {pipe.exchange.url}, connector pid "
-                      f"{pipe.connector.proc.pid} ({pipe.connections} connections)")
+                      f"{pipe.connector.proc.pid} ({plural(pipe.connections, 'connection')})")
         base = wait_up(pipe)
         w = watch(pipe, args.timeout, progress)
         w["base"] = base
@@ -219,11 +257,14 @@ def main(args: argparse.Namespace) -> int:
         messages = pipe.read_stream()
         t2 = time.monotonic()
         v = pipe.verify(messages)
-        progress.done(f"  read {len(messages):,} messages in {t2 - t1:.1f} s, checked them and the files "
+        progress.done(f"  read {plural(len(messages), 'message')} in {t2 - t1:.1f} s, checked them and the files "
                       f"in {time.monotonic() - t2:.1f} s")
     summary = summarize(pipe, w, stopped, v, time.monotonic() - t0)
     print(render(summary))
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary, indent=1) + "\n")
+        try:
+            Path(args.summary_json).write_text(json.dumps(summary, indent=1) + "\n")
+        except OSError as exc:     # checked at the start; the disk can still fill up since
+            raise SsmdError(f"--summary-json {args.summary_json}: cannot write: {exc.strerror or exc}")
     sys.stdout.flush()
     return 0 if summary["ok"] else 1

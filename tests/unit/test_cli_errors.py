@@ -7,10 +7,14 @@ In-process through ``cli.main``; the exchange's servers and the demo's pipeline 
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 
 import pytest
 
 from ssmd_fast import cli
+from ssmd_fast.commands import demo as demo_cmd
+from ssmd_fast.demo import ConnectorExit, Verification
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,6 +56,99 @@ def test_number_types_name_the_bound():
     with pytest.raises(argparse.ArgumentTypeError, match="finite"):
         cli.float_at_least(0)("nan")
     assert cli.float_at_least(0)("0") == 0.0 and cli.int_at_least(0)("7") == 7
+
+
+# --------------------------------------------------------------------------- keygen
+
+
+@pytest.mark.parametrize("bits", ["512", "0", "1000", "-1", "x", "99999"])
+def test_keygen_bits_out_of_range_is_an_argument_error(capsys, tmp_path, bits):
+    rc, _, err = run(capsys, "keygen", "--out", str(tmp_path / "k"), "--bits", bits)
+    assert rc == 2 and last_line(err).startswith("ssmd-fast keygen: error: argument --bits: ")
+    assert not (tmp_path / "k").exists()
+
+
+def test_keygen_out_that_cannot_be_a_directory(capsys, tmp_path):
+    afile = tmp_path / "passwd"
+    afile.write_text("root:x:0:0\n")
+    rc, _, err = run(capsys, "keygen", "--out", str(afile))
+    assert rc == 1 and last_line(err) == f"ssmd-fast keygen: error: --out {afile}: not a directory"
+    rc, _, err = run(capsys, "keygen", "--out", str(afile / "keys"))
+    assert rc == 1 and last_line(err) == \
+        f"ssmd-fast keygen: error: --out {afile / 'keys'}: cannot create the directory: Not a directory"
+    assert afile.read_text() == "root:x:0:0\n"
+
+
+def test_keygen_writes_then_refuses_to_overwrite(capsys, tmp_path):
+    rc, out, _ = run(capsys, "keygen", "--out", str(tmp_path / "k"), "--bits", "1024")
+    assert rc == 0 and "(mode 0600)" in out
+    assert (tmp_path / "k" / "kalshi_private.pem").stat().st_mode & 0o777 == 0o600
+    rc, _, err = run(capsys, "keygen", "--out", str(tmp_path / "k"))
+    assert rc == 1 and "exists (use --force to overwrite)" in err
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@pytest.mark.parametrize("args", [("--timeout", "-1"), ("--timeout", "0"), ("--messages", "0"),
+                                  ("--markets", "0"), ("--rate", "-1")])
+def test_demo_numbers_are_argument_errors(capsys, tmp_path, args):
+    rc, _, err = run(capsys, "demo", "--data-dir", str(tmp_path / "d"), *args)
+    assert rc == 2 and f"error: argument {args[0]}: must be" in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_paths_are_checked_before_anything_starts(capsys, tmp_path):
+    afile = tmp_path / "passwd"
+    afile.write_text("x\n")
+    started = time.monotonic()
+    rc, _, err = run(capsys, "demo", "--data-dir", str(afile))
+    assert rc == 1 and last_line(err) == f"ssmd-fast demo: error: --data-dir {afile}: not a directory"
+    rc, _, err = run(capsys, "demo", "--data-dir", str(afile / "x"))
+    assert rc == 1 and f"--data-dir {afile / 'x'}: cannot create the directory: Not a directory" in err
+    rc, _, err = run(capsys, "demo", "--messages", "100", "--data-dir", str(tmp_path / "d"),
+                     "--summary-json", str(tmp_path))
+    assert rc == 1 and last_line(err) == f"ssmd-fast demo: error: --summary-json {tmp_path}: cannot write: Is a directory"
+    assert not (tmp_path / "d").exists()            # the data directory it made for the check is gone again
+    rc, _, err = run(capsys, "demo", "--data-dir", str(tmp_path / "d"), "--summary-json",
+                     str(tmp_path / "nope" / "s.json"))
+    assert rc == 1 and f"cannot write: no such directory {tmp_path / 'nope'}" in err
+    assert time.monotonic() - started < 10          # nothing was started
+
+
+def test_demo_summary_may_go_into_the_new_data_directory(tmp_path):
+    demo_cmd.check_paths(tmp_path / "d", str(tmp_path / "d" / "summary.json"))
+    assert (tmp_path / "d").is_dir() and not list((tmp_path / "d").iterdir())
+
+
+class _Pipe:
+    dir = Path(".")
+    messages, rate, markets, connections = 100, 25000.0, 20, 3
+
+
+def _summary(base: tuple[int, float], done_frames: int, done_cpu: float, frames: int, cpu: float) -> dict:
+    w = {"timed_out": False, "exited_early": False, "first": 1.0, "done": (2.0, done_frames, 2 * done_frames),
+         "done_cpu": done_cpu, "exchange": {"frames_total": frames}, "base": base}
+    stop = ConnectorExit(0, cpu, 0.2, {"frames": frames, "shutdown_seconds": 0.02})
+    return demo_cmd.summarize(_Pipe(), w, stop, Verification(sent=frames), 3.0)
+
+
+def test_demo_cpu_per_message_leaves_the_shutdown_out():
+    # the stream: 99,000 frames for 2.0 s of CPU; the shutdown's 0.7 s used to be charged to them too
+    s = _summary(base=(1000, 0.8), done_frames=100_000, done_cpu=2.8, frames=100_000, cpu=3.5)
+    assert s["connector_cpu_us_per_message"] == pytest.approx(2.0 / 99_000 * 1e6)
+    assert s["connector_cpu_us_per_message_with_startup"] == pytest.approx(35.0)
+    row = next(line for line in demo_cmd.render(s).splitlines() if "connector CPU/msg" in line)
+    assert "20.20 us  35.00 us over the whole process (start-up and shutdown included)" in row
+
+
+def test_demo_cpu_per_message_of_a_tiny_run_is_not_a_figure():
+    # `demo --messages 100`: 6 frames after start-up carried the whole shutdown: 18,061 us "per message",
+    # above the 6,965 us "with start-up"
+    s = _summary(base=(110, 0.70), done_frames=116, done_cpu=0.72, frames=116, cpu=0.808)
+    assert s["connector_cpu_us_per_message"] is None
+    row = next(line for line in demo_cmd.render(s).splitlines() if "connector CPU/msg" in line)
+    assert row.split()[2] == "-" and "not measured" in row and "6965.52 us over the whole process" in row
 
 
 # --------------------------------------------------------------------------- exchange (arguments only)
