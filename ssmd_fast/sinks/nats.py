@@ -61,6 +61,7 @@ from ssmd_fast.sinks.natsconn import AuthFailed, ConnectError, Endpoint
 from ssmd_fast.sinks.parked import ParkedMessages
 from ssmd_fast.sinks.spill import SpillFile, SpillFull
 from ssmd_fast.sinks.stream import FAST_INGEST_VERSION, provision
+from ssmd_fast.sinks.subjects import valid_subject
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,6 @@ REPLAY_RING = 4096
 WATCHDOG_SLACK = 0.5         # the watchdog fires this long after the ack deadline (capped at 2 x the deadline)
 LATENCY_LE_MIN_NS, LATENCY_LE_MAX_NS = 1 << 14, 1 << 34  # ack latency buckets exposed: 16 us .. 17 s
 BATCH_LENGTH = 100_000       # messages per fast-ingest batch before it is committed and a new one opened
-
-
-def valid_subject(subject: bytes) -> bool:
-    """A literal subject: dot-separated non-empty tokens of printable ASCII, no wildcard token."""
-    if not subject or not all(0x21 <= b <= 0x7E for b in subject):
-        return False
-    return all(t and t not in (b"*", b">") for t in subject.split(b"."))
 
 
 class JetStreamPublisher(ServerAnswers):

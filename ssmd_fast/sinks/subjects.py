@@ -127,3 +127,10 @@ class SubjectEncoder:
         if seq:
             return self.seq_msg_id(conn, sid or 0, seq, form)
         return self.unseq_msg_id(conn, counter, form)
+
+
+def valid_subject(subject: bytes) -> bool:
+    """A literal subject: dot-separated non-empty tokens of printable ASCII, no wildcard token."""
+    if not subject or not all(0x21 <= b <= 0x7E for b in subject):
+        return False
+    return all(t and t not in (b"*", b">") for t in subject.split(b"."))
