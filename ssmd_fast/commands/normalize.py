@@ -6,14 +6,17 @@ and ends with a summary there. Lines are split on LF only (a CR stays part of th
 without LF is still a frame; an empty line is an invalid frame (`json`). Memory stays bounded on
 files of any size.
 
-Exit status: 0 when no line was invalid, 1 when some were (every line is still processed), 2 on usage
-errors (a file that is missing or unreadable)."""
+Exit status: 0 when no line was invalid, 1 when some were (every line is still processed), 2 when the
+output is not complete: usage errors (a file that is missing or unreadable) or standard output not
+writable (a full disk)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+
+from ssmd_fast.cli import plural
 
 CHUNK_LINES = 4096  # frames per FrameBatch: one stdout write per chunk
 CHUNK_BYTES = 4 << 20
@@ -84,7 +87,14 @@ class Normalization:
         if not n:
             return
         self.lines += n
-        self.out.write(batch.records_jsonl(0))
+        records = batch.records_jsonl(0)
+        try:
+            if records:
+                self.out.write(records)
+        except BrokenPipeError:     # `| head`: cli.main ends quietly
+            raise
+        except OSError as exc:      # a full disk under `> file`: not the input's fault
+            raise OutputError(exc) from exc
         counts = batch.counts()
         invalid_total = sum(counts["invalid"].values())
         if invalid_total != self.invalid:
@@ -97,7 +107,7 @@ class Normalization:
             if now >= self._next_progress:
                 self._next_progress = now + PROGRESS_SECONDS
                 elapsed = now - self.started
-                self.err.write(f"progress: {self.lines} lines, {self.bytes_in / 1e6:.1f} MB, "
+                self.err.write(f"progress: {plural(self.lines, 'line', grouped=False)}, {self.bytes_in / 1e6:.1f} MB, "
                                f"{self.lines / elapsed:,.0f} lines/s\n")
                 self.err.flush()
 
@@ -105,7 +115,8 @@ class Normalization:
         counts = self.batch.counts()
         elapsed = time.monotonic() - self.started
         rate = f" ({self.lines / elapsed:,.0f} lines/s)" if elapsed > 0 and self.lines else ""
-        lines = [f"normalize: {self.lines} lines, {self.bytes_in} bytes in {elapsed:.2f} s{rate}"]
+        lines = [f"normalize: {plural(self.lines, 'line', grouped=False)}, "
+                 f"{plural(self.bytes_in, 'byte', grouped=False)} in {elapsed:.2f} s{rate}"]
         for group in ("records", "control", "other", "invalid"):
             items = counts[group]
             total = sum(items.values())
@@ -142,6 +153,27 @@ class _UsageError(Exception):
     pass
 
 
+class OutputError(Exception):
+    """Standard output could not be written (``ENOSPC``, ``EIO``); wraps the OSError."""
+
+    def __init__(self, exc: OSError):
+        self.reason = exc.strerror or str(exc)
+        super().__init__(f"cannot write stdout: {self.reason}")
+
+
+def _give_up_stdout() -> None:
+    """Point fd 1 at /dev/null: the interpreter flushes stdout again on exit, and a second failure would
+    print 'Exception ignored ...' under the one-line error."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def main(args: argparse.Namespace) -> int:
     paths = args.files or ["-"]
     try:
@@ -154,17 +186,26 @@ def main(args: argparse.Namespace) -> int:
         for name, stream in inputs:
             try:
                 run.run_stream(name, stream)
-            except BrokenPipeError:  # stdout closed early (`| head`): cli.main ends quietly
+            except (BrokenPipeError, OutputError):  # stdout's failures, not the input's: below
                 raise
             except OSError as exc:  # e.g. EIO or EISDIR surfacing on the first read
                 sys.stdout.buffer.flush()
                 print(f"ssmd-fast normalize: error: {name}: cannot read: {exc.strerror or exc}",
                       file=sys.stderr)
                 return 2
+        try:
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(exc) from exc
+    except OutputError as exc:
+        _give_up_stdout()
+        print(f"ssmd-fast normalize: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         for name, stream in inputs:
             if name != "<stdin>":
                 stream.close()
-    sys.stdout.buffer.flush()
     sys.stderr.write(run.summary())
     return 1 if run.invalid else 0

@@ -23,13 +23,15 @@ import argparse
 import os
 import sys
 
+from ssmd_fast.cli import UsageError, int_at_least, plural
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("directory", nargs="?", metavar="DIR", help="the spill directory")
     src.add_argument("--env", metavar="FILE", help="environment file: its spill directory")
     p.add_argument("--dead-letter", action="store_true", help="the dead-letter file instead of the spill")
-    p.add_argument("--records", "-n", type=int, metavar="N", help="print the first N pending records")
+    p.add_argument("--records", "-n", type=int_at_least(1), metavar="N", help="print the first N pending records")
     p.add_argument("--raw", action="store_true", help="with --records: the payload only (JSONL)")
     p.add_argument("--requeue-dead-letters", action="store_true",
                    help="move the dead letters to the end of the spill (the connector must be stopped)")
@@ -50,17 +52,19 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
         directory, cap = cfg.resolved_spill_path, cfg.transport.spill.max_bytes
     else:
         directory = args.directory
+    if args.requeue_dead_letters and (args.dead_letter or args.records is not None):
+        raise UsageError("--requeue-dead-letters takes neither --dead-letter nor --records")
+    if args.records is not None and args.records < 1:   # parsed as >= 1; a caller's Namespace may not be
+        raise UsageError("--records must be at least 1")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise SsmdError(f"{directory}: not a spill directory (not a directory)")
     if args.requeue_dead_letters:
-        if args.dead_letter or args.records is not None:
-            raise SsmdError("--requeue-dead-letters takes neither --dead-letter nor --records")
         n = requeue_dead_letters(directory, cap)
-        print(f"ssmd-fast spill: {n:,} dead letters moved to the end of {directory}: the connector's next start "
-              "replays them", file=err)
+        print(f"ssmd-fast spill: {plural(n, 'dead letter')} moved to the end of {directory}: the connector's next "
+              "start replays them", file=err)
         return 0
     if args.dead_letter:
         directory = os.path.join(directory, "dead-letter")
-    if args.records is not None and args.records < 1:
-        raise SsmdError("--records must be at least 1")
     view = inspect_spill(directory)
     if args.records is None:
         out.write(("\n".join(view.summary()) + "\n").encode())
@@ -71,7 +75,7 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
         out.write(payload + b"\n" if args.raw else b"%s %s %s\n" % (subject, msg_id, payload))
         n += 1
     out.flush()
-    print("\n".join(view.summary() + [f"ssmd-fast spill: {n} records printed"]), file=err)
+    print("\n".join(view.summary() + [f"ssmd-fast spill: {plural(n, 'record')} printed"]), file=err)
     return 0
 
 
@@ -99,5 +103,5 @@ def requeue_dead_letters(directory: str, max_bytes: int, chunk: int = 4096) -> i
                 if stop is not None:
                     raise stop
     except StorageError as exc:
-        raise SsmdError(f"{exc} ({moved:,} dead letters moved before it; the connector must be stopped)")
+        raise SsmdError(f"{exc} ({plural(moved, 'dead letter')} moved before it; the connector must be stopped)")
     return moved

@@ -14,10 +14,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import sys
+from urllib.parse import urlsplit
+
+from ssmd_fast.cli import UsageError, int_at_least, plural
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+CONNECT_TIMEOUT = 3.0       # seconds, one attempt at one server
+_HOST = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+
+
+def nats_url(text: str) -> str:
+    """An argparse ``type=``: the URLs an environment file's transport.url takes (nats:// or tls://, or a
+    bare HOST[:PORT]), checked here: nats-py took `http://x` for host `http` and `not a url` for a host
+    name, and tail waited its whole connect timeout for them."""
+    import ipaddress
+
+    try:
+        parts = urlsplit(text if "://" in text else "nats://" + text)
+        host = parts.hostname or ""
+        ok = (parts.port is None or parts.port > 0) and (
+            ipaddress.ip_address(host) if ":" in host else _HOST.fullmatch(host))
+    except ValueError:      # a port out of range, a bad [IPv6] literal
+        ok = False
+    if not ok or parts.scheme not in ("nats", "tls") or parts.path not in ("", "/") or parts.query \
+            or parts.fragment:
+        raise argparse.ArgumentTypeError(f"expected a nats:// or tls:// URL (nats://HOST:PORT), got {text!r}")
+    return text
+
+
+def redacted(url: str) -> str:
+    """``url`` without the password it may carry (error messages end up in logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,10 +58,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="subject filter (default with --env: {subject_prefix}.>)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--env", metavar="FILE", help="environment file: NATS URL, auth, TLS and stream")
-    src.add_argument("--nats", metavar="URL", help=f"NATS server URL (default {DEFAULT_URL})")
+    src.add_argument("--nats", metavar="URL", type=nats_url,
+                     help=f"NATS server URL, nats:// or tls:// (default {DEFAULT_URL})")
     p.add_argument("--stream", metavar="NAME", help="stream name (default: from --env, else looked up by subject)")
     p.add_argument("--from-start", action="store_true", help="deliver every stored message first, then new ones")
-    p.add_argument("--count", "-n", type=int, metavar="N", help="stop after N messages")
+    p.add_argument("--count", "-n", type=int_at_least(1), metavar="N", help="stop after N messages")
     p.add_argument("--raw", action="store_true", help="print the payload only (JSONL)")
 
 
@@ -50,27 +84,90 @@ def resolve(args: argparse.Namespace) -> tuple[dict, str | None, str]:
     else:
         opts = {"servers": [args.nats or DEFAULT_URL]}
         if not args.subject:
-            raise SsmdError("give a SUBJECT filter (or --env FILE)")
+            raise UsageError("give a SUBJECT filter (or --env FILE)")
         subject = args.subject
-    if args.count is not None and args.count < 1:
-        raise SsmdError("--count must be at least 1")
+    if args.count is not None and args.count < 1:       # parsed as >= 1; a caller's Namespace may not be
+        raise UsageError("--count must be at least 1")
     return opts, stream, subject
 
 
-async def tail(args: argparse.Namespace, out=None, err=None) -> int:
-    import nats
+def _why(exc: BaseException) -> str:
+    """A connection failure in a few words (nats-py hands over the socket's exception as is)."""
+    import errno
+    import socket
+
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name ({exc.strerror})"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT:g} s"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    text = str(exc)
+    if text.startswith("Multiple exceptions") and f"[Errno {errno.ECONNREFUSED}]" in text:
+        return "connection refused"         # asyncio's summary when every address of the host refused
+    return text or type(exc).__name__
+
+
+async def connect(opts: dict, timeout: float = 10.0):
+    """A connected nats-py client, or SsmdError naming the server(s) and the cause. Gives up as soon as
+    every server has failed once (nats-py, told to reconnect forever, retries the first connect forever
+    too: tail used to wait its whole timeout and say `TimeoutError()`); reconnects forever once connected."""
+    from nats.aio.client import Client
 
     from ssmd_fast.errors import SsmdError
-    from ssmd_fast.sinks.reader import StreamReader, client_callbacks
+    from ssmd_fast.sinks.reader import client_callbacks, quiet_error_cb
+
+    servers = opts["servers"]
+    failures: list[BaseException] = []
+    all_failed = asyncio.Event()
+    connecting = True
+
+    async def on_error(exc: Exception) -> None:
+        if connecting:
+            failures.append(exc)
+            if len(failures) >= len(servers):
+                all_failed.set()
+        await quiet_error_cb(exc)
+
+    nc = Client()
+    callbacks = {**client_callbacks(), "error_cb": on_error}
+    attempt = asyncio.ensure_future(nc.connect(**opts, **callbacks, connect_timeout=CONNECT_TIMEOUT,
+                                               max_reconnect_attempts=-1, reconnect_time_wait=0.5))
+    failed = asyncio.ensure_future(all_failed.wait())
+    try:
+        await asyncio.wait({attempt, failed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        failed.cancel()
+    connecting = False
+    if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
+        return nc
+    if attempt.done() and not attempt.cancelled():
+        failures.append(attempt.exception())
+    attempt.cancel()
+    try:
+        await attempt
+    except BaseException:       # noqa: BLE001 (cancelled or failed: its cause is in failures)
+        pass
+    try:
+        await nc.close()
+    except Exception:           # noqa: BLE001 (never connected: nothing to close)
+        pass
+    where = ", ".join(map(redacted, servers))
+    if not failures:
+        raise SsmdError(f"cannot connect to {where}: no answer within {timeout:g} s")
+    causes = list(dict.fromkeys(_why(e) for e in failures))
+    raise SsmdError(f"cannot connect to {where}: {'; '.join(causes)}")
+
+
+async def tail(args: argparse.Namespace, out=None, err=None) -> int:
+    from ssmd_fast.sinks.reader import StreamReader
 
     out = out or sys.stdout.buffer
     err = err or sys.stderr
     opts, stream, subject = resolve(args)
-    try:
-        nc = await asyncio.wait_for(nats.connect(**opts, **client_callbacks(), connect_timeout=3,
-                                                 max_reconnect_attempts=-1, reconnect_time_wait=0.5), 10)
-    except (TimeoutError, OSError, nats.errors.Error) as exc:
-        raise SsmdError(f"cannot connect to {', '.join(opts['servers'])} within 10 s: {exc!r}")
+    nc = await connect(opts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -92,7 +189,7 @@ async def tail(args: argparse.Namespace, out=None, err=None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await nc.close()
-    print(f"ssmd-fast tail: {n} messages", file=err)
+    print(f"ssmd-fast tail: {plural(n, 'message')}", file=err)
     return 0
 
 

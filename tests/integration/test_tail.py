@@ -146,4 +146,23 @@ def test_tail_with_an_environment_file_and_token_auth(tmp_path):
 def test_tail_usage_errors():
     p = tail("--nats", "nats://127.0.0.1:1")
     out, err = p.communicate(timeout=30)
-    assert p.returncode == 1 and b"SUBJECT" in err
+    assert p.returncode == 2 and b"SUBJECT" in err          # as argparse's own errors
+
+
+def test_tail_one_message_is_singular(server):
+    asyncio.run(fill(server.url, 3))
+    p = tail("dev.kalshi.>", "--nats", server.url, "--from-start", "--count", "1")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err.decode()
+    assert len(out.splitlines()) == 1 and err.decode().splitlines()[-1] == "ssmd-fast tail: 1 message"
+
+
+def test_tail_names_the_server_that_refuses():
+    with NatsServer() as srv:
+        url = srv.url
+    t0 = time.monotonic()
+    p = tail("dev.kalshi.>", "--nats", url)                 # the server is gone: its port refuses
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 1 and out == b""
+    assert err.decode().strip() == f"ssmd-fast tail: error: cannot connect to {url}: connection refused"
+    assert time.monotonic() - t0 < 5                        # it used to wait 10 s and say TimeoutError()

@@ -204,3 +204,66 @@ def test_exchange_parameter_errors_are_one_each(key_pair):
             Exchange(feed, key_pair[1], **kw)
         assert str(got.value) == message
 
+
+# --------------------------------------------------------------------------- spill
+
+
+def test_spill_of_a_file_says_not_a_directory(capsys, tmp_path):
+    afile = tmp_path / "passwd"
+    afile.write_text("x\n")
+    rc, _, err = run(capsys, "spill", str(afile))
+    assert rc == 1 and last_line(err) == f"ssmd-fast spill: error: {afile}: not a spill directory (not a directory)"
+    rc, _, err = run(capsys, "spill", str(afile), "--requeue-dead-letters")
+    assert rc == 1 and "(not a directory)" in err
+
+
+def test_spill_usage_errors_exit_2(capsys, tmp_path):
+    rc, _, err = run(capsys, "spill", str(tmp_path), "--records", "0")
+    assert rc == 2 and "argument --records/-n: must be >= 1, got 0" in err
+    rc, _, err = run(capsys, "spill", str(tmp_path), "--requeue-dead-letters", "--dead-letter")
+    assert rc == 2 and err.startswith("usage: ssmd-fast spill")
+    assert last_line(err) == "ssmd-fast spill: error: --requeue-dead-letters takes neither --dead-letter nor --records"
+    rc, _, err = run(capsys, "spill")
+    assert rc == 2
+
+
+# --------------------------------------------------------------------------- tail
+
+
+def test_tail_usage_errors_exit_2(capsys):
+    rc, _, err = run(capsys, "tail", "--nats", "nats://127.0.0.1:4222")
+    assert rc == 2 and err.startswith("usage: ssmd-fast tail")
+    assert last_line(err) == "ssmd-fast tail: error: give a SUBJECT filter (or --env FILE)"
+    rc, _, err = run(capsys, "tail", "x.>", "--count", "0")
+    assert rc == 2 and "argument --count/-n: must be >= 1, got 0" in err
+
+
+@pytest.mark.parametrize("url", ["not a url", "http://127.0.0.1:4222", "ws://127.0.0.1:4222", "nats://h:99999",
+                                 "nats://h:abc", "nats://", "nats://h:4222/path", "nats://[zz]:1"])
+def test_tail_url_is_checked_at_start(capsys, url):
+    started = time.monotonic()
+    rc, _, err = run(capsys, "tail", "x.>", "--nats", url)
+    assert rc == 2 and last_line(err) == \
+        f"ssmd-fast tail: error: argument --nats: expected a nats:// or tls:// URL (nats://HOST:PORT), got {url!r}"
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("url", ["nats://127.0.0.1:4222", "tls://nats.example.com:4443", "127.0.0.1:4222",
+                                 "localhost", "nats://[::1]:4222", "nats://user:pw@host:4222"])
+def test_tail_accepts_what_the_environment_file_accepts(url):
+    from ssmd_fast.commands.tail import nats_url
+
+    assert nats_url(url) == url
+
+
+def test_tail_connection_refused_is_said_quickly(capsys, port):
+    url = f"nats://127.0.0.1:{port}"
+    started = time.monotonic()
+    rc, _, err = run(capsys, "tail", "x.>", "--nats", url)
+    assert rc == 1 and last_line(err) == f"ssmd-fast tail: error: cannot connect to {url}: connection refused"
+    assert time.monotonic() - started < 3           # it waited 10 s and said TimeoutError()
+
+
+def test_tail_connect_errors_hide_the_password(capsys, port):
+    rc, _, err = run(capsys, "tail", "x.>", "--nats", f"nats://me:s3cret@127.0.0.1:{port}")
+    assert rc == 1 and f"nats://me:***@127.0.0.1:{port}: connection refused" in err and "s3cret" not in err

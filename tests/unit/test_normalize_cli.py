@@ -115,6 +115,22 @@ def test_usage_errors_exit_2_and_name_the_file(tmp_path):
     assert result.returncode == 2
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_stdout_is_named_not_the_input(tmp_path):
+    path = tmp_path / "big.jsonl"
+    path.write_bytes((TRADE + b"\n") * 20_000)      # more than one chunk, more than stdout's buffer
+    for args, stdin in (((str(path),), b""), ((), path.read_bytes())):
+        with open("/dev/full", "wb") as full:
+            result = subprocess.run([sys.executable, "-m", "ssmd_fast", "normalize", *args], input=stdin,
+                                    stdout=full, stderr=subprocess.PIPE, timeout=50)
+        assert result.returncode == 2
+        assert result.stderr.decode() == "ssmd-fast normalize: error: cannot write stdout: No space left on device\n"
+
+
+def test_one_line_one_byte_are_singular():
+    assert "normalize: 1 line, 1 byte in " in run(stdin=b"\n").stderr.decode()
+
+
 def test_line_numbers_restart_per_file_and_files_keep_their_order(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_bytes(OK + b"\n" + TRADE + b"\n" + b"x\n")

@@ -107,8 +107,12 @@ def test_dead_letters_through_the_environment_file(tmp_path, capsysbinary):
 def test_errors_name_the_directory(tmp_path, capsysbinary):
     rc, _, err = _run(capsysbinary, str(tmp_path / "nope"))
     assert rc == 1 and f"{tmp_path / 'nope'}: not a spill directory" in err
-    rc, _, err = _run(capsysbinary, str(tmp_path), "--records", "0")
-    assert rc == 1 and "--records must be at least 1" in err
+    with pytest.raises(SystemExit) as usage:       # an argument error: argparse's exit status 2
+        _run(capsysbinary, str(tmp_path), "--records", "0")
+    assert usage.value.code == 2 and "--records/-n: must be >= 1, got 0" in capsysbinary.readouterr().err.decode()
+    (tmp_path / "a-file").write_bytes(b"x")
+    rc, _, err = _run(capsysbinary, str(tmp_path / "a-file"))
+    assert rc == 1 and f"{tmp_path / 'a-file'}: not a spill directory (not a directory)" in err
 
 
 def test_dead_letters_are_requeued_behind_the_spill_only_while_the_connector_is_stopped(tmp_path, capsysbinary):
