@@ -52,8 +52,8 @@ class SpillView:
             out = [f"spill {self.directory}: empty"]
         else:
             cur = f"segment {self.cursor[0]} offset {self.cursor[1]:,}" if self.cursor else "none (from the oldest)"
-            out = [f"spill {self.directory}: {self.pending_records:,} records pending ({self.pending_bytes:,} bytes) "
-                   f"in {len(self.segments)} segments; cursor: {cur}"]
+            out = [f"spill {self.directory}: {_count(self.pending_records, 'record')} pending "
+                   f"({_count(self.pending_bytes, 'byte')}) in {_count(len(self.segments), 'segment')}; cursor: {cur}"]
         plain = 0   # between the first and the last, the segments with nothing to say are counted, not listed
         for k, s in enumerate(self.segments):
             if len(self.segments) > 8 and 0 < k < len(self.segments) - 1 and not (s.consumed or s.corrupt or s.tail):
@@ -62,7 +62,7 @@ class SpillView:
             if plain:
                 out.append(f"  ... {_count(plain, 'segment')}, every record valid")
                 plain = 0
-            line = f"  {s.name}  {s.size:>12,} bytes  {s.records:>10,} records"
+            line = f"  {s.name}  {s.size:>12,} bytes  {s.records:>10,} record{'' if s.records == 1 else 's'}"
             if s.consumed:
                 line += f" ({s.consumed:,} replayed)"
             out.append(line)

@@ -67,6 +67,7 @@ def test_a_record_being_written_is_a_tail_not_corruption_and_is_left_alone(tmp_p
     size = (tmp_path / name).stat().st_size
     rc, out, _ = _run(capsysbinary, str(tmp_path))
     assert "20 records pending" in out and "25 bytes at the end are not a whole record" in out
+    assert " in 1 segment; cursor" in out and f"{20:>10,} records" in out
     assert "corrupt" not in out and (tmp_path / name).stat().st_size == size
     assert list(pending_records(inspect_spill(str(tmp_path)))) == items
 
