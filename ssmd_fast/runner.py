@@ -329,24 +329,10 @@ def publisher_samples(pub) -> list[Sample]:
     return out
 
 
-def check_report_path(path: str) -> None:
-    """Refuse a --report-json path that cannot be written, before the run: a whole clean run used to end
-    in IsADirectoryError, and exit 1, which a supervisor reads as a failed run."""
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ConfigError("is a directory", file=path, key="--report-json")
-    if not os.path.isdir(parent):
-        raise ConfigError(f"no such directory: {parent}", file=path, key="--report-json")
-    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ConfigError("cannot be written (permission denied)", file=path, key="--report-json")
-
-
 def run_service(cfg: EnvironmentConfig, loop: str = "uvloop", report_json: str | None = None) -> int:
     if cfg.status != "active":
         log.error("%s has status %s: refusing to run it (set status: active)", cfg.source or cfg.name, cfg.status)
         return EXIT_LOSS
-    if report_json:
-        check_report_path(report_json)
     runner = Runner(cfg)  # resolves and loads the credentials first: a bad key fails before any I/O
 
     async def main() -> RunReport:

@@ -21,10 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ssmd_fast.cli import check_writable_file
     from ssmd_fast.config import load_environment
     from ssmd_fast.logs import setup_logging
     from ssmd_fast.runner import run_service
 
     setup_logging(args.log_level, args.log_format)
     cfg = load_environment(args.env)
+    if args.report_json:    # before the run: a clean run used to end in IsADirectoryError, and exit 1
+        check_writable_file(args.report_json, "--report-json")
     return run_service(cfg, loop=args.loop, report_json=args.report_json)

@@ -120,16 +120,15 @@ def test_a_busy_metrics_port_fails_the_start_and_frees_the_storage(tmp_path):
     assert asyncio.run(start_and_stop()).exit_code == 0
 
 
-@pytest.mark.parametrize("where, why", [("dir", "is a directory"), ("nodir/r.json", "no such directory")])
-def test_an_unwritable_report_path_fails_before_the_run(tmp_path, where, why):
-    from ssmd_fast.errors import ConfigError
-    from ssmd_fast.runner import run_service
+@pytest.mark.parametrize("where, why", [("dir", "Is a directory"), ("nodir/r.json", "no such directory")])
+def test_an_unwritable_report_path_fails_before_the_run(tmp_path, capsys, where, why):
+    from ssmd_fast.cli import main
 
-    cfg = loads_environment(f"name: r\nfeed: kalshi\ntransport: {{type: none}}\nstorage: {{type: file, path: {tmp_path}}}\n",
-                            "r.yaml")
+    env = tmp_path / "r.yaml"
+    env.write_text(f"name: r\nfeed: kalshi\ntransport: {{type: none}}\nstorage: {{type: file, path: {tmp_path}}}\n")
     (tmp_path / "dir").mkdir()
-    with pytest.raises(ConfigError, match=f"--report-json: {why}"):
-        run_service(cfg, loop="asyncio", report_json=str(tmp_path / where))
+    assert main(["run", "--env", str(env), "--report-json", str(tmp_path / where)]) == 1
+    assert f"--report-json {tmp_path / where}: cannot write: {why}" in capsys.readouterr().err
 
 
 def test_a_missing_tls_file_fails_the_start_naming_its_key(tmp_path):
