@@ -39,25 +39,9 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def _mix(text: str) -> str:
-    """The generator's mix, checked item by item: ``KEY=SHARE,...`` (the generator's own error on a bad
-    share was float()'s, naming neither the option nor the item)."""
-    from ssmd_fast.kalshi.generator import DEFAULT_MIX, parse_mix
+    """The generator's mix, checked when the command line is parsed (its error names the bad item)."""
+    from ssmd_fast.kalshi.generator import parse_mix
 
-    keys = [k for k, _ in DEFAULT_MIX]
-    for item in (p.strip() for p in text.split(",")):
-        if not item:
-            continue
-        key, sep, share = (x.strip() for x in item.partition("="))
-        if not sep:
-            raise argparse.ArgumentTypeError(f"{item!r}: expected KEY=SHARE")
-        if key not in keys:
-            raise argparse.ArgumentTypeError(f"{item!r}: unknown key {key!r} (use {', '.join(keys)})")
-        try:
-            value = float(share)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{item!r}: the share {share!r} is not a number")
-        if not 0 <= value < float("inf"):
-            raise argparse.ArgumentTypeError(f"{item!r}: the share must be a finite number >= 0")
     try:
         parse_mix(text)
     except ValueError as e:

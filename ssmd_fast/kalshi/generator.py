@@ -70,16 +70,28 @@ FP = _FixedCache()
 
 
 def parse_mix(text: str | dict | None) -> tuple[float, float, float]:
-    """``"ticker=0.6,trade=0.1"`` (or a dict) -> cumulative thresholds for ticker, delta, trade."""
+    """``"ticker=0.6,trade=0.1"`` (or a dict) -> cumulative thresholds for ticker, delta, trade. A bad item
+    is named in the ValueError (``--mix`` shows it as is)."""
     mix = dict(DEFAULT_MIX)
-    items = text.items() if isinstance(text, dict) else (
-        (k.strip(), v) for k, _, v in (p.partition("=") for p in (text or "").split(",") if p.strip()))
-    for k, v in items:
-        if k not in mix:
-            raise ValueError(f"unknown mix key {k!r} (use ticker, orderbook_delta, trade, lifecycle)")
-        mix[k] = float(v)
-        if mix[k] < 0:
-            raise ValueError(f"mix share of {k} is negative")
+    if isinstance(text, dict):
+        items = [(f"{k}={v}", k, v) for k, v in text.items()]
+    else:
+        items = []
+        for item in (p.strip() for p in (text or "").split(",")):
+            key, sep, share = item.partition("=")
+            if item and not sep:
+                raise ValueError(f"{item!r}: expected KEY=SHARE")
+            if item:
+                items.append((item, key.strip(), share.strip()))
+    for item, key, share in items:
+        if key not in mix:
+            raise ValueError(f"{item!r}: unknown key {key!r} (use {', '.join(mix)})")
+        try:
+            mix[key] = float(share)
+        except (TypeError, ValueError):
+            raise ValueError(f"{item!r}: the share {share!r} is not a number") from None
+        if not 0 <= mix[key] < float("inf"):
+            raise ValueError(f"{item!r}: the share must be a finite number >= 0")
     total = sum(mix.values())
     if total <= 0:
         raise ValueError("mix must have a positive total")
