@@ -16,7 +16,7 @@ import argparse
 import sys
 import time
 
-from ssmd_fast.cli import plural
+from ssmd_fast.cli import UsageError, plural
 
 CHUNK_LINES = 4096  # frames per FrameBatch: one stdout write per chunk
 CHUNK_BYTES = 4 << 20
@@ -136,21 +136,17 @@ def _open_all(paths: list[str]) -> list[tuple[str, object]]:
             try:
                 opened.append((path, open(path, "rb")))  # noqa: SIM115 (closed in main)
             except FileNotFoundError:
-                raise _UsageError(f"{path}: no such file")
+                raise UsageError(f"{path}: no such file")
             except IsADirectoryError:
-                raise _UsageError(f"{path}: is a directory")
+                raise UsageError(f"{path}: is a directory")
             except OSError as exc:
-                raise _UsageError(f"{path}: cannot read: {exc.strerror or exc}")
-    except _UsageError:
+                raise UsageError(f"{path}: cannot read: {exc.strerror or exc}")
+    except UsageError:
         for name, f in opened:
             if name != "<stdin>":
                 f.close()
         raise
     return opened
-
-
-class _UsageError(Exception):
-    pass
 
 
 class OutputError(Exception):
@@ -176,11 +172,7 @@ def _give_up_stdout() -> None:
 
 def main(args: argparse.Namespace) -> int:
     paths = args.files or ["-"]
-    try:
-        inputs = _open_all(paths)
-    except _UsageError as exc:
-        print(f"ssmd-fast normalize: error: {exc}", file=sys.stderr)
-        return 2
+    inputs = _open_all(paths)   # a missing file: UsageError, exit 2 (cli.main), nothing written
     run = Normalization(sys.stdout.buffer, sys.stderr, quiet=args.quiet, progress=args.progress)
     try:
         for name, stream in inputs:
