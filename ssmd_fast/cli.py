@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from ssmd_fast import __version__
 from ssmd_fast.errors import SsmdError
@@ -62,6 +63,21 @@ def plural(n: int, noun: str, nouns: str | None = None, *, grouped: bool = True)
     """``1 message``, ``2 messages``, ``1,000 messages`` (``1000 messages`` without ``grouped``)."""
     count = f"{n:,}" if grouped else str(n)
     return f"{count} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def make_directory(path: Path, what: str) -> bool:
+    """Create ``path`` (and its parents) unless it is a directory already, and check it can be written;
+    SsmdError ``WHAT PATH: reason`` otherwise. True when it was created here."""
+    if path.exists() and not path.is_dir():
+        raise SsmdError(f"{what} {path}: not a directory")
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SsmdError(f"{what} {path}: cannot create the directory: {exc.strerror or exc}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SsmdError(f"{what} {path}: not writable")
+    return created
 
 
 def check_writable_file(path: str | os.PathLike, what: str) -> None:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least, plural
+from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least, make_directory, plural
 from ssmd_fast.errors import SsmdError
 
 # Below this many frames after start-up, the connector's fixed costs while it waits (the progress line
@@ -212,19 +211,10 @@ def default_data_dir() -> Path:
 def check_paths(data_dir: Path, summary_json: str | None) -> None:
     """Every path the demo writes, checked before anything starts (raises SsmdError naming the option).
     Creates ``data_dir``."""
-    if data_dir.exists() or data_dir.is_symlink():
-        if not data_dir.is_dir():
-            raise SsmdError(f"--data-dir {data_dir}: not a directory")
-        if any(data_dir.iterdir()):
-            raise SsmdError(f"{data_dir} is not empty: give a new --data-dir")
-    created = not data_dir.exists()
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        raise SsmdError(f"{data_dir} is not empty: give a new --data-dir")
+    created = make_directory(data_dir, "--data-dir")
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SsmdError(f"--data-dir {data_dir}: cannot create the directory: {exc.strerror or exc}")
-    try:
-        if not os.access(data_dir, os.W_OK | os.X_OK):
-            raise SsmdError(f"--data-dir {data_dir}: not writable")
         if summary_json:        # after the mkdir: the summary may go into the data directory
             check_writable_file(summary_json, "--summary-json")
     except SsmdError:

@@ -8,7 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ssmd_fast.cli import int_at_least
+from ssmd_fast.cli import int_at_least, make_directory
 
 MIN_BITS = 1024         # the least the cryptography package generates
 MAX_BITS = 16384        # 16384 bits already take tens of seconds; more would look like a hang
@@ -34,14 +34,7 @@ def write_key_pair(out: Path, bits: int = 2048, force: bool = False, *, what: st
     from ssmd_fast.kalshi.auth import generate_key_pair
 
     # Every check before the key is generated: a big key takes seconds, and a half-written pair is worse.
-    if out.exists() and not out.is_dir():
-        raise SsmdError(f"{what} {out}: not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SsmdError(f"{what} {out}: cannot create the directory: {exc.strerror or exc}")
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise SsmdError(f"{what} {out}: not writable")
+    make_directory(out, what)
     private_path, public_path = out / "kalshi_private.pem", out / "kalshi_public.pem"
     for path in (private_path, public_path):
         if path.exists() and not force:
