@@ -14,6 +14,8 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from ssmd_fast.logs import scrub
+
 NATS_SCHEMES = ("nats", "tls")   # what the publisher's connection speaks (natsconn: plain, or TLS for tls://)
 
 # One full socket read of the feed (kalshi/session.READ_SIZE: 128 KiB of frames) becomes about 340 KB in
@@ -34,8 +36,9 @@ class Problem(ValueError):
         self.key, self.reason, self.at = key, reason, key if at is None else at   # "": the document
 
 
-def nats_url_problem(url: str) -> str | None:
-    """Why ``url`` (one ``transport.url`` entry) cannot be connected to, or None.
+def nats_url_problem(url: str, credentials_allowed: bool = False) -> str | None:
+    """Why ``url`` (one ``transport.url`` entry, or ``tail --nats``, which has no other way to give a
+    user and password: ``credentials_allowed``) cannot be connected to, or None.
 
     The URL is read by the publisher's own parser (``natsconn.Endpoint.address``), so what passes here is
     what it connects to; on top of it: one server per entry (a list takes several), a host name or IP
@@ -45,23 +48,27 @@ def nats_url_problem(url: str) -> str | None:
     try:
         parts = urlsplit(url if "://" in url else "nats://" + url)
     except ValueError as exc:   # "Invalid IPv6 URL"
-        return f"not a NATS server URL ({exc})"
-    if parts.username or parts.password:   # before any message that would show the URL
+        return f"not a NATS server URL ({exc}): {scrub(url)!r}"
+    if (parts.username or parts.password) and not credentials_allowed:   # before any message showing the URL
         return ("credentials in the URL are not allowed (they would be logged); "
                 "use transport.auth (token_env, user + password_env, nkey_seed_file, creds_file)")
     if "," in url:
-        return f"one server per URL; list several as url: [nats://a:4222, nats://b:4222]; got {url!r}"
+        return f"one server per URL; list several as url: [nats://a:4222, nats://b:4222]; got {scrub(url)!r}"
+    shown = scrub(url)
     if parts.scheme not in NATS_SCHEMES or not parts.hostname:
-        return f"expected a nats:// or tls:// URL with a host, got {url!r}"
+        return f"expected a nats:// or tls:// URL with a host, got {shown!r}"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return f"a NATS server URL has no path or query (nats://HOST:PORT); got {shown!r}"
     try:
         port = parts.port
     except ValueError:   # "Port out of range 0-65535", "Port could not be cast to integer value"
         port = 0
     if port == 0:        # Endpoint.address would take 0 as 4222
-        return f"the port must be a number in 1..65535; got {url!r}"
-    host, _, _ = Endpoint(urls=(url,)).address(0)
+        return f"the port must be a number in 1..65535; got {shown!r}"
+    bare = url.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1)   # tail's credentials, checked above
+    host, _, _ = Endpoint(urls=(bare,)).address(0)
     if not _is_host(host, bracketed="[" in parts.netloc):
-        return f"{host!r} is not a host name or IP address: {url!r}"
+        return f"{host!r} is not a host name or IP address: {shown!r}"
     return None
 
 

@@ -14,43 +14,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import signal
 import sys
-from urllib.parse import urlsplit
 
 from ssmd_fast.cli import UsageError, int_at_least, plural
+from ssmd_fast.logs import scrub
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 CONNECT_TIMEOUT = 3.0       # seconds, one attempt at one server
-_HOST = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
 
 
 def nats_url(text: str) -> str:
-    """An argparse ``type=``: the URLs an environment file's transport.url takes (nats:// or tls://, or a
-    bare HOST[:PORT]), checked here: nats-py took `http://x` for host `http` and `not a url` for a host
-    name, and tail waited its whole connect timeout for them."""
-    import ipaddress
+    """An argparse ``type=``: the URLs an environment file's transport.url takes, by the same rule
+    (nats-py took `http://x` for host `http`, and tail waited its whole connect timeout); a user and
+    password may be in it here, tail's only way to give them (errors show it scrubbed)."""
+    from ssmd_fast.config_checks import nats_url_problem
 
-    try:
-        parts = urlsplit(text if "://" in text else "nats://" + text)
-        host = parts.hostname or ""
-        ok = (parts.port is None or parts.port > 0) and (
-            ipaddress.ip_address(host) if ":" in host else _HOST.fullmatch(host))
-    except ValueError:      # a port out of range, a bad [IPv6] literal
-        ok = False
-    if not ok or parts.scheme not in ("nats", "tls") or parts.path not in ("", "/") or parts.query \
-            or parts.fragment:
-        raise argparse.ArgumentTypeError(f"expected a nats:// or tls:// URL (nats://HOST:PORT), got {text!r}")
+    problem = nats_url_problem(text, credentials_allowed=True)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
-
-
-def redacted(url: str) -> str:
-    """``url`` without the password it may carry (error messages end up in logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -154,7 +137,7 @@ async def connect(opts: dict, timeout: float = 10.0):
         await nc.close()
     except Exception:           # noqa: BLE001 (never connected: nothing to close)
         pass
-    where = ", ".join(map(redacted, servers))
+    where = ", ".join(map(scrub, servers))
     if not failures:
         raise SsmdError(f"cannot connect to {where}: no answer within {timeout:g} s")
     causes = list(dict.fromkeys(_why(e) for e in failures))
