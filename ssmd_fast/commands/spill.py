@@ -54,8 +54,6 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
         directory = args.directory
     if args.requeue_dead_letters and (args.dead_letter or args.records is not None):
         raise UsageError("--requeue-dead-letters takes neither --dead-letter nor --records")
-    if args.records is not None and args.records < 1:   # parsed as >= 1; a caller's Namespace may not be
-        raise UsageError("--records must be at least 1")
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise SsmdError(f"{directory}: not a spill directory (not a directory)")
     if args.requeue_dead_letters:

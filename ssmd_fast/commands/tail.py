@@ -69,8 +69,6 @@ def resolve(args: argparse.Namespace) -> tuple[dict, str | None, str]:
         if not args.subject:
             raise UsageError("give a SUBJECT filter (or --env FILE)")
         subject = args.subject
-    if args.count is not None and args.count < 1:       # parsed as >= 1; a caller's Namespace may not be
-        raise UsageError("--count must be at least 1")
     return opts, stream, subject
 
 
