@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from ssmd_fast.logs import scrub
 
 NATS_SCHEMES = ("nats", "tls")   # what the publisher's connection speaks (natsconn: plain, or TLS for tls://)
+NATS_DEFAULT_PORT = 4222
 
 # One full socket read of the feed (kalshi/session.READ_SIZE: 128 KiB of frames) becomes about 340 KB in
 # the publish queue (raw and normalized, with their headers); a queue smaller than a few reads spills at
@@ -36,17 +37,28 @@ class Problem(ValueError):
         self.key, self.reason, self.at = key, reason, key if at is None else at   # "": the document
 
 
+def split_nats_url(url: str):
+    """``urlsplit`` of a NATS server URL, the scheme optional (``host:4222`` is ``nats://host:4222``).
+    The publisher's connection (``natsconn.Endpoint.address``) and the load-time check below both read
+    URLs with it, so what passes the check is what is connected to."""
+    return urlsplit(url if "://" in url else "nats://" + url)
+
+
+def nats_address(url: str) -> tuple[str, int, bool]:
+    """(host, port, TLS wanted) of a NATS server URL, the defaults filled in."""
+    parts = split_nats_url(url)
+    return parts.hostname or "127.0.0.1", parts.port or NATS_DEFAULT_PORT, parts.scheme == "tls"
+
+
 def nats_url_problem(url: str, credentials_allowed: bool = False) -> str | None:
     """Why ``url`` (one ``transport.url`` entry, or ``tail --nats``, which has no other way to give a
     user and password: ``credentials_allowed``) cannot be connected to, or None.
 
-    The URL is read by the publisher's own parser (``natsconn.Endpoint.address``), so what passes here is
-    what it connects to; on top of it: one server per entry (a list takes several), a host name or IP
+    The URL is read by the publisher's own parser (``split_nats_url``, ``nats_address``), so what passes
+    here is what it connects to; on top of it: one server per entry (a list takes several), a host name or IP
     address (``not a url`` parsed as a host with spaces), and a port in 1..65535 (0 was taken as 4222)."""
-    from ssmd_fast.sinks.natsconn import Endpoint  # imports config: only once config is loaded
-
     try:
-        parts = urlsplit(url if "://" in url else "nats://" + url)
+        parts = split_nats_url(url)
     except ValueError as exc:   # "Invalid IPv6 URL"
         return f"not a NATS server URL ({exc}): {scrub(url)!r}"
     if (parts.username or parts.password) and not credentials_allowed:   # before any message showing the URL
@@ -63,10 +75,10 @@ def nats_url_problem(url: str, credentials_allowed: bool = False) -> str | None:
         port = parts.port
     except ValueError:   # "Port out of range 0-65535", "Port could not be cast to integer value"
         port = 0
-    if port == 0:        # Endpoint.address would take 0 as 4222
+    if port == 0:        # nats_address would take 0 as 4222
         return f"the port must be a number in 1..65535; got {shown!r}"
     bare = url.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1)   # tail's credentials, checked above
-    host, _, _ = Endpoint(urls=(bare,)).address(0)
+    host, _, _ = nats_address(bare)
     if not _is_host(host, bracketed="[" in parts.netloc):
         return f"{host!r} is not a host name or IP address: {shown!r}"
     return None

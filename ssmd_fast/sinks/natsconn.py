@@ -20,16 +20,15 @@ import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from ssmd_fast import __version__
 from ssmd_fast.config import NatsAuthConfig, NatsTlsConfig, Secret, TransportConfig
+from ssmd_fast.config_checks import nats_address, split_nats_url
 from ssmd_fast.errors import ConfigError, PublishError
 from ssmd_fast.sinks.nkeys import NKey, read_creds_file, read_seed_file
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 4222
 WRITE_HIGH_WATER = 1 << 20     # TLS: transport buffer above this: stop taking new frames (pause_writing)
 WRITE_LOW_WATER = 256 * 1024   # ... until it drains below this (resume_writing)
 
@@ -124,10 +123,10 @@ class Endpoint:
     def address(self, attempt: int) -> tuple[str, int, bool]:
         """(host, port, tls wanted) of the URL for this attempt (round robin)."""
         url = self.urls[attempt % len(self.urls)]
-        parts = urlsplit(url if "://" in url else "nats://" + url)
+        parts = split_nats_url(url)
         if parts.username or parts.password:
             raise ConfigError("credentials in the NATS URL are not allowed", key="transport.url")
-        return parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORT, parts.scheme == "tls"
+        return nats_address(url)
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=self.tls.ca_file)
