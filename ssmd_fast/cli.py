@@ -59,12 +59,6 @@ def float_at_least(least: float, meaning: str = "", *, strict: bool = False):
     return parse
 
 
-def plural(n: int, noun: str, nouns: str | None = None, *, grouped: bool = True) -> str:
-    """``1 message``, ``2 messages``, ``1,000 messages`` (``1000 messages`` without ``grouped``)."""
-    count = f"{n:,}" if grouped else str(n)
-    return f"{count} {noun if n == 1 else nouns or noun + 's'}"
-
-
 def make_directory(path: Path, what: str) -> bool:
     """Create ``path`` (and its parents) unless it is a directory already, and check it can be written;
     SsmdError ``WHAT PATH: reason`` otherwise. True when it was created here."""

@@ -23,6 +23,12 @@ _SCRUB = [
 ]
 
 
+def plural(n: int, noun: str, nouns: str | None = None, *, grouped: bool = True) -> str:
+    """``1 message``, ``2 messages``, ``1,000 messages`` (``1000 messages`` without ``grouped``)."""
+    count = f"{n:,}" if grouped else str(n)
+    return f"{count} {noun if n == 1 else nouns or noun + 's'}"
+
+
 def scrub(text: str) -> str:
     for pattern, replacement in _SCRUB:
         text = pattern.sub(replacement, text)

@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least, make_directory, plural
+from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least, make_directory
 from ssmd_fast.errors import SsmdError
+from ssmd_fast.logs import plural
 
 # Below this many frames after start-up, the connector's fixed costs while it waits (the progress line
 # scrapes its /metrics 20 times a second) outweigh the frames: no per-message figure is given.

@@ -24,9 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least, plural
+from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least
 from ssmd_fast.errors import SsmdError
 from ssmd_fast.kalshi.exchange_faults import FaultSpec, describe
+from ssmd_fast.logs import plural
 
 __doc__ = __doc__.format(faults=describe())
 

@@ -16,7 +16,8 @@ import argparse
 import sys
 import time
 
-from ssmd_fast.cli import UsageError, plural
+from ssmd_fast.cli import UsageError
+from ssmd_fast.logs import plural
 
 CHUNK_LINES = 4096  # frames per FrameBatch: one stdout write per chunk
 CHUNK_BYTES = 4 << 20

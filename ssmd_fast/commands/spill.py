@@ -23,7 +23,8 @@ import argparse
 import os
 import sys
 
-from ssmd_fast.cli import UsageError, int_at_least, plural
+from ssmd_fast.cli import UsageError, int_at_least
+from ssmd_fast.logs import plural
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -17,8 +17,8 @@ import asyncio
 import signal
 import sys
 
-from ssmd_fast.cli import UsageError, int_at_least, plural
-from ssmd_fast.logs import scrub
+from ssmd_fast.cli import UsageError, int_at_least
+from ssmd_fast.logs import plural, scrub
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 CONNECT_TIMEOUT = 3.0       # seconds, one attempt at one server

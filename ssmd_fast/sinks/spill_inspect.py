@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ssmd_fast.errors import SsmdError
+from ssmd_fast.logs import plural
 from ssmd_fast.sinks.spill_format import parse_records
 from ssmd_fast.sinks.spill_recovery import _SEGMENT_RE, QUARANTINE_NAME, load_cursor, walk_segment
 
@@ -52,15 +53,15 @@ class SpillView:
             out = [f"spill {self.directory}: empty"]
         else:
             cur = f"segment {self.cursor[0]} offset {self.cursor[1]:,}" if self.cursor else "none (from the oldest)"
-            out = [f"spill {self.directory}: {_count(self.pending_records, 'record')} pending "
-                   f"({_count(self.pending_bytes, 'byte')}) in {_count(len(self.segments), 'segment')}; cursor: {cur}"]
+            out = [f"spill {self.directory}: {plural(self.pending_records, 'record')} pending "
+                   f"({plural(self.pending_bytes, 'byte')}) in {plural(len(self.segments), 'segment')}; cursor: {cur}"]
         plain = 0   # between the first and the last, the segments with nothing to say are counted, not listed
         for k, s in enumerate(self.segments):
             if len(self.segments) > 8 and 0 < k < len(self.segments) - 1 and not (s.consumed or s.corrupt or s.tail):
                 plain += 1
                 continue
             if plain:
-                out.append(f"  ... {_count(plain, 'segment')}, every record valid")
+                out.append(f"  ... {plural(plain, 'segment')}, every record valid")
                 plain = 0
             line = f"  {s.name}  {s.size:>12,} bytes  {s.records:>10,} record{'' if s.records == 1 else 's'}"
             if s.consumed:
@@ -71,13 +72,9 @@ class SpillView:
                 out.append(f"    {s.tail:,} bytes at the end are not a whole record (being written, or torn by a "
                            "crash: cut at the next start)")
         if self.quarantine_files:
-            out.append(f"  {QUARANTINE_NAME}/: {_count(self.quarantine_files, 'file')}, {self.quarantine_bytes:,} bytes "
+            out.append(f"  {QUARANTINE_NAME}/: {plural(self.quarantine_files, 'file')}, {self.quarantine_bytes:,} bytes "
                        "set aside as corrupt")
         return out
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 def inspect_spill(directory: str) -> SpillView:

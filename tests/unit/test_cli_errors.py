@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ssmd_fast import cli
+from ssmd_fast import cli, logs
 from ssmd_fast.commands import demo as demo_cmd
 from ssmd_fast.demo import ConnectorExit, Verification
 
@@ -38,10 +38,10 @@ def last_line(err: str) -> str:
 
 
 def test_plural():
-    assert [cli.plural(n, "message") for n in (0, 1, 2, 1000)] == \
+    assert [logs.plural(n, "message") for n in (0, 1, 2, 1000)] == \
         ["0 messages", "1 message", "2 messages", "1,000 messages"]
-    assert cli.plural(1000, "line", grouped=False) == "1000 lines"
-    assert cli.plural(1, "dead letter") == "1 dead letter"
+    assert logs.plural(1000, "line", grouped=False) == "1000 lines"
+    assert logs.plural(1, "dead letter") == "1 dead letter"
 
 
 def test_number_types_name_the_bound():
