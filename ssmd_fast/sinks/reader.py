@@ -5,13 +5,12 @@ of the stream (``from_start=True``) or from new messages on; ``ssmd-fast tail`` 
 consumer is ephemeral (server-side memory, no acks) and recreates itself after a gap, so a reader
 never stalls the stream or leaves state behind.
 
-``read_stream(url, stream, subject_filter, timeout)`` reads every message stored when it is called
-(the demo and the tests compare it with what the exchange sent), bounded by ``timeout``.
+Reading everything a stream holds at once (the demo, the drills, the tests) is ``stream_read``'s, which
+is several times faster; ``tests/integration/test_stream_read.py`` compares the two.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import ssl
@@ -143,37 +142,3 @@ class StreamReader:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-async def read_stream(url: str | list[str], stream: str | None, subject_filter: str = ">",
-                      timeout: float = 30.0, **connect_kw) -> list[StreamMessage]:
-    """Every message stored in ``stream`` under ``subject_filter`` at call time, in stream order.
-
-    Raises ReadError if they cannot all be read within ``timeout`` seconds (the message says how many
-    were)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        nc = await asyncio.wait_for(
-            nats.connect(url, allow_reconnect=True, max_reconnect_attempts=-1, connect_timeout=2,
-                         reconnect_time_wait=0.25, **{**client_callbacks(), **connect_kw}),
-            timeout)
-    except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
-        raise ReadError(f"cannot connect to {url}: {exc!r}")
-    out: list[StreamMessage] = []
-    try:
-        async with StreamReader(nc, stream, subject_filter, from_start=True) as reader:
-            info = await reader.sub.consumer_info()
-            # a fresh ordered consumer: delivered + pending = what matches the filter right now
-            total = (info.num_pending or 0) + (info.delivered.consumer_seq or 0)
-            while len(out) < total:
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise ReadError(f"read {len(out)} of {total} messages of {stream or subject_filter} "
-                                    f"within {timeout} s")
-                m = await reader.next(timeout=min(left, 1.0))
-                if m is not None:
-                    out.append(m)
-    finally:
-        await nc.close()
-    return out

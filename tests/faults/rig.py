@@ -24,12 +24,13 @@ from loop_thread import LoopThread
 from proxy import ThreadedProxy
 
 from ssmd_fast.config import loads_environment
-from ssmd_fast.demo import ConnectorProcess, read_all, verify
+from ssmd_fast.demo import ConnectorProcess, verify
 from ssmd_fast.kalshi.auth import KalshiCredentials, generate_key_pair
 from ssmd_fast.kalshi.exchange import Exchange
 from ssmd_fast.kalshi.exchange_feed import GeneratedFeed
 from ssmd_fast.natsserver import NatsServer, free_port
 from ssmd_fast.runner import Runner
+from ssmd_fast.sinks.stream_read import read_stream
 
 API_KEY = "drill-key"
 
@@ -347,7 +348,8 @@ class Rig:
     reader_auth = ""      # "user:password@" when the server wants credentials (the reader is test code)
 
     async def read_stream(self, timeout: float = 120.0) -> list:
-        return await read_all(self.nats.url.replace("//", "//" + self.reader_auth, 1), self.stream, timeout)
+        url = self.nats.url.replace("//", "//" + self.reader_auth, 1)
+        return await read_stream(url, self.stream, timeout=timeout)
 
     def read_stream_sync(self, timeout: float = 120.0) -> list:
         return asyncio.run(self.read_stream(timeout))

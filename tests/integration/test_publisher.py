@@ -18,8 +18,8 @@ from ssmd_fast.kalshi.generator import generate_session
 from ssmd_fast.natsserver import NatsServer, free_port
 from ssmd_fast.sinks import stream as stream_mod
 from ssmd_fast.sinks.nats import JetStreamPublisher
-from ssmd_fast.sinks.reader import read_stream
 from ssmd_fast.sinks.spill import encode_record
+from ssmd_fast.sinks.stream_read import read_stream
 from ssmd_fast.sinks.subjects import SubjectEncoder
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

@@ -25,7 +25,7 @@ from test_publisher import (
 from ssmd_fast.natsserver import NatsServer
 from ssmd_fast.sinks import stream as stream_mod
 from ssmd_fast.sinks.nats import JetStreamPublisher
-from ssmd_fast.sinks.reader import read_stream
+from ssmd_fast.sinks.stream_read import read_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

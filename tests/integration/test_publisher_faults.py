@@ -12,7 +12,7 @@ from test_publisher import CONN, STREAM, batches, check_stream, expected, make_c
 
 from ssmd_fast.natsserver import NatsServer
 from ssmd_fast.sinks.nats import JetStreamPublisher
-from ssmd_fast.sinks.reader import read_stream
+from ssmd_fast.sinks.stream_read import read_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

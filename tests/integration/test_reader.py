@@ -1,4 +1,4 @@
-"""The stream reader against a real nats-server: read_stream and the ordered StreamReader."""
+"""The stream readers against a real nats-server: stream_read.read_stream and the ordered StreamReader."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import nats
 import pytest
 
 from ssmd_fast.natsserver import NatsServer
-from ssmd_fast.sinks.reader import ReadError, StreamMessage, StreamReader, read_stream
+from ssmd_fast.sinks.reader import ReadError, StreamMessage, StreamReader
+from ssmd_fast.sinks.stream_read import read_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
