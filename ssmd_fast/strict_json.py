@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 __all__ = ["JsonError", "Number", "loads", "is_strict_json", "object_members", "minify"]
 
@@ -45,8 +46,15 @@ def _reject_constant(_name):
     raise _Stop
 
 
+def _int_or_number(text: str):
+    """An integer literal as ``int`` when it fits CPython's int() limit, else as its text (``Number``)."""
+    return int(text) if len(text.lstrip("-")) <= _INT_DIGITS else Number(text)
+
+
+_INT_DIGITS = sys.get_int_max_str_digits() or 1 << 62     # 0: no limit set
 _DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=Number, parse_constant=_reject_constant)
-_DECODER_BIGINT = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=Number, parse_int=Number,
+# a document holding one integer past the limit: the others stay int, as the class docstring says
+_DECODER_BIGINT = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=Number, parse_int=_int_or_number,
                                    parse_constant=_reject_constant)
 _JSONDecodeError = json.JSONDecodeError
 # The scanners themselves (JSONDecoder.decode adds only whitespace handling, done here with _WS).

@@ -207,6 +207,17 @@ def test_control_and_other_fields_are_not_checked(impl):
     assert impl.normalize_frame(b'{"type":"ok"}') is None
 
 
+def test_a_control_frame_with_an_integer_past_the_int_limit_is_handed_over(impl):
+    # valid JSON, so a control frame the session consumes: json.loads raised on its 5,000 digits (CPython's
+    # int() limit is 4,300), and the exception took the whole socket read's frames with it
+    batch = impl.FrameBatch()
+    frame = b'{"id":1,"type":"ok","sid":3,"seq":4,"msg":{"note":' + b"1" * 5000 + b',"x":0.5}}'
+    assert batch.add(frame) == OUT_CONTROL
+    body = batch.control(0)
+    assert (body["type"], body["id"], body["sid"], body["seq"]) == ("ok", 1, 3, 4)
+    assert body["msg"]["note"] == "1" * 5000 and not isinstance(body["msg"]["note"], int)
+
+
 def test_unnamed_fields_are_ignored_whatever_their_values(impl):
     frame = make("trade", no_price='"x"', market_id="[[[{}]]]", Clock="1E999", yes_price_dollarz="-5")
     assert field(impl, frame, "price") == "0.55"
