@@ -9,6 +9,7 @@ from ssmd_fast._normalize cimport FrameBatch
 cdef struct SidState:
     int64_t sid
     int64_t last        # last accepted seq; 0 = none yet
+    int64_t behind      # the seq of an old frame (< last) just dropped; 0 = the last frame was accepted
     uint8_t cls         # C_* class learned from the first sequenced frame
     uint8_t invalid     # order book sid with books awaiting a fresh snapshot
 

@@ -121,6 +121,7 @@ cdef class Sequencer:
         st = &self.states[self.n_states]
         st.sid = sid
         st.last = 0
+        st.behind = 0
         st.cls = cls
         st.invalid = 0
         self.hit = self.n_states
@@ -158,15 +159,18 @@ cdef class Sequencer:
             last = st.last
             seq = e.seq
             if last != 0 and seq <= last:
-                if seq < last and last != REGRESSED_SEQ:     # the numbering went back: see _sequencer_py.py
+                if st.behind != 0 and last != REGRESSED_SEQ:   # the numbering went back: see _sequencer_py.py
                     if time_ns == 0:
                         time_ns = event_time(batch)
                     self.gaps += 1
-                    tracker.regression(e.sid, st.cls, market_of(batch, e), last, seq, time_ns)
+                    tracker.regression(e.sid, st.cls, market_of(batch, e), last, st.behind, time_ns)
                     st.last = REGRESSED_SEQ
+                elif seq < last:
+                    st.behind = seq
                 e.flags |= F_DUPLICATE
                 self.duplicates += 1
                 continue
+            st.behind = 0
             st.last = seq
             gap = seq != last + 1 and (last != 0 or self.strict_start)
             # an unusable book frame leaves the book as wrong as a lost one

@@ -4,10 +4,13 @@ Kalshi numbers the frames of each subscription (sid) 1, 2, 3, ... On an order bo
 frame means the book is wrong: its books are marked invalid, their deltas are flagged
 F_SUPPRESSED until a fresh snapshot of that market arrives, and a ``get_snapshot`` request goes
 to the protocol core. On trade and lifecycle sids a gap is reported and nothing is suppressed.
-A duplicate (``seq == last``) is flagged F_DUPLICATE and counted. A regression (``seq < last``) means
-the subscription's numbering went back: a gap event is emitted, that sid's frames are dropped (flagged
-F_DUPLICATE) for the rest of the connection and ``tracker.reconnect`` asks the session for a new
-connection (message ids ``{conn}:{sid}:{seq}`` must never repeat, and its books need fresh snapshots).
+A duplicate or old frame (``seq <= last``) is flagged F_DUPLICATE and counted (kalshi-protocol.md:
+"Duplicate/old = drop"); the frames after it go on as before. An old frame followed by another frame at or
+below ``last`` means the subscription's numbering went back (a lone straggler is followed by ``last + 1``):
+a gap event is emitted, that sid's frames are dropped (flagged F_DUPLICATE) for the rest of the connection
+and ``tracker.reconnect`` asks the session for a new connection (message ids ``{conn}:{sid}:{seq}`` must
+never repeat, and its books need fresh snapshots). One old frame alone is not a regression: that would
+drop every later frame of the sid until the reconnect, trades included.
 
 ``ResyncTracker`` is the rare path (gaps, snapshots, invalid books); both implementations share it,
 so the compiled one only differs on the per-frame walk.
@@ -132,10 +135,11 @@ def _market(batch, i: int) -> str | None:
 
 
 class _Sid:
-    __slots__ = ("last", "cls", "invalid")
+    __slots__ = ("last", "behind", "cls", "invalid")
 
     def __init__(self, cls: int):
         self.last = 0
+        self.behind = 0     # the seq of an old frame (< last) just dropped; 0: the last frame was accepted
         self.cls = cls
         self.invalid = False
 
@@ -192,14 +196,17 @@ class Sequencer:
                 st.cls = class_of(kind)
             last = st.last
             if last and seq <= last:
-                if seq < last and last != REGRESSED:
+                if st.behind and last != REGRESSED:
                     self.gaps += 1
-                    tracker.regression(sid, st.cls, _market(batch, i), last, seq,
+                    tracker.regression(sid, st.cls, _market(batch, i), last, st.behind,
                                        time_ns or batch.recv_ts or time.time_ns())
                     st.last = REGRESSED
+                elif seq < last:
+                    st.behind = seq
                 batch.set_flag(i, F_DUPLICATE)
                 self.duplicates += 1
                 continue
+            st.behind = 0
             st.last = seq
             if not time_ns:
                 time_ns = batch.recv_ts or time.time_ns()

@@ -140,6 +140,25 @@ def test_a_regression_is_a_gap_that_drops_the_sid_until_the_session_reconnects(i
     assert r.seq.tracker.reconnect is None and r.feed(snap(3, 1, "A")) == [0]
 
 
+def test_a_lone_old_frame_is_dropped_and_the_sid_goes_on(impl):
+    # kalshi-protocol.md: "Duplicate/old (seq <= last) = drop"; trades and lifecycle gaps are report only.
+    # One straggler is not a renumbering: the frames after it (last + 1 on) are kept, no reconnect.
+    r = Run(impl)
+    r.feed(trade(7, 1), trade(7, 2), trade(7, 3), snap(3, 1, "A"), delta(3, 2, "A"))
+    assert r.feed(trade(7, 2), trade(7, 4), trade(7, 5), delta(3, 1, "A"), delta(3, 3, "A")) == \
+        [F_DUPLICATE, 0, 0, F_DUPLICATE, 0]
+    assert r.events == [] and r.seq.tracker.reconnect is None
+    assert r.seq.duplicates == 2 and r.seq.gaps == 0 and r.seq.last_seq(7) == 5 and r.seq.last_seq(3) == 3
+    # across batches: the old frame ends one read, the next read decides
+    assert r.feed(trade(7, 3)) == [F_DUPLICATE] and r.feed(trade(7, 6)) == [0]
+    assert r.seq.tracker.reconnect is None
+    # two frames behind in a row: the numbering went back (a duplicate after the old one counts)
+    assert r.feed(trade(7, 1), trade(7, 6), trade(7, 7)) == [F_DUPLICATE, F_DUPLICATE, F_DUPLICATE]
+    (gap,) = r.events
+    assert (gap.sid, gap.last_seq, gap.received_seq) == (7, 6, 1)
+    assert r.seq.tracker.reconnect == "seq regression on sid 7: 6 -> 1"
+
+
 def test_book_gap_suppresses_all_markets_of_the_sid_until_each_snapshot(impl):
     r = Run(impl)
     r.feed(snap(21, 1, "A"), snap(21, 2, "B"), delta(21, 3, "A"), delta(21, 4, "B"))
