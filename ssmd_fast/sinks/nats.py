@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 MEMORY, SPILL = "memory", "spill"
 BACKOFF_INITIAL, BACKOFF_MAX, AUTH_BACKOFF = 0.05, 1.0, 5.0
+
 CLOSE_GRACE = 1.0            # close(): how long to wait for a reconnect before spilling
 PING_INTERVAL = 2.0          # data connection keepalive (x2 unanswered = stale)
 WRITE_CHUNK = 256 * 1024     # bytes per socket write
@@ -79,6 +80,12 @@ REPLAY_RING = 4096
 WATCHDOG_SLACK = 0.5         # the watchdog fires this long after the ack deadline (capped at 2 x the deadline)
 LATENCY_LE_MIN_NS, LATENCY_LE_MAX_NS = 1 << 14, 1 << 34  # ack latency buckets exposed: 16 us .. 17 s
 BATCH_LENGTH = 100_000       # messages per fast-ingest batch before it is committed and a new one opened
+
+
+def backoff_delay(backoff: float) -> float:
+    """The wait before the next attempt: half to all of ``backoff`` (which doubles from BACKOFF_INITIAL to
+    BACKOFF_MAX), so connectors restarted together spread out and no wait exceeds BACKOFF_MAX."""
+    return backoff * (0.5 + 0.5 * random.random())
 
 
 class JetStreamPublisher(ServerAnswers):
@@ -445,8 +452,8 @@ class JetStreamPublisher(ServerAnswers):
                 break
             except PublishError as exc:
                 self._fail(str(exc), warn_once=True)
-                await asyncio.sleep(min(backoff, BACKOFF_MAX) + random.random() * 0.05)
-                backoff = min(backoff * 2, 2.0)
+                await asyncio.sleep(backoff_delay(backoff))
+                backoff = min(backoff * 2, BACKOFF_MAX)
         backoff = BACKOFF_INITIAL
         while not self._closed:  # close() cancels this task after its wait for acks
             try:
@@ -461,7 +468,7 @@ class JetStreamPublisher(ServerAnswers):
                 continue
             except ConnectError as exc:
                 log.debug("NATS connect attempt %d: %s", attempt, exc)
-                await asyncio.sleep(backoff * (0.5 + random.random()))
+                await asyncio.sleep(backoff_delay(backoff))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 attempt += 1
                 continue

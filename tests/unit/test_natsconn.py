@@ -362,3 +362,34 @@ def test_tls_with_a_private_ca(tmp_path):
             with pytest.raises(ConnectError, match="handshake failed"):
                 await _open(Endpoint(urls=(srv.url,)), Sink())
         run(main())
+
+
+@pytest.mark.parametrize("r", [0.0, 0.999])
+def test_the_publisher_reconnect_waits_stay_within_the_documented_50ms_to_1s(monkeypatch, tmp_path, r):
+    # README, Guarantees: "Reconnects back off from 50 ms, doubling, to at most 1 s" (the jitter went
+    # up to 1.5 s, and the provisioning retries to 1.05 s)
+    import dataclasses
+    import random
+
+    from ssmd_fast.config import TransportConfig
+    from ssmd_fast.sinks import nats as nats_sink
+
+    cfg = dataclasses.replace(TransportConfig(), url=["nats://127.0.0.1:1"], subject_prefix="t.p")
+    pub = nats_sink.JetStreamPublisher(cfg, spill_dir=str(tmp_path / "spill"), provision_stream=False)
+    waits: list[float] = []
+
+    async def no_sleep(d, *a, **k):
+        waits.append(d)
+        if len(waits) >= 12:
+            pub._closed = True
+
+    async def refused(*a, **k):
+        raise ConnectError("connection refused")
+
+    monkeypatch.setattr(nats_sink.natsconn, "connect", refused)
+    monkeypatch.setattr(nats_sink.asyncio, "sleep", no_sleep)
+    monkeypatch.setattr(random, "random", lambda: r)
+    asyncio.run(pub._run())
+    steps = [min(0.05 * 2 ** k, 1.0) for k in range(12)]
+    assert waits == pytest.approx([s * (0.5 + 0.5 * r) for s in steps])
+    assert max(waits) <= 1.0
