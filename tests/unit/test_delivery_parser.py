@@ -70,7 +70,7 @@ def test_one_read():
 @given(st.lists(st.integers(min_value=0, max_value=len(WIRE)), max_size=12))
 def test_any_split_of_the_reads_gives_the_same(cuts):
     bounds = [0] + sorted(cuts) + [len(WIRE)]
-    p = feed_in([WIRE[a:b] for a, b in zip(bounds, bounds[1:])])
+    p = feed_in([WIRE[a:b] for a, b in zip(bounds, bounds[1:], strict=False)])
     assert p.messages == EXPECTED
     assert p.seen == EVENTS
 
