@@ -220,7 +220,7 @@ cdef class PublishRing:
                 if e.kind > 5 or not (want_raw or want_norm):
                     continue
                 has_tid = e.kind == K_TRADE and e.tid_len > 0
-                if not has_tid and e.seq == 0:
+                if not has_tid and not (e.seq > 0 and e.sid > 0):
                     counter += 1
                 tok_len = put_token(tok, <const unsigned char*>b.keys.data + e.key_off, e.key_len)
                 stem = self._id_stem(mid, e, b, has_tid, conn_text, counter)  # shared by both forms
@@ -236,7 +236,7 @@ cdef class PublishRing:
                                   O_LIVE):
                         n += 1
             elif e.outcome == OUT_OTHER and want_raw:
-                if e.seq == 0:
+                if not (e.seq > 0 and e.sid > 0):
                     counter += 1
                 tok_len = put_token(tok, <const unsigned char*>b.keys.data + e.key_off, e.key_len)
                 stem = self._id_stem(mid, e, b, False, conn_text, counter)
@@ -258,7 +258,7 @@ cdef class PublishRing:
         w += put(mid + w, PyBytes_AS_STRING(conn_text), PyBytes_GET_SIZE(conn_text))
         mid[w] = b':'
         w += 1
-        if e.seq != 0:
+        if e.seq > 0 and e.sid > 0:    # a seq without its sid names nothing: two such frames would share an id
             w += put_dec(mid + w, <uint64_t>e.sid)
             mid[w] = b':'
             return w + 1 + put_dec(mid + w + 1, <uint64_t>e.seq)

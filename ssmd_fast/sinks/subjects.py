@@ -120,12 +120,12 @@ class SubjectEncoder:
         """The id of one published frame: trade id, else (sid, seq), else the unsequenced counter.
 
         ``counter`` is the frame's value of the connection's unsequenced counter (used only when the
-        frame has no seq); both forms of one frame share it.
+        frame has no sid and seq); both forms of one frame share it.
         """
         if kind == K_TRADE and trade_id:
             return self.trade_msg_id(trade_id, form)
-        if seq:
-            return self.seq_msg_id(conn, sid or 0, seq, form)
+        if seq and sid:     # a seq without its sid names nothing: two such frames would share an id
+            return self.seq_msg_id(conn, sid, seq, form)
         return self.unseq_msg_id(conn, counter, form)
 
 

@@ -96,7 +96,7 @@ def expected_messages(batch, conn: str, raw=True, norm=True):
         o = batch.outcome(i)
         if o == normalize.OUT_RECORD:
             kind, tid = batch.kind(i), batch.trade_id(i)
-            if not (kind == normalize.K_TRADE and tid) and not batch.seq(i):
+            if not (kind == normalize.K_TRADE and tid) and not (batch.seq(i) and batch.sid(i)):
                 counter += 1
             for want, form, subj, payload in ((raw, b"raw", ENC.raw_subject, batch.raw(i)),
                                               (norm, b"norm", ENC.norm_subject, batch.record(i))):
@@ -104,7 +104,7 @@ def expected_messages(batch, conn: str, raw=True, norm=True):
                     out.append((subj(kind, batch.key(i)),
                                 ENC.frame_msg_id(c, kind, tid, batch.sid(i), batch.seq(i), counter, form), payload))
         elif o == normalize.OUT_OTHER and raw:
-            if not batch.seq(i):
+            if not (batch.seq(i) and batch.sid(i)):
                 counter += 1
             out.append((ENC.other_subject(batch.key(i)),
                         ENC.frame_msg_id(c, -1, None, batch.sid(i), batch.seq(i), counter, b"raw"), batch.raw(i)))
@@ -149,6 +149,22 @@ def test_unsequenced_counter_is_per_connection_and_kept_across_batches(impl):
     ids = [i for _s, _r, i, _p in parse_hpub(ring.take(100, 0.0))]
     assert ids == [b"kalshi:aaaaaaaaaaaa:n1:norm", b"kalshi:aaaaaaaaaaaa:n2:norm",
                    b"kalshi:bbbbbbbbbbbb:n1:norm", b"kalshi:aaaaaaaaaaaa:n3:norm"]
+
+
+def test_a_seq_without_a_sid_takes_the_unsequenced_counter(impl):
+    # "sid, seq" names a frame within its connection; a seq alone does not: two such frames with one seq
+    # got the same id (kalshi:{conn}:0:{seq}), and JetStream would have dropped the second as a duplicate
+    norm_mod, fr = impl
+    frames = [b'{"type":"fill","seq":5,"msg":{"a":1}}', b'{"type":"user_order","seq":5,"msg":{"b":2}}',
+              b'{"type":"fill","sid":2,"seq":5,"msg":{"a":1}}',
+              b'{"type":"orderbook_delta","seq":5,"msg":{"market_ticker":"A","price_dollars":"0.5",'
+              b'"delta_fp":"1","side":"yes"}}']
+    ring = fr.PublishRing(PREFIX, INBOX)
+    ring.add_batch(make_batch(norm_mod, frames), CONN)
+    ids = [i for _s, _r, i, _p in parse_hpub(ring.take(10**6, 0.0))]
+    c = CONN.encode()
+    assert ids == [b"kalshi:%s:n1:raw" % c, b"kalshi:%s:n2:raw" % c, b"kalshi:%s:2:5:raw" % c,
+                   b"kalshi:%s:n3:raw" % c, b"kalshi:%s:n3:norm" % c]
 
 
 def test_compiled_and_python_frames_are_byte_identical():
