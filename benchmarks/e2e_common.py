@@ -196,7 +196,7 @@ class PeerIds:
         token = ticker.replace(".", "_")
         if ftype == "trade" and trade_id:
             stem = f"kalshi:trade:{trade_id}"
-        elif seq:
+        elif sid and seq:
             stem = f"kalshi:{self.conn}:{sid}:{seq}"
         else:
             self.counter += 1

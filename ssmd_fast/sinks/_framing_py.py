@@ -47,7 +47,7 @@ from ssmd_fast.sinks._framing_batches_py import (  # noqa: F401  (re-exported)
     FastBatches,
     _Batch,
 )
-from ssmd_fast.sinks.subjects import K_TRADE, SubjectEncoder
+from ssmd_fast.sinks.subjects import K_TRADE, SubjectEncoder, takes_counter
 
 IMPLEMENTATION = "python"
 
@@ -68,13 +68,6 @@ _COMPACT_MIN = 1 << 20  # compact the buffer only when it frees at least this mu
 (_POS, _LEN, _SUBJ, _SLEN, _IDO, _IDL, _PAYO, _PAYL, _ST, _ORIG, _ATT, _FIRST, _SENTAT, _RECV, _REP, _BNO,
  _BSEQ, _HELD) = range(18)
 
-
-
-def _sid_seq(batch, i: int) -> tuple[int, int]:
-    """(sid, seq) naming frame ``i`` in its connection, or (0, 0): a seq without its sid names nothing
-    (two such frames would share an id, and JetStream would drop the second as a duplicate)."""
-    sid, seq = batch.sid(i) or 0, batch.seq(i) or 0
-    return (sid, seq) if sid > 0 and seq > 0 else (0, 0)
 
 class PublishRing(FastBatches):
     """Framed messages in publish order: queued -> sent -> acked (retired at the head, in order)."""
@@ -143,8 +136,8 @@ class PublishRing(FastBatches):
                 kind = batch.kind(i)
                 key = batch.key(i)
                 tid = batch.trade_id(i) if kind == K_TRADE else None
-                sid, seq = _sid_seq(batch, i)
-                if not (kind == K_TRADE and tid) and not seq:
+                sid, seq = batch.sid(i), batch.seq(i)
+                if takes_counter(kind, tid, sid, seq):
                     counter += 1
                 if self.raw:
                     mid = enc.frame_msg_id(conn_b, kind, tid or None, sid, seq, counter, _FORM_RAW)
@@ -153,8 +146,8 @@ class PublishRing(FastBatches):
                     mid = enc.frame_msg_id(conn_b, kind, tid or None, sid, seq, counter, _FORM_NORM)
                     n += self._frame(enc.norm_subject(kind, key), mid, batch.record(i), ORIGIN_LIVE) > 0
             elif outcome == _OUT_OTHER and self.raw:
-                sid, seq = _sid_seq(batch, i)
-                if not seq:
+                sid, seq = batch.sid(i), batch.seq(i)
+                if takes_counter(-1, None, sid, seq):
                     counter += 1
                 mid = enc.frame_msg_id(conn_b, -1, None, sid, seq, counter, _FORM_RAW)
                 n += self._frame(enc.other_subject(batch.key(i)), mid, batch.raw(i), ORIGIN_LIVE) > 0

@@ -124,9 +124,16 @@ class SubjectEncoder:
         """
         if kind == K_TRADE and trade_id:
             return self.trade_msg_id(trade_id, form)
-        if seq and sid:     # a seq without its sid names nothing: two such frames would share an id
+        if not takes_counter(kind, trade_id, sid, seq):
             return self.seq_msg_id(conn, sid, seq, form)
         return self.unseq_msg_id(conn, counter, form)
+
+
+def takes_counter(kind: int, trade_id: bytes | None, sid: int | None, seq: int | None) -> bool:
+    """Whether a frame's id is its connection's unsequenced counter: no trade id (trades), and no sid
+    and seq both (a seq without its sid names nothing: two such frames would share an id, and JetStream
+    would drop the second as a duplicate). The compiled framer (``_framing_ring.pxi``) applies the same."""
+    return not (kind == K_TRADE and trade_id) and not ((sid or 0) > 0 and (seq or 0) > 0)
 
 
 def valid_subject(subject: bytes) -> bool:

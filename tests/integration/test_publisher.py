@@ -20,7 +20,7 @@ from ssmd_fast.sinks import stream as stream_mod
 from ssmd_fast.sinks.nats import JetStreamPublisher
 from ssmd_fast.sinks.spill import encode_record
 from ssmd_fast.sinks.stream_read import read_stream
-from ssmd_fast.sinks.subjects import SubjectEncoder
+from ssmd_fast.sinks.subjects import SubjectEncoder, takes_counter
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -56,7 +56,7 @@ def expected(batch_list, conn: str = CONN, forms=("raw", "normalized")) -> dict[
             o, kind, seq = batch.outcome(i), batch.kind(i), batch.seq(i)
             if o == normalize.OUT_RECORD:
                 tid = batch.trade_id(i) if kind == normalize.K_TRADE else None
-                if not tid and not seq:
+                if takes_counter(kind, tid, batch.sid(i), seq):
                     counter += 1
                 if "raw" in forms:
                     mid = enc.frame_msg_id(c, kind, tid, batch.sid(i), seq, counter, b"raw")
@@ -65,7 +65,7 @@ def expected(batch_list, conn: str = CONN, forms=("raw", "normalized")) -> dict[
                     mid = enc.frame_msg_id(c, kind, tid, batch.sid(i), seq, counter, b"norm")
                     out[mid.decode()] = (enc.norm_subject(kind, batch.key(i)).decode(), batch.record(i))
             elif o == normalize.OUT_OTHER and "raw" in forms:
-                if not seq:
+                if takes_counter(-1, None, batch.sid(i), seq):
                     counter += 1
                 mid = enc.frame_msg_id(c, -1, None, batch.sid(i), seq, counter, b"raw")
                 out[mid.decode()] = (enc.other_subject(batch.key(i)).decode(), batch.raw(i))

@@ -12,7 +12,7 @@ from twins import pair, twin_fixture
 
 from ssmd_fast import normalize
 from ssmd_fast.sinks import framing
-from ssmd_fast.sinks.subjects import SubjectEncoder
+from ssmd_fast.sinks.subjects import SubjectEncoder, takes_counter
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -96,7 +96,7 @@ def expected_messages(batch, conn: str, raw=True, norm=True):
         o = batch.outcome(i)
         if o == normalize.OUT_RECORD:
             kind, tid = batch.kind(i), batch.trade_id(i)
-            if not (kind == normalize.K_TRADE and tid) and not (batch.seq(i) and batch.sid(i)):
+            if takes_counter(kind, tid, batch.sid(i), batch.seq(i)):
                 counter += 1
             for want, form, subj, payload in ((raw, b"raw", ENC.raw_subject, batch.raw(i)),
                                               (norm, b"norm", ENC.norm_subject, batch.record(i))):
@@ -104,7 +104,7 @@ def expected_messages(batch, conn: str, raw=True, norm=True):
                     out.append((subj(kind, batch.key(i)),
                                 ENC.frame_msg_id(c, kind, tid, batch.sid(i), batch.seq(i), counter, form), payload))
         elif o == normalize.OUT_OTHER and raw:
-            if not (batch.seq(i) and batch.sid(i)):
+            if takes_counter(-1, None, batch.sid(i), batch.seq(i)):
                 counter += 1
             out.append((ENC.other_subject(batch.key(i)),
                         ENC.frame_msg_id(c, -1, None, batch.sid(i), batch.seq(i), counter, b"raw"), batch.raw(i)))
