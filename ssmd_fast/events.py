@@ -23,6 +23,7 @@ EVENT_KINDS = (
     "storage",       # a file sink or spill write failed (disk full): data from here on is missing
     "feed_stopped",  # the feed was stopped on purpose (spill cap reached): a gap until it restarts
     "spill_corrupt", # corrupt bytes in the spill were set aside (quarantine/): the records in them are missing
+    "dead_letter",   # the server rejected messages (detail: why, how many): in the dead-letter file, not the stream
 )
 
 

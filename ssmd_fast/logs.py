@@ -87,14 +87,17 @@ class Throttle:
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
-    def log(self, level: int, msg: str, *args) -> None:
+    def log(self, level: int, msg: str, *args) -> bool:
+        """Log unless ``msg`` (the format, not its arguments) was logged less than ``interval`` ago; True
+        when it was logged (a caller may tell the same once more elsewhere, at the same pace)."""
         now = self.clock()
         last = self._last.get(msg)
         if last is not None and now - last < self.interval:
             self._held[msg] = self._held.get(msg, 0) + 1
-            return
+            return False
         self._last[msg] = now
         held = self._held.pop(msg, 0)
         if held:
             msg += f" ({held} more in the last {now - last:.0f} s)"
         self.logger.log(level, msg, *args)
+        return True

@@ -44,6 +44,8 @@ class RunReport:
     published: int = 0
     acked: int = 0
     spilled: int = 0
+    rejected: int = 0           # messages the server refused (stream full, permissions, no stream, too large)
+    dead_lettered: int = 0      # ... kept in the dead-letter file: not in the stream, not replayed by itself
     lost: int = 0
     file_records: int = 0
     file_lost: int = 0
@@ -226,7 +228,7 @@ class Runner:
                 continue
             if pub.feed_stop_requested and not self._feed_stopped:
                 self._feed_stopped = True
-                log.error("stopping the feed: the publisher cannot hold more data (%s)", pub.error)
+                log.error("stopping the feed: the publisher cannot hold more data (%s)", pub.feed_stop_why)
                 await asyncio.gather(*(s.close(2.0) for s in self.sessions))
                 self.retired += self.sessions
                 self.sessions = []
@@ -260,13 +262,18 @@ class Runner:
             age = f"{time.monotonic() - oldest:.2f}s" if oldest else "-"
             parts += [f"published {p['published']:,}", f"acked {p['acked']:,}", f"spilled {p['spilled']:,}",
                       f"oldest unacked {age}"]
+            # shown once they happen: the messages the stream does not take, and those waiting for a stream
+            for key, label in (("parked", "waiting for a stream"), ("dead_lettered", "dead-lettered"),
+                               ("lost", "lost")):
+                if p[key]:
+                    parts.append(f"{label} {p[key]:,}")
             spill = self.publisher.spill
             if p["spill_pending"] and spill is not None:    # the backlog left to replay: what an outage costs
                 checking = spill.stats()["unchecked_segments"]   # their records are not counted yet
                 parts.append(f"spill pending {p['spill_pending']:,}{'+' if checking else ''} "
                              f"({spill.pending_bytes / 1e6:,.1f} MB)")
         if self.file_sink is not None:
-            parts.append(f"stored {sum(self.file_sink.stats()['records'].values()):,}")
+            parts.append(f"file records {sum(self.file_sink.stats()['records'].values()):,}")
         parts += [f"invalid {t['invalid']:,}", f"gaps {t['gaps']:,}", f"reconnects {t['reconnects']:,}"]
         return "stats: " + ", ".join(parts)
 
@@ -284,9 +291,16 @@ class Runner:
             rep = await self.publisher.close(max(0.1, timeout - (time.monotonic() - started)))
             s = rep.stats
             report.published, report.acked, report.spilled = s["published"], s["acked"], s["spilled"]
+            report.rejected, report.dead_lettered = sum(s["rejected"].values()), s["dead_lettered"]
             report.lost += rep.lost
             if rep.lost:
                 report.details.append(f"NATS: {rep.detail}")
+            if report.dead_lettered:
+                kinds = ", ".join(f"{kind} {n:,}" for kind, n in sorted(s["rejected"].items()))
+                report.details.append(
+                    f"NATS: {report.dead_lettered:,} messages the server rejected ({kinds}) are in the dead-letter "
+                    f"file, not in the stream: see `ssmd-fast spill --dead-letter {self.cfg.resolved_spill_path}`, and once the "
+                    f"cause is fixed `--requeue-dead-letters` (the next start stores them)")
         if self.file_sink is not None:
             rep = await self.file_sink.close(max(0.1, timeout - (time.monotonic() - started)))
             report.file_records, report.file_lost = rep.written, rep.lost
@@ -298,16 +312,20 @@ class Runner:
         ru = os.times()
         report.cpu_seconds = ru.user + ru.system
         report.details += self.failures
-        report.exit_code = EXIT_OK if report.lost == 0 and report.file_lost == 0 and not self.failures else EXIT_LOSS
+        # dead letters are kept, not lost, but they are not where the run was to put them: an operator must act
+        clean = not (report.lost or report.file_lost or report.dead_lettered or self.failures)
+        report.exit_code = EXIT_OK if clean else EXIT_LOSS
         summary = (f"shutdown in {report.shutdown_seconds:.3f} s: frames {report.frames:,}, records {report.records:,}, "
                    f"published {report.published:,}, acked {report.acked:,}, spilled {report.spilled:,}, "
-                   f"lost {report.lost:,}, file records {report.file_records:,}, file lost {report.file_lost:,}")
+                   f"dead-lettered {report.dead_lettered:,}, lost {report.lost:,}, "
+                   f"file records {report.file_records:,}, file lost {report.file_lost:,}")
         if report.exit_code == EXIT_OK:
             log.info("%s; every record acked or spilled", summary)
         elif report.lost or report.file_lost:
             log.error("%s; NOT every record was acked or spilled: %s", summary, "; ".join(report.details))
         else:
-            log.error("%s; every record acked or spilled, but the run failed: %s", summary, "; ".join(report.details))
+            log.error("%s; every record acked, spilled or dead-lettered, but the run failed: %s", summary,
+                      "; ".join(report.details))
         return report
 
 
@@ -323,6 +341,9 @@ def publisher_samples(pub) -> list[Sample]:
     oldest = pub.ring.oldest_unacked_sent()
     out.append(Sample("oldest_unacked_seconds", (time.monotonic() - oldest) if oldest else 0.0))
     out += [Sample("rejected", float(n), {"kind": kind}) for kind, n in s["rejected"].items()]
+    out.append(Sample("dead_lettered", float(s["dead_lettered"])))
+    out += [Sample("lost", float(n), {"reason": reason}) for reason, n in s["lost_reasons"].items()]
+    out.append(Sample("parked", float(s["parked"])))
     hist = getattr(pub, "latency_histogram", None)
     if hist is not None:
         out.append(hist())

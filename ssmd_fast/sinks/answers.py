@@ -6,16 +6,20 @@ per-message acks when the server cannot batch.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-from ssmd_fast.errors import StorageError
+from ssmd_fast.errors import PublishError, StorageError
+from ssmd_fast.events import StatusEvent
 from ssmd_fast.sinks import framing
+from ssmd_fast.sinks.stream import recreate_if_missing
 
 log = logging.getLogger("ssmd_fast.sinks.nats")   # the publisher's log: operators follow one name
 
 RETRYABLE_ERR_CODES = {10008}  # "JetStream system temporarily unavailable"
 FULL_DESCRIPTIONS = ("maximum messages", "maximum bytes", "maximum messages per subject")
 SPILL = "spill"
+STREAM_RECHECK = 5.0    # provision: create: how often messages without a stream look for it, to create it again
 
 
 def rejection_kind(code: int, err_code: int, description: str) -> str | None:
@@ -35,7 +39,9 @@ def rejection_kind(code: int, err_code: int, description: str) -> str | None:
 class ServerAnswers:
     """The answer-handling half of ``JetStreamPublisher`` (state and I/O live there)."""
 
-    def _dead_letter(self, items: list, kind: str) -> None:
+    def _dead_letter(self, items: list, kind: str, why: str = "") -> None:
+        """Keep rejected messages in the dead-letter file; a log line and a ``dead_letter`` event at most
+        every 10 s per kind (a full stream rejects thousands a second), each saying how many so far."""
         self.rejected[kind] = self.rejected.get(kind, 0) + len(items)
         try:
             self.dead.append_many(items)
@@ -43,6 +49,13 @@ class ServerAnswers:
         except StorageError as exc:
             self._count_lost(len(items), f"rejected ({kind}) and the dead-letter file failed")
             self._fail(f"dead-letter write failed: {exc}")
+            return
+        n = self.rejected[kind]
+        what = why or f"e.g. {items[0][0].decode('utf-8', 'replace')}"
+        # the format names the kind only: one line per kind per interval, the count in the arguments
+        if self._throttle.log(logging.WARNING, f"NATS rejected messages ({kind}): dead-lettered, %s so far; %s",
+                              f"{n:,}", what):
+            self._emit(StatusEvent("dead_letter", self.instance, detail=f"{kind}: {n:,} so far; {what}"))
 
     def _dead_letter_oversized(self) -> None:
         items = self.ring.pop_oversized()
@@ -55,28 +68,50 @@ class ServerAnswers:
         msg = self.ring.reject(pseq)
         if msg is not None:
             self._dead_letter([msg[:3]], kind)
-            n = self.rejected[kind]
-            if n & (n - 1) == 0:   # 1, 2, 4, 8, ...: a full stream rejects thousands a second, the log must not
-                log.warning("NATS rejected %s (%s): dead-lettered (%d %s so far)",
-                            msg[0].decode("utf-8", "replace"), kind, n, kind)
 
     def _park(self, pseq: int) -> None:
         """No stream stores this message's subject now: out of the window, retried later (parked.py)."""
         msg = self.ring.park(pseq)
         if msg is not None and not self.parked.park(msg[:3], self.clock()):
-            self._dead_letter([msg[:3]], "no_stream")
+            self._dead_letter([msg[:3]], "no_stream", self._no_stream_why())
+        if self.cfg.provision == "create":
+            self._look_for_stream()     # deleted while running: created again
 
     def _unpark(self, now: float) -> None:
         retry, dead = self.parked.due(now)
         if dead:
-            self._dead_letter(dead, "no_stream")
-            log.warning("NATS: %d messages dead-lettered: no stream stored their subjects for %g s (%d so far)",
-                        len(dead), self.cfg.retry_horizon, self.rejected["no_stream"])
+            self._dead_letter(dead, "no_stream", self._no_stream_why())
         for subject, msg_id, payload in retry:
             if self.store == SPILL:
                 self._to_spill([(subject, msg_id, payload)])
             else:
                 self.ring.add_message(subject, msg_id, payload)
+
+    def _look_for_stream(self) -> None:
+        """Messages found no stream (no responders): with ``provision: create``, create it again if it was
+        deleted, at most every ``STREAM_RECHECK`` seconds, in a task (the parked messages are retried on their
+        schedule and stored once it exists)."""
+        now = self.clock()
+        if (self._stream_check is not None and not self._stream_check.done()) or self._closing \
+                or now - self._stream_checked_at < STREAM_RECHECK:
+            return
+        self._stream_checked_at = now
+        self._stream_check = asyncio.create_task(self._recreate_stream(), name="nats-stream-check")
+
+    async def _recreate_stream(self) -> None:
+        try:
+            report = await recreate_if_missing(self.cfg, self.endpoint, timeout=self.cfg.connect_timeout)
+        except PublishError as exc:
+            self._throttle.log(logging.WARNING, "NATS: no stream takes the messages, and it cannot be "
+                               "looked for or created: %s", str(exc))
+            return
+        if report is not None:
+            log.warning("NATS: stream %s was gone (deleted while the connector ran): created again; the %d "
+                        "messages waiting for it are retried", self.cfg.stream, len(self.parked))
+            self.stream_report = report
+
+    def _no_stream_why(self) -> str:
+        return f"no stream stored their subjects for {self.cfg.retry_horizon:g} s (transport.retry_horizon)"
 
     def _on_events(self, events: list) -> None:
         conn = self.conn   # every answer here came on it (a lame-duck notice closes it on the way)

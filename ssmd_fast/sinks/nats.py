@@ -125,6 +125,9 @@ class JetStreamPublisher(ServerAnswers):
         self.store = MEMORY
         self._throttle = Throttle(log)   # store changes can flap at every burst with a small memory queue
         self.feed_stop_requested = False
+        self.feed_stop_why = ""          # why the feed was last asked to stop (for the runner's log line)
+        self._stream_check: asyncio.Task | None = None   # provision: create: a deleted stream created again
+        self._stream_checked_at = -1e9
         self.error: str | None = None          # the last condition that needs an operator (logged too)
         self.stream_report = None
         self._event_n: dict[str, int] = {}
@@ -244,6 +247,8 @@ class JetStreamPublisher(ServerAnswers):
                 break
             await asyncio.sleep(0.005)
         self._stopping = True
+        if self._stream_check is not None:
+            self._stream_check.cancel()
         for t in self._tasks:
             t.cancel()
         self._lost.set()  # wakes _run even if a swallowed cancel left it waiting on a live connection
@@ -596,6 +601,7 @@ class JetStreamPublisher(ServerAnswers):
     def _stop_feed(self, why: str) -> None:
         if not self.feed_stop_requested:
             self.feed_stop_requested = True
+            self.feed_stop_why = why
             log.error("NATS publisher: %s; the feed must stop (a gap until it restarts)", why)
             event = StatusEvent("feed_stopped", self.instance, detail=why)
             if self.on_event is not None:

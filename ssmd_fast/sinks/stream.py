@@ -162,6 +162,28 @@ async def provision(cfg: TransportConfig, endpoint: Endpoint, *, timeout: float 
         await nc.close()
 
 
+async def recreate_if_missing(cfg: TransportConfig, endpoint: Endpoint, *, timeout: float = 5.0) -> StreamReport | None:
+    """While running with ``provision: create``: the stream created again if it is gone (deleted under
+    the connector, whose messages then find no responders), else None. A stream that exists is left as
+    it is, even if someone changed it: its messages are parked, then dead-lettered, as documented."""
+    nc = await management_connection(endpoint, timeout)
+    try:
+        js = nc.jetstream()
+        try:
+            await asyncio.wait_for(js.stream_info(cfg.stream), timeout)
+            return None
+        except NotFoundError:
+            pass
+        fast = cfg.batching and version_tuple((nc._server_info or {}).get("version")) >= FAST_INGEST_VERSION
+        return await asyncio.wait_for(_provision(js, cfg, fast), timeout)
+    except TimeoutError:
+        raise PublishError(f"stream {cfg.stream}: JetStream did not answer within {timeout} s") from None
+    except APIError as exc:
+        raise PublishError(f"stream {cfg.stream}: {exc.description or exc}") from None
+    finally:
+        await nc.close()
+
+
 async def _provision(js, cfg: TransportConfig, fast: bool) -> StreamReport:
     want = wanted_config(cfg, fast)
     try:

@@ -445,6 +445,13 @@ async def _rejections(rig: Rig, overrides: dict, during=None) -> tuple:
     return report, st, await rig.read_stream(), settled
 
 
+def _dead_letters_fail_the_run(report, n: int) -> None:
+    """Kept, not lost, but not in the stream: the run says so and exits 1 (it said "every record acked or
+    spilled" and exited 0)."""
+    assert report.lost == 0 and report.dead_lettered == n and report.exit_code == 1
+    assert f"{n:,} messages the server rejected" in report.details[0]
+
+
 def _accounting(rig, name, st, messages, settled, **extra):
     """Every message the connector took is stored or dead-lettered, exactly once."""
     dead = dead_letters(rig)
@@ -485,7 +492,7 @@ def test_f7_stream_full_with_discard_new_is_dead_lettered(tmp_path):
     assert len(messages) == cap
     assert fig.lost == 0 and fig.duplicated == 0
     assert st["rejected"] == {"stream_full": len(dead)} and len(dead) == st["published"] - cap
-    assert report.lost == 0 and report.exit_code == 0
+    _dead_letters_fail_the_run(report, len(dead))
     assert settled <= 2.0 + 1.0                      # the ack deadline + 1 s
     assert st["loop lag max ms"] < 100, "rejections stalled the loop the WebSocket reader runs on"
 
@@ -505,7 +512,7 @@ def test_f7_permission_violation_is_dead_lettered(tmp_path, monkeypatch):
     assert trades == len(dead) > 0 and st["rejected"] == {"permissions": len(dead)}
     assert not any(m.subject.startswith("drill.kalshi.norm.trade.") for m in messages)
     assert fig.lost == 0 and fig.duplicated == 0
-    assert report.lost == 0 and report.exit_code == 0
+    _dead_letters_fail_the_run(report, len(dead))
     assert settled <= 2.0 + 1.0 and st["loop lag max ms"] < 100
 
 
@@ -533,6 +540,6 @@ def test_f7_stream_changed_under_the_connector_is_dead_lettered_after_the_retry_
     assert len(dead) > 0 and st["rejected"] == {"no_stream": len(dead)}
     assert all(d[0].startswith(b"drill.kalshi.norm.") for d in dead)
     assert fig.lost == 0 and fig.duplicated == 0
-    assert report.lost == 0 and report.exit_code == 0
+    _dead_letters_fail_the_run(report, len(dead))
     # not asserted, reported: a window full of unroutable messages is resent until retry_horizon and holds
     # new sends meanwhile, so the backlog drains at about window / retry_horizon (README Guarantees)

@@ -233,3 +233,66 @@ def test_past_the_spill_cap_the_feed_is_stopped_on_purpose_and_nothing_is_droppe
         uvloop.run(main())
     finally:
         srv.close()
+
+
+def test_a_stream_deleted_while_running_is_created_again_and_nothing_is_dead_lettered(tmp_path, caplog):
+    # provision: create owns the stream: deleted under a running connector, its messages found no responders,
+    # waited out retry_horizon and went to the dead-letter file, with a warning every 0.1 s meanwhile
+    import nats
+
+    bl = batches(session(3000), size=20)
+    want = expected(bl)
+    with NatsServer() as srv:
+        async def main():
+            pub = JetStreamPublisher(make_cfg(srv.url, str(tmp_path), retry_horizon=20.0))
+            await pub.start()
+            assert await pub.wait_connected(10)
+            third = len(bl) // 3
+            for b in bl[:third]:
+                pub.submit(b, CONN)
+            await wait_for(lambda: pub.ring.head == pub.ring.tail, 20, "the first third acked")
+            nc = await nats.connect(srv.url)
+            await nc.jetstream().delete_stream(STREAM)
+            await nc.close()
+            for b in bl[third:]:
+                pub.submit(b, CONN)
+                await asyncio.sleep(0.002)
+            await wait_for(lambda: pub.ring.head == pub.ring.tail and not len(pub.parked), 20,
+                           "the rest stored in the stream created again")
+            rep = await pub.close(10)
+            stored = await read_stream(srv.url, STREAM, timeout=30)
+            assert rep.stats["dead_lettered"] == 0 and rep.lost == 0 and rep.stats["parked_total"] > 0
+            # what the first third had stored went with the deleted stream; everything after it is there
+            after = {mid for mid in want if mid not in {m.msg_id for m in stored}}
+            assert {m.msg_id for m in stored} <= set(want)
+            first_ids = set(expected(bl[:third]))
+            assert after <= first_ids and len(stored) == len(want) - len(after)
+        uvloop.run(main())
+    assert "created again" in caplog.text
+
+
+def test_rejections_are_told_once_per_interval_with_an_event(tmp_path, caplog):
+    # a full stream rejects every message: one warning and one dead_letter status event per kind per 10 s,
+    # each with the count so far (before: a warning at 1, 2, 4, 8, ... rejections, and no event at all)
+    from test_publisher import full_stream
+
+    events = []
+    bl = batches(session(400))
+    with NatsServer() as srv:
+        async def main():
+            cfg = make_cfg(srv.url, str(tmp_path), provision="verify", publish=("normalized",))
+            nc = await full_stream(srv.url, cfg, 10)
+            pub = JetStreamPublisher(cfg, on_event=events.append)
+            await pub.start()
+            for b in bl:
+                pub.submit(b, CONN)
+            rep = await pub.close(10)
+            await nc.close()
+            return rep
+        rep = uvloop.run(main())
+    n = rep.stats["dead_lettered"]
+    assert n > 300
+    lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert len(lines) == 1 and "NATS rejected messages (stream_full): dead-lettered, 1 so far" in lines[0]
+    dead = [e for e in events if e.kind == "dead_letter"]
+    assert len(dead) == 1 and dead[0].detail.startswith("stream_full: 1 so far")

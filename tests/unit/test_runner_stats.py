@@ -145,3 +145,54 @@ def test_a_missing_tls_file_fails_the_start_naming_its_key(tmp_path):
         """), "tls-test.yaml")
     with pytest.raises(ConfigError, match=r"transport\.tls\.ca_file: .*nope\.pem"):
         Runner(cfg, KalshiCredentials("key-id", generate_key_pair()[0].decode()))
+
+
+def test_dead_letters_show_in_the_stats_line_and_fail_the_shutdown_report(tmp_path, caplog):
+    """A full stream dead-letters what it refuses. The stats line did not say so, and the shutdown said
+    "every record acked or spilled" with exit code 0 while thousands of messages were not in the stream."""
+    import nats
+    from nats.js import api
+
+    from ssmd_fast.natsserver import NatsServer
+    from ssmd_fast.sinks.stream import wanted_config
+
+    with NatsServer() as srv:
+        cfg = loads_environment(textwrap.dedent(f"""\
+            name: dead-letter-test
+            feed: kalshi
+            transport:
+              type: nats
+              url: {srv.url}
+              provision: verify
+              spill:
+                path: {tmp_path / "spill"}
+            """), "dead-letter-test.yaml")
+        runner = Runner(cfg, KalshiCredentials("key-id", generate_key_pair()[0].decode()))
+        runner._build_sinks()
+        pub = runner.publisher
+
+        async def main():
+            nc = await nats.connect(srv.url)
+            want = wanted_config(cfg.transport)
+            want.max_msgs, want.discard = 100, api.DiscardPolicy.NEW
+            await nc.jetstream().add_stream(want)
+            await nc.close()
+            await pub.start()
+            assert await pub.wait_connected(10)
+            batch = normalize.FrameBatch()
+            for frame in generate_session(500, seed=3, markets=5):
+                batch.add(frame)
+            pub.submit(batch, "c0ffee000001")
+            for _ in range(200):
+                if pub.ring.head == pub.ring.tail:
+                    break
+                await asyncio.sleep(0.05)
+            return runner.stats_line(), await runner.shutdown()
+
+        line, report = asyncio.run(main())
+    n = report.dead_lettered
+    assert n == report.published - 100 > 0 and report.rejected == n and report.lost == 0
+    assert f"dead-lettered {n:,}" in line
+    assert report.exit_code == 1
+    assert len(report.details) == 1 and f"{n:,} messages the server rejected (stream_full {n:,})" in report.details[0]
+    assert f"dead-lettered {n:,}, lost 0" in caplog.text and "every record acked or spilled;" not in caplog.text
