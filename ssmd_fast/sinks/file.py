@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from ssmd_fast.config import StorageConfig
 from ssmd_fast.errors import StorageError
 from ssmd_fast.events import StatusEvent
+from ssmd_fast.normalize import F_DUPLICATE
 
 log = logging.getLogger(__name__)
 
@@ -301,11 +302,17 @@ class FileSink:
         if self._closed:
             return
         ts = batch.recv_ts or self.clock()
-        n_raw, n_rec = batch.jsonl_lines()   # from the entries: no scan of the bytes for newlines
-        if self.raw is not None and n_raw:
-            self.raw.write(batch.raw_jsonl(), ts, n_raw)
-        if self.norm is not None and n_rec:
-            self.norm.write(batch.records_jsonl(), ts, n_rec)
+        # line counts from the entries: no scan of the bytes for newlines. The raw archive keeps the book
+        # deltas withheld while their book resyncs (F_SUPPRESSED: frames the exchange sent, whose
+        # normalized records and NATS messages wait for the fresh snapshot); only duplicates are left out
+        if self.raw is not None:
+            n_raw = batch.jsonl_lines(F_DUPLICATE)[0]
+            if n_raw:
+                self.raw.write(batch.raw_jsonl(F_DUPLICATE), ts, n_raw)
+        if self.norm is not None:
+            n_rec = batch.jsonl_lines()[1]
+            if n_rec:
+                self.norm.write(batch.records_jsonl(), ts, n_rec)
 
     def submit_event(self, event: StatusEvent) -> None:
         """A status event becomes a ``{"type":"status",...}`` line (a gap marker) in every output."""

@@ -119,6 +119,30 @@ def test_both_formats_and_raw_files_normalize_to_the_normalized_files(tmp_path):
     assert offline == stored[:-1] and len(offline) > 50
 
 
+def test_the_raw_archive_keeps_withheld_book_deltas_and_leaves_out_duplicates(tmp_path):
+    # a book delta withheld while its book resyncs (F_SUPPRESSED) is a frame the exchange sent: the raw
+    # file is the archive of what was received, only the normalized file waits for the fresh snapshot
+    from ssmd_fast.normalize import F_DUPLICATE, F_SUPPRESSED
+
+    lines = frames("trade.jsonl")[:6]
+
+    async def main():
+        sink = sink_for(tmp_path, fmt="both")
+        await sink.start()
+        b = batch_of(lines, T13)
+        b.set_flag(1, F_SUPPRESSED)
+        b.set_flag(2, F_DUPLICATE)
+        sink.submit(b, "c0ffee000001")
+        await sink.close()
+        return b
+
+    b = run(main())
+    day = tmp_path / "data" / "2025-10-02"
+    raw = (day / "13.jsonl").read_bytes().splitlines()
+    assert raw == [lines[i] for i in (0, 1, 3, 4, 5)]
+    assert len((day / "13.norm.jsonl").read_bytes().splitlines()) == 4 == len(b.records_jsonl().splitlines())
+
+
 def test_normalized_only_and_daily_rotation(tmp_path):
     trades = frames("trade.jsonl")
     next_day = unix_ns(2025, 10, 3, 0, 0, 0)
