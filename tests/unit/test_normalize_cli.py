@@ -113,6 +113,11 @@ def test_usage_errors_exit_2_and_name_the_file(tmp_path):
     assert result.returncode == 2 and f"{tmp_path}: is a directory" in result.stderr.decode()
     result = run("--no-such-option")
     assert result.returncode == 2
+    norm = tmp_path / "13.norm.jsonl"          # the file sink's records: a glob of a day picks them up
+    norm.write_bytes(b'{"type":"trade","feed":"kalshi"}\n')
+    result = run(str(good), str(norm))
+    assert result.returncode == 2 and result.stdout == b""
+    assert f"{norm}: the file sink's normalized records, not raw frames" in result.stderr.decode()
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
