@@ -134,5 +134,6 @@ cdef class FrameBatch:
     cdef uint32_t gen
 
     cdef int add_ptr(self, const char* data, Py_ssize_t size) except -1
+    cdef int add_oversized_ptr(self, const char* prefix, Py_ssize_t avail, Py_ssize_t size) except -1
     cdef void reset(self) noexcept
     cdef int add_lines_ptr(self, const char* data, Py_ssize_t size) except -1

@@ -46,7 +46,7 @@ globals().update(
     R_DUPLICATE_KEY=R_DUPLICATE_KEY, R_SHAPE=R_SHAPE, R_MISSING=R_MISSING, R_TYPE=R_TYPE,
     R_RANGE=R_RANGE, R_TICKER=R_TICKER, R_COUNT=R_COUNT,
     F_DUPLICATE=F_DUPLICATE, F_SUPPRESSED=F_SUPPRESSED, F_GAP=F_GAP, F_DROP=F_DROP,
-    MAX_FRAME=MAX_FRAME, MAX_DEPTH=MAX_DEPTH,
+    MAX_FRAME=MAX_FRAME, MAX_DEPTH=MAX_DEPTH, RAW_INVALID_MAX=RAW_INVALID_MAX,
 )
 
 _init_scan_tables(int.from_bytes(os.urandom(8), "little"))
@@ -149,11 +149,10 @@ cdef inline int64_t _env_int(FrameBatch b, const uint8_t* p, int slot, int64_t l
     return _env_int_slow(b, p, sp, low, none)
 
 
-cdef int _invalid(FrameBatch b, FrameEntry* e, const char* data, Py_ssize_t size, int reason) except -1:
+cdef int _invalid(FrameBatch b, FrameEntry* e, Py_ssize_t size, int reason) except -1:
+    """Entry `e` becomes invalid for `reason`; the frame (`size` bytes) is at the end of b.raw, which keeps
+    its first RAW_INVALID_MAX bytes."""
     cdef Py_ssize_t n = min(size, RAW_INVALID_MAX)
-    if size > MAX_FRAME:
-        buf_reserve(&b.raw, n)
-        memcpy(b.raw.data + b.raw.size, data, n)
     e.outcome = OUT_INVALID
     e.kind = K_NONE
     e.reason = reason
@@ -166,6 +165,18 @@ cdef int _invalid(FrameBatch b, FrameEntry* e, const char* data, Py_ssize_t size
     b.n_reason[reason] += 1
     b.count += 1
     return OUT_INVALID
+
+cdef int _too_large(FrameBatch b, const char* prefix, Py_ssize_t avail, Py_ssize_t size) except -1:
+    """A frame of `size` bytes, too large to be kept (above MAX_FRAME, or above the listener's limit: it
+    skips such a payload), of which the `avail` bytes at `prefix` are its start: counted with its full
+    size, invalid for R_SIZE, its first RAW_INVALID_MAX bytes copied to the end of b.raw for _invalid."""
+    cdef FrameEntry* e = _new_entry(b)
+    cdef Py_ssize_t n = min(avail, RAW_INVALID_MAX)
+    b.n_bytes += size
+    buf_reserve(&b.raw, n)
+    memcpy(b.raw.data + b.raw.size, prefix, n)
+    return _invalid(b, e, n, R_SIZE)
+
 
 cdef int _classify(FrameBatch b, FrameEntry* e, const uint8_t* p, Py_ssize_t n, Span* tsp) except -1:
     cdef Py_ssize_t tn
@@ -324,16 +335,16 @@ cdef int _add_copied(FrameBatch self, Py_ssize_t size, const uint8_t* src) excep
             if r == R_NONE and learn:
                 learn_template(p, size)
     if r:
-        return _invalid(self, e, <const char*>p, size, r)
+        return _invalid(self, e, size, r)
     s = skip_ws(p)
     if s[0] != 123:
-        return _invalid(self, e, <const char*>p, size, R_SHAPE)
+        return _invalid(self, e, size, R_SHAPE)
     e.sid = _env_int(self, p, S_SID, 1, 0)
     e.seq = _env_int(self, p, S_SEQ, 1, 0)
     e.cmd_id = _env_int(self, p, S_ID, 0, -1)
     sp = fld_exists_b(self, S_TYPE)
     if sp == NULL or sp.kind != J_STRING:
-        return _invalid(self, e, <const char*>p, size, R_SHAPE)
+        return _invalid(self, e, size, R_SHAPE)
     e.raw_len = <uint32_t>size
     self.raw.size += size
     return _classify(self, e, p, size, sp)
@@ -388,11 +399,18 @@ cdef class FrameBatch:
     cdef int add_ptr(self, const char* data, Py_ssize_t size) except -1:
         """Normalize one frame of `size` bytes at `data`; returns its outcome."""
         if size > MAX_FRAME:
-            self.n_bytes += size
-            return _invalid(self, _new_entry(self), data, size, R_SIZE)
+            return _too_large(self, data, size, size)
         buf_reserve(&self.raw, size + PAD + 48)     # the 32-byte member compare may read past PAD
         memcpy(self.raw.data + self.raw.size, data, size)
         return _add_copied(self, size, <const uint8_t*>(self.raw.data + self.raw.size))
+
+    cdef int add_oversized_ptr(self, const char* prefix, Py_ssize_t avail, Py_ssize_t size) except -1:
+        """A frame of `size` bytes of which only its first `avail` bytes, at `prefix`, were kept (the
+        listener skips the payload of a frame above its limit rather than buffer it): recorded as
+        add_ptr records a frame above MAX_FRAME."""
+        if avail < 0 or avail > size:
+            raise ValueError(f"a prefix of {avail} bytes for a frame of {size}")
+        return _too_large(self, prefix, avail, size)
 
     cdef int add_lines_ptr(self, const char* data, Py_ssize_t size) except -1:
         """One frame per LF-terminated line (a CR before the LF stays part of the frame); a last line
@@ -436,6 +454,15 @@ cdef class FrameBatch:
         finally:
             PyBuffer_Release(&view)
         return r
+
+    def add_oversized(self, prefix, Py_ssize_t size) -> int:
+        """A frame of `size` bytes of which only its first bytes, `prefix`, were kept (see add_oversized_ptr)."""
+        cdef Py_buffer view
+        PyObject_GetBuffer(prefix, &view, PyBUF_SIMPLE)
+        try:
+            return self.add_oversized_ptr(<const char*>view.buf, view.len, size)
+        finally:
+            PyBuffer_Release(&view)
 
     def add_lines(self, buffer) -> int:
         """Add every line of a JSONL buffer (see add_lines_ptr); returns the number of frames added."""

@@ -371,9 +371,21 @@ class FrameBatch:
     def add(self, frame) -> int:
         """Normalize one frame (bytes, bytearray or memoryview) and append it; returns its outcome."""
         data = frame if type(frame) is bytes else memoryview(frame).tobytes()
-        outcome, kind, reason, record, key, trade_id, sid, seq, cmd_id, type_name = classify(data)
+        return self._append(data, len(data), classify(data))
+
+    def add_oversized(self, prefix, size: int) -> int:
+        """A frame of ``size`` bytes of which only its first bytes, ``prefix``, were kept: the listener skips
+        the payload of a frame above its limit rather than buffer it. Recorded as ``add`` records a frame
+        above MAX_FRAME (OUT_INVALID, reason size, the first RAW_INVALID_MAX bytes, ``size`` counted)."""
+        prefix = memoryview(prefix)
+        if not 0 <= prefix.nbytes <= size:
+            raise ValueError(f"a prefix of {prefix.nbytes} bytes for a frame of {size}")
+        return self._append(prefix[:RAW_INVALID_MAX].tobytes(), size, _INVALID_SIZE)
+
+    def _append(self, data: bytes, size: int, classified: tuple) -> int:
+        outcome, kind, reason, record, key, trade_id, sid, seq, cmd_id, type_name = classified
         self._frames += 1
-        self._bytes += len(data)
+        self._bytes += size
         if outcome == OUT_RECORD:
             record = (record + self._suffix).encode("utf-8")
             self._n_kind[kind] += 1

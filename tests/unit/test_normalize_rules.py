@@ -139,6 +139,19 @@ def test_frame_size_limit_is_exact(impl):
     assert reason(impl, b'{"type":"ok"}' + b" " * (1_048_576 - 13)) is None  # trailing whitespace counts
 
 
+def test_add_oversized_is_add_of_a_frame_above_the_limit(impl):
+    """The listener skips a payload above its limit and keeps its start: the same entry and counts as add()."""
+    big = b'{"type":"trade","sid":3,"seq":9,"msg":{"pad":"' + b"x" * (1_048_576 + 10) + b'"}}'
+    whole, cut = impl.FrameBatch(), impl.FrameBatch()
+    assert whole.add(big) == OUT_INVALID
+    assert cut.add_oversized(big[:300], len(big)) == cut.add_oversized(memoryview(big)[:40], len(big)) == OUT_INVALID
+    assert cut.raw(0) == whole.raw(0) == big[:256] and cut.raw(1) == big[:40]
+    assert [(b.reason(0), b.sid(0), b.seq(0), b.record(0)) for b in (whole, cut)] == [("size", None, None, None)] * 2
+    assert cut.counts() == {**whole.counts(), "frames": 2, "bytes": 2 * len(big), "invalid": {"size": 2}}
+    with pytest.raises(ValueError):
+        cut.add_oversized(b"abc", 2)
+
+
 def test_depth_limit_is_exact(impl):
     assert reason(impl, b'{"type":"ok","x":' + b"[" * 127 + b"]" * 127 + b"}") is None  # 128 levels
     assert reason(impl, b"[" * 128 + b"]" * 128) == "shape"  # valid 128-deep array, not an object
