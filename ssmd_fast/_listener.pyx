@@ -4,7 +4,10 @@
 # no Python bytes per frame); the end of the read closes the batch and makes the one Python-level call
 # of the read, on_batch(batch). Frames reach it two ways: from picows (on_ws_frame, one WSFrame object
 # and one call per frame) until the session's reader hands it whole reads (feed: the frames parsed here,
-# the per-frame objects and calls gone). Pings are answered here rather than by picows' auto-pong:
+# the per-frame objects and calls gone). A text message above max_message_size is an invalid frame (reason
+# size, normalized-schema v1) and the connection goes on: feed skips such a frame's payload as it arrives,
+# across reads, keeping only its first PREFIX bytes (what the batch keeps of an invalid frame), so a peer
+# sending huge frames costs no memory. Pings are answered here rather than by picows' auto-pong:
 # picows swallows auto-ponged pings, and a ping closing a read would leave the batch open until the
 # next read.
 
@@ -21,13 +24,14 @@ from ssmd_fast._normalize cimport FrameBatch
 import picows
 
 IMPLEMENTATION = "cython"
-MAX_MESSAGE_SIZE = 1 << 20      # 1 MiB: frames above it are refused by picows, messages by us
+MAX_MESSAGE_SIZE = 1 << 20      # 1 MiB: a text message above it is invalid (size); picows refuses such frames
 # the close codes a peer may send (picows' own check, which feed() repeats)
 cdef frozenset _CLOSE_CODES = frozenset(int(c) for c in picows.WSCloseCode)
 
 cdef enum:
     FRAG_NONE = 0
-    FRAG_DISCARD = -1           # the rest of a refused message
+    FRAG_OVER = -1              # a text message above the limit: its first PREFIX bytes and its size are kept
+    PREFIX = 256                # what the batch keeps of an invalid frame (RAW_INVALID_MAX)
 
 
 cdef class BatchListener(WSListener):
@@ -43,6 +47,8 @@ cdef class BatchListener(WSListener):
         self.transport = None
         self._frag = bytearray()
         self._frag_type = FRAG_NONE
+        self._frag_size = 0
+        self._skip = 0
         self._in_read = False
         self._discard = False
         self._closing = False
@@ -61,7 +67,7 @@ cdef class BatchListener(WSListener):
         if not self._in_read:
             self._open_read()
         self._frame(transport, <int>frame.msg_type, frame.fin, frame.rsv1 | frame.rsv2 | frame.rsv3,
-                    frame.payload_ptr, frame.payload_size)
+                    frame.payload_ptr, frame.payload_size, frame.payload_size)
         if frame.last_in_buffer:
             self._closing = transport is not None and transport.is_close_frame_sent
             # nothing of a next frame is left in picows' buffer: the reader may take over (see feed)
@@ -73,8 +79,9 @@ cdef class BatchListener(WSListener):
         Complete frames are handled; a partial one at the end is moved to the front of ``buf`` and its
         length returned (the next read goes after it). After a CLOSE was sent, everything is dropped."""
         cdef const uint8_t* p = <const uint8_t*>PyByteArray_AS_STRING(buf)
-        cdef Py_ssize_t pos = 0, hdr, n
-        cdef uint64_t n64 = 0
+        cdef Py_ssize_t pos = 0, hdr, k
+        cdef int64_t n
+        cdef uint64_t n64
         cdef int op, rsv
         cdef bint fin
         cdef tuple bad
@@ -83,7 +90,14 @@ cdef class BatchListener(WSListener):
             raise ValueError(f"end {end} outside the buffer ({PyByteArray_GET_SIZE(buf)} bytes)")
         self._open_read()
         try:
-            while not self._discard and end - pos >= 2:
+            while not self._discard and pos < end:
+                if self._skip:      # the rest of a frame above the limit: not kept
+                    k = <Py_ssize_t>min(self._skip, <int64_t>(end - pos))
+                    self._skip -= k
+                    pos += k
+                    continue
+                if end - pos < 2:
+                    break
                 op = p[pos] & 0x0F
                 fin = p[pos] >> 7
                 rsv = (p[pos] >> 4) & 7
@@ -101,7 +115,7 @@ cdef class BatchListener(WSListener):
                 if n == 126:
                     if end - pos < 4:
                         break
-                    n = (<Py_ssize_t>p[pos + 2] << 8) | p[pos + 3]
+                    n = (<int64_t>p[pos + 2] << 8) | p[pos + 3]
                     hdr = 4
                     if n < 126:
                         return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 16-bit length")
@@ -112,27 +126,34 @@ cdef class BatchListener(WSListener):
                     hdr = 10
                     if n64 >> 63 or n64 < 65536:
                         return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 64-bit length")
-                    if n64 > <uint64_t>self.max_message_size:
-                        n = self.max_message_size + 1
-                    else:
-                        n = <Py_ssize_t>n64
-                if n > self.max_message_size:
-                    self.oversized += 1
-                    return self._refuse(tr, WSCloseCode.MESSAGE_TOO_BIG,
-                                        f"a frame above {self.max_message_size} bytes "
-                                        f"({n64 if hdr == 10 else n} > {self.max_message_size})")
+                    n = <int64_t>n64
+                if n > self.max_message_size or op == 2 or (op == 0 and (
+                        self._frag_type != <int>WSMsgType.TEXT or self._frag_size + n > self.max_message_size)):
+                    # a data frame whose payload is not kept (control frames are at most 125 bytes): above
+                    # the limit, binary, or a fragment of a message above it or of a binary one. Handled
+                    # from its header and first bytes (waited for, at most PREFIX: the start of a message
+                    # above the limit is kept), the rest skipped as it arrives
+                    if end - pos - hdr < min(n, <int64_t>PREFIX):
+                        break
+                    pos += hdr
+                    k = <Py_ssize_t>min(n, <int64_t>(end - pos))
+                    self._skip = n - k      # before _frame: a refusal there clears it
+                    self._frame(tr, op, fin, rsv, <char*>p + pos, k, n)
+                    pos += k
+                    continue
                 if end - pos - hdr < n:
                     break
                 pos += hdr
                 if op == 1 and fin and rsv == 0 and self._frag_type == FRAG_NONE:    # the hot path
-                    self._add_text(<char*>p + pos, n)
+                    self._add_text(<char*>p + pos, <Py_ssize_t>n)
                 else:
                     if op == 8:
-                        bad = _close_error(p + pos, n)
+                        bad = _close_error(p + pos, <Py_ssize_t>n)
                         if bad is not None:
                             return self._refuse(tr, bad[0], bad[1])
-                    self._frame(tr, op, fin, rsv, <char*>p + pos, n)     # a CLOSE or refusal sets _discard
-                pos += n
+                    # a CLOSE or refusal sets _discard
+                    self._frame(tr, op, fin, rsv, <char*>p + pos, <Py_ssize_t>n, n)
+                pos += <Py_ssize_t>n
         finally:
             self._closing = tr is not None and tr.is_close_frame_sent
             self._close_read()
@@ -148,25 +169,40 @@ cdef class BatchListener(WSListener):
         self.bytes += <uint64_t>size
         return 0
 
-    cdef int _frame(self, object transport, int t, bint fin, int rsv, char* payload,
-                    Py_ssize_t size) except -1:
+    cdef int _add_oversized(self, char* prefix, Py_ssize_t avail, int64_t size) except -1:
+        """A text message above the limit: an invalid frame (size) of which the batch keeps the start."""
+        self.batch.add_oversized_ptr(prefix, avail, <Py_ssize_t>size)
+        self.frames += 1
+        self.bytes += <uint64_t>size
+        return 0
+
+    cdef int _frame(self, object transport, int t, bint fin, int rsv, char* payload, Py_ssize_t avail,
+                    int64_t size) except -1:
+        """One frame of `size` payload bytes, `avail` of them at `payload` (fewer only for a data frame
+        above the limit, whose rest is skipped)."""
         if self._discard and t != <int>WSMsgType.CLOSE:
             pass
         elif rsv:     # no extension was negotiated: RFC 6455 section 5.2 says fail (picows lets them through)
             self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a frame with reserved bits set")
         elif t == <int>WSMsgType.TEXT and fin and self._frag_type == FRAG_NONE:
-            self._add_text(payload, size)
+            if size > self.max_message_size:
+                self.oversized += 1
+                self._add_oversized(payload, avail, size)
+            else:
+                self._add_text(payload, avail)
         elif t == <int>WSMsgType.TEXT or t == <int>WSMsgType.CONTINUATION or (t == <int>WSMsgType.BINARY and not fin):
-            self._fragment(transport, t, fin, payload, size)
+            self._fragment(transport, t, fin, payload, avail, size)
         elif t == <int>WSMsgType.BINARY:
             self.binary_dropped += 1
+            if size > self.max_message_size:
+                self.oversized += 1
         elif t == <int>WSMsgType.PING:
             self.pings += 1
-            transport.send_pong(PyBytes_FromStringAndSize(payload, size))
+            transport.send_pong(PyBytes_FromStringAndSize(payload, avail))
         elif t == <int>WSMsgType.PONG:
             self.pongs += 1
         elif t == <int>WSMsgType.CLOSE:
-            self.close_code = ((<uint8_t>payload[0]) << 8 | <uint8_t>payload[1]) if size >= 2 else 0
+            self.close_code = ((<uint8_t>payload[0]) << 8 | <uint8_t>payload[1]) if avail >= 2 else 0
             self.close_reason = f"closed by peer (code {self.close_code})"
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
@@ -210,33 +246,45 @@ cdef class BatchListener(WSListener):
             self.batch.reset()
         return 0
 
-    cdef int _fragment(self, object transport, int t, bint fin, char* payload, Py_ssize_t size) except -1:
+    cdef int _fragment(self, object transport, int t, bint fin, char* payload, Py_ssize_t avail,
+                       int64_t size) except -1:
         cdef Py_ssize_t have
+        cdef bint over
         if t != <int>WSMsgType.CONTINUATION:
-            if self._frag_type != FRAG_NONE and self._frag_type != FRAG_DISCARD:
+            if self._frag_type != FRAG_NONE:
                 return self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a new message inside a fragmented one")
             self._frag_type = t
+            self._frag_size = 0
             PyByteArray_Resize(self._frag, 0)
         elif self._frag_type == FRAG_NONE:
             return self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a continuation frame without a first fragment")
-        if self._frag_type == FRAG_DISCARD or self._frag_type == <int>WSMsgType.BINARY:
+        # the limit is passed by this frame
+        over = self._frag_size <= self.max_message_size and self._frag_size + size > self.max_message_size
+        self._frag_size += size
+        if self._frag_type == <int>WSMsgType.BINARY:
+            if over:
+                self.oversized += 1
             if fin:
-                if self._frag_type == <int>WSMsgType.BINARY:
-                    self.binary_dropped += 1
+                self.binary_dropped += 1
                 self._frag_type = FRAG_NONE
             return 0
-        have = PyByteArray_GET_SIZE(self._frag)
-        if have + size > self.max_message_size:
+        if over:    # from here on only the start of the message is kept (an invalid frame's raw bytes)
             self.oversized += 1
-            self._frag_type = FRAG_NONE if fin else FRAG_DISCARD
-            PyByteArray_Resize(self._frag, 0)
-            return self._refuse(transport, WSCloseCode.MESSAGE_TOO_BIG,
-                                f"a fragmented message above {self.max_message_size} bytes")
-        PyByteArray_Resize(self._frag, have + size)
-        memcpy(PyByteArray_AS_STRING(self._frag) + have, payload, size)
+            self._frag_type = FRAG_OVER
+            if PyByteArray_GET_SIZE(self._frag) > PREFIX:
+                PyByteArray_Resize(self._frag, PREFIX)
+        have = PyByteArray_GET_SIZE(self._frag)
+        if self._frag_type == FRAG_OVER:
+            avail = min(avail, max(PREFIX - have, 0))
+        PyByteArray_Resize(self._frag, have + avail)
+        memcpy(PyByteArray_AS_STRING(self._frag) + have, payload, avail)
         if fin:
-            self._add_text(PyByteArray_AS_STRING(self._frag), PyByteArray_GET_SIZE(self._frag))
-            self.fragmented += 1
+            if self._frag_type == FRAG_OVER:
+                self._add_oversized(PyByteArray_AS_STRING(self._frag), PyByteArray_GET_SIZE(self._frag),
+                                    self._frag_size)
+            else:
+                self._add_text(PyByteArray_AS_STRING(self._frag), PyByteArray_GET_SIZE(self._frag))
+                self.fragmented += 1
             self._frag_type = FRAG_NONE
             PyByteArray_Resize(self._frag, 0)
         return 0
@@ -245,6 +293,7 @@ cdef class BatchListener(WSListener):
         """Close the connection (the session reconnects: fresh subscriptions cover what is lost); the rest of
         the read is dropped, the frames before are kept."""
         self._discard = True
+        self._skip = 0
         if not self.close_reason:
             self.close_reason = f"refused: {reason}"
         if transport is not None:

@@ -1,7 +1,10 @@
 """The picows listener of the hot path: the pure-Python twin of ``_listener.pyx``.
 
 Every text frame of a socket read is added to the FrameBatch; the end of the read closes the batch and
-makes the one call of the read, ``on_batch(batch)``. Frames come from picows (``on_ws_frame``) until the
+makes the one call of the read, ``on_batch(batch)``. A text message above ``max_message_size`` is an invalid
+frame (reason ``size``, normalized-schema v1) and the connection goes on; ``feed`` skips such a frame's
+payload as it arrives, across reads, and keeps only its first bytes (what the batch keeps of an invalid
+frame), so a peer sending huge frames costs no memory. Frames come from picows (``on_ws_frame``) until the
 session's reader hands whole reads to ``feed``, which parses them here. Pings are answered here rather
 than by picows' auto-pong: picows swallows auto-ponged pings, and a ping closing a read would leave the
 batch open until the next read.
@@ -14,10 +17,11 @@ import time
 from picows import WSCloseCode, WSListener, WSMsgType
 
 IMPLEMENTATION = "python"
-MAX_MESSAGE_SIZE = 1 << 20      # 1 MiB: frames above it are refused by picows, messages by us
+MAX_MESSAGE_SIZE = 1 << 20      # 1 MiB: a text message above it is invalid (size); picows refuses such frames
+PREFIX = 256                    # what the batch keeps of an invalid frame (RAW_INVALID_MAX)
 
 _FRAG_NONE = 0
-_FRAG_DISCARD = -1              # the rest of a refused message
+_FRAG_OVER = -1                 # a text message above the limit: its first PREFIX bytes and its size are kept
 _TEXT, _BINARY, _CONT = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
 _CLOSE_CODES = frozenset(int(c) for c in WSCloseCode)   # what a peer may send (picows' check)
 
@@ -36,6 +40,8 @@ class BatchListener(WSListener):
         self.transport = None
         self._frag = bytearray()
         self._frag_type = _FRAG_NONE
+        self._frag_size = 0         # payload bytes of the fragmented message so far
+        self._skip = 0              # payload bytes of a frame above the limit still to arrive (skipped)
         self._in_read = False
         self._discard = False
         self._closing = False
@@ -73,7 +79,14 @@ class BatchListener(WSListener):
         pos = 0
         self._open_read()
         try:
-            while not self._discard and end - pos >= 2:
+            while not self._discard and pos < end:
+                if self._skip:      # the rest of a frame above the limit: not kept
+                    k = min(self._skip, end - pos)
+                    self._skip -= k
+                    pos += k
+                    continue
+                if end - pos < 2:
+                    break
                 b0, b1 = buf[pos], buf[pos + 1]
                 op, fin, rsv, n, hdr = b0 & 0x0F, bool(b0 >> 7), (b0 >> 4) & 7, b1 & 0x7F, 2
                 if b1 & 0x80:
@@ -96,10 +109,20 @@ class BatchListener(WSListener):
                     n, hdr = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
                     if n >> 63 or n < 65536:
                         return self._refuse(tr, WSCloseCode.PROTOCOL_ERROR, "a frame with an invalid 64-bit length")
-                if n > self.max_message_size:
-                    self.oversized += 1
-                    return self._refuse(tr, WSCloseCode.MESSAGE_TOO_BIG,
-                                        f"a frame above {self.max_message_size} bytes ({n} > {self.max_message_size})")
+                if n > self.max_message_size or op == 2 or (op == 0 and (
+                        self._frag_type != int(_TEXT) or self._frag_size + n > self.max_message_size)):
+                    # a data frame whose payload is not kept (control frames are at most 125 bytes): above
+                    # the limit, binary, or a fragment of a message above it or of a binary one. Handled
+                    # from its header and first bytes (waited for, at most PREFIX: the start of a message
+                    # above the limit is kept), the rest skipped as it arrives
+                    if end - pos - hdr < min(n, PREFIX):
+                        break
+                    pos += hdr
+                    k = min(n, end - pos)
+                    self._skip = n - k      # before _frame: a refusal there clears it
+                    self._frame(tr, op, fin, rsv, mv[pos:pos + k], n)
+                    pos += k
+                    continue
                 if end - pos - hdr < n:
                     break
                 pos += hdr
@@ -122,17 +145,32 @@ class BatchListener(WSListener):
         self.frames += 1
         self.bytes += len(payload)
 
-    def _frame(self, transport, t: int, fin: bool, rsv: int, payload) -> None:
+    def _add_oversized(self, prefix, size: int) -> None:
+        """A text message above the limit: an invalid frame (size) of which the batch keeps the start."""
+        self.batch.add_oversized(prefix, size)
+        self.frames += 1
+        self.bytes += size
+
+    def _frame(self, transport, t: int, fin: bool, rsv: int, payload, size: int = -1) -> None:
+        """One frame; ``size`` is its payload length when ``payload`` holds only its start (a data frame above
+        the limit, whose rest is skipped)."""
+        if size < 0:
+            size = len(payload)
         if self._discard and t != WSMsgType.CLOSE:
             pass
         elif rsv:     # no extension was negotiated: RFC 6455 section 5.2 says fail (picows lets them through)
             self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a frame with reserved bits set")
         elif t == _TEXT and fin and self._frag_type == _FRAG_NONE:
-            self._add_text(payload)
+            if size > self.max_message_size:
+                self.oversized += 1
+                self._add_oversized(payload, size)
+            else:
+                self._add_text(payload)
         elif t in (_TEXT, _CONT) or (t == _BINARY and not fin):
-            self._fragment(transport, t, fin, payload)
+            self._fragment(transport, t, fin, payload, size)
         elif t == _BINARY:
             self.binary_dropped += 1
+            self.oversized += size > self.max_message_size
         elif t == WSMsgType.PING:
             self.pings += 1
             transport.send_pong(bytes(payload))
@@ -176,33 +214,39 @@ class BatchListener(WSListener):
         finally:
             self.batch.reset()
 
-    def _fragment(self, transport, t: int, fin: bool, payload) -> None:
+    def _fragment(self, transport, t: int, fin: bool, payload, size: int) -> None:
         if t != _CONT:
-            if self._frag_type not in (_FRAG_NONE, _FRAG_DISCARD):
+            if self._frag_type != _FRAG_NONE:
                 self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a new message inside a fragmented one")
                 return
             self._frag_type = int(t)
             self._frag.clear()
+            self._frag_size = 0
         elif self._frag_type == _FRAG_NONE:
             self._refuse(transport, WSCloseCode.PROTOCOL_ERROR, "a continuation frame without a first fragment")
             return
-        if self._frag_type in (_FRAG_DISCARD, int(_BINARY)):
+        over = self._frag_size <= self.max_message_size < self._frag_size + size    # the limit is passed now
+        self._frag_size += size
+        if self._frag_type == int(_BINARY):
+            self.oversized += over
             if fin:
-                if self._frag_type == int(_BINARY):
-                    self.binary_dropped += 1
+                self.binary_dropped += 1
                 self._frag_type = _FRAG_NONE
             return
-        if len(self._frag) + len(payload) > self.max_message_size:
+        if over:    # from here on only the start of the message is kept (an invalid frame's raw bytes)
             self.oversized += 1
-            self._frag_type = _FRAG_NONE if fin else _FRAG_DISCARD
-            self._frag.clear()
-            self._refuse(transport, WSCloseCode.MESSAGE_TOO_BIG,
-                         f"a fragmented message above {self.max_message_size} bytes")
-            return
-        self._frag += payload
+            self._frag_type = _FRAG_OVER
+            del self._frag[PREFIX:]
+        if self._frag_type == _FRAG_OVER:
+            self._frag += payload[:max(PREFIX - len(self._frag), 0)]
+        else:
+            self._frag += payload
         if fin:
-            self._add_text(self._frag)
-            self.fragmented += 1
+            if self._frag_type == _FRAG_OVER:
+                self._add_oversized(self._frag, self._frag_size)
+            else:
+                self._add_text(self._frag)
+                self.fragmented += 1
             self._frag_type = _FRAG_NONE
             self._frag.clear()
 
@@ -210,6 +254,7 @@ class BatchListener(WSListener):
         """Close the connection (the session reconnects: fresh subscriptions cover what is lost); the rest of
         the read is dropped, the frames before are kept."""
         self._discard = True
+        self._skip = 0
         if not self.close_reason:
             self.close_reason = f"refused: {reason}"
         if transport is not None:

@@ -2,7 +2,8 @@
 ``SSMD_FAST_NO_EXTENSIONS=1`` (or when it was not built), the pure-Python twin.
 
 ``BatchListener(batch, on_batch, max_message_size=MAX_MESSAGE_SIZE)``: a picows ``WSListener`` that adds
-every text frame of a socket read to ``batch`` and calls ``on_batch(batch)`` once per read. Counters:
+every text frame of a socket read to ``batch`` and calls ``on_batch(batch)`` once per read (a text message
+above ``max_message_size`` as an invalid frame, reason ``size``, its payload skipped, the connection kept). Counters:
 ``frames``, ``bytes``, ``batches``, ``binary_dropped``, ``pings``, ``pongs``, ``fragmented``,
 ``oversized``; ``last_frame_at`` (monotonic seconds of the last frame of any type, pongs included);
 ``close_code``/``close_reason`` when the peer or the listener closed the connection.

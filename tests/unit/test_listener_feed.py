@@ -5,6 +5,7 @@ parser and the twin alike on random streams, and the switch from picows over loo
 from __future__ import annotations
 
 import asyncio
+import importlib
 import struct
 
 import pytest
@@ -43,9 +44,26 @@ class Peer:
         self.disconnects += 1
 
 
-def listener(impl, **kw):
+class Outcomes(Collector):
+    """Also keeps each entry's (outcome, reason) and lets ``seq`` (a Sequencer) check each batch."""
+
+    def __init__(self, seq=None):
+        super().__init__()
+        self.outcomes: list[tuple] = []
+        self.flags: list[int] = []
+        self.seq = seq
+
+    def __call__(self, batch) -> None:
+        super().__call__(batch)
+        self.outcomes += [(batch.outcome(i), batch.reason(i)) for i in range(len(batch))]
+        if self.seq is not None:
+            self.seq.process(batch)
+            self.flags += [batch.flags(i) for i in range(len(batch))]
+
+
+def listener(impl, got=None, **kw):
     norm, mod = impl
-    got = Collector()
+    got = Collector() if got is None else got
     lst = mod.BatchListener(norm.FrameBatch(), got, **kw)
     lst.transport = Peer()
     return lst, got
@@ -120,7 +138,7 @@ def test_a_partial_frame_is_kept_at_the_front(impl):
     (b"\x81\x7f" + struct.pack("!Q", 65535) + b"x" * 65535, 1002, "invalid 64-bit length"),
     (b"\x81\x7f" + struct.pack("!Q", 1 << 63), 1002, "invalid 64-bit length"),
     (b"\xc1\x02{}", 1002, "reserved bits"),
-    (b"\x81\x7f" + struct.pack("!Q", MIB + 1), 1009, f"a frame above {MIB} bytes ({MIB + 1} > {MIB})"),
+    (b"\xc1\x7f" + struct.pack("!Q", MIB + 1) + b"x" * 300, 1002, "reserved bits"),    # above the limit too
     (b"\x88\x01\x03", 1002, "a 1-byte code"),
     (b"\x88\x02" + struct.pack("!H", 1005), 1002, "the invalid code 1005"),
     (b"\x88\x04" + struct.pack("!H", 1000) + b"\xff\xfe", 1007, "not UTF-8"),
@@ -133,17 +151,9 @@ def test_what_picows_refuses_is_refused_and_the_frames_before_are_kept(impl, fra
     sent = lst.transport.sent
     assert len(sent) == 1 and sent[0][:2] == (CLOSE, code) and why in lst.close_reason
     assert lst.close_reason.startswith("refused: ") and lst.transport.disconnects == 1
-    assert lst.oversized == (code == 1009)
+    assert lst.oversized == 0
     assert lst.feed(bytearray(ws_frame(0x1, trade(3))), len(ws_frame(0x1, trade(3)))) == 0   # dropped
     assert got.frames == [trade(1)]
-
-
-def test_a_refused_frame_is_refused_from_its_header_alone(impl):
-    """An oversized frame is refused before its payload arrives: nothing waits for a megabyte."""
-    lst, got = listener(impl)
-    head = b"\x81\x7f" + struct.pack("!Q", 5 * MIB)
-    assert feed_in_reads(lst, ws_frame(0x1, trade(1)) + head, []) == 0
-    assert lst.oversized == 1 and lst.transport.sent[0][:2] == (CLOSE, 1009)
 
 
 def test_close_from_peer_is_answered_and_what_follows_is_dropped(impl):
@@ -156,12 +166,134 @@ def test_close_from_peer_is_answered_and_what_follows_is_dropped(impl):
     assert feed_in_reads(lst, ws_frame(0x8, b""), []) == 0 and lst.close_code == 0   # no code given
 
 
-def test_a_fragmented_message_above_the_limit_is_refused(impl):
-    lst, got = listener(impl, max_message_size=1000)
-    data = ws_frame(0x1, b"x" * 600, fin=False) + ws_frame(0x0, b"y" * 600) + ws_frame(0x1, trade(1))
+# ------------------------------------------------------------------ messages above the limit: invalid (size), not fatal
+
+RECORD, INVALID = 0, 3
+BIG = b'{"type":"trade","sid":4,"seq":50,"msg":{"pad":"' + bytes(range(65, 91)) * 41_000 + b'"}}'   # > 1 MiB
+
+
+def feed_bounded(lst, data: bytes, cuts) -> tuple[int, int]:
+    """``data`` in reads ending at ``cuts``, each into a buffer of the bytes kept plus the read (as
+    BoundedReads does it); returns (bytes kept at the end, most bytes kept after any read)."""
+    kept, most, start, buf = 0, 0, 0, bytearray()
+    for end in [*sorted(set(cuts)), len(data)]:
+        if end <= start:
+            continue
+        buf = bytearray(buf[:kept]) + data[start:end]
+        kept = lst.feed(buf, len(buf))
+        most = max(most, kept)
+        start = end
+    return kept, most
+
+
+def around(frame_start: int, width: int = 300) -> list[int]:
+    """Byte-by-byte reads around a frame's header and its first bytes."""
+    return list(range(max(frame_start - 5, 0), frame_start + width))
+
+
+def assert_big_was_invalid(lst, got, size: int = len(BIG), raw: bytes = BIG[:256]) -> None:
+    assert got.outcomes == [(RECORD, None), (INVALID, "size"), (RECORD, None)]
+    assert got.frames == [trade(1), raw, trade(2)] and len(got.records) == 2
+    assert CLOSE not in [s[0] for s in lst.transport.sent]
+    assert lst.transport.disconnects == 0 and lst.close_reason == ""
+    assert (lst.oversized, lst.frames, lst.bytes) == (1, 3, len(trade(1)) + size + len(trade(2)))
+    counts = lst.batch.counts()
+    assert counts["invalid"] == {"size": 1} and counts["bytes"] == lst.bytes
+
+
+@pytest.mark.parametrize("reads", ["one", "64KiB", "bytewise"])
+def test_a_text_frame_above_the_limit_is_invalid_and_the_connection_goes_on(impl, reads):
+    """normalized-schema v1: above 1 MiB a frame is invalid (size), counted, and the next frames are
+    processed; its payload is skipped as it arrives, never buffered (the bytes kept stay under a header
+    and the 256 bytes the batch keeps, whatever the reads)."""
+    first, big = ws_frame(0x1, trade(1)), ws_frame(0x1, BIG)
+    data = first + big + ws_frame(0x1, trade(2))
+    cuts = {"one": [], "64KiB": range(0, len(data), 64 * 1024),
+            "bytewise": [*around(len(first)), *around(len(first) + len(big), 20)]}[reads]
+    lst, got = listener(impl, Outcomes())
+    kept, most = feed_bounded(lst, data, cuts)
+    assert kept == 0 and most <= 10 + 256
+    assert_big_was_invalid(lst, got)
+    assert len(got.batches) == {"one": 1, "64KiB": 2, "bytewise": 3}[reads]   # each batch: the frames ended in it
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cuts=st.lists(st.integers(0, len(BIG) + 400), max_size=12), near=st.lists(st.integers(-20, 300), max_size=6))
+def test_a_text_frame_above_the_limit_in_any_reads(cuts, near):
+    first = ws_frame(0x1, trade(1))
+    data = first + ws_frame(0x1, BIG) + ws_frame(0x1, trade(2))
+    for name in ("cython", "python"):
+        lst, got = listener(_impl(name), Outcomes())
+        kept, most = feed_bounded(lst, data, [c for c in [*cuts, *(len(first) + k for k in near)] if 0 < c < len(data)])
+        assert kept == 0 and most <= 10 + 256
+        assert_big_was_invalid(lst, got)
+
+
+@pytest.mark.parametrize("parts", [
+    [b"a" * 100, b"b" * (MIB - 50), b"c" * 100],            # the limit passed by the last fragment's frame
+    [b"a" * 100, b"b" * (2 * MIB), b"c" * 10],              # a fragment itself above the limit (skipped)
+    [b"a" * (MIB // 2)] * 3,                                 # the limit passed in the middle
+])
+def test_a_fragmented_text_message_above_the_limit_is_invalid_and_the_connection_goes_on(impl, parts):
+    message = b"".join(parts)
+    total, held = 0, 0      # a fragment that keeps the message under the limit is held until it is whole
+    for p in parts:
+        total += len(p)
+        held = max(held, len(p) if total <= MIB else 0)
+    data = ws_frame(0x1, trade(1)) + ws_frame(0x1, parts[0], fin=False) + ws_frame(0x9, b"hb")
+    data += b"".join(ws_frame(0x0, p, fin=k == len(parts) - 1) for k, p in enumerate(parts[1:], 1))
+    data += ws_frame(0x1, trade(2))
+    for cuts in ([], range(0, len(data), 64 * 1024)):
+        lst, got = listener(impl, Outcomes())
+        kept, most = feed_bounded(lst, data, cuts)
+        assert kept == 0 and most <= 10 + max(held, 256)
+        assert_big_was_invalid(lst, got, len(message), message[:256])
+        assert lst.fragmented == 0 and lst.pings == 1 and lst.transport.sent == [(PONG, b"hb")]
+
+
+def test_a_fragmented_message_above_a_small_limit_keeps_its_first_bytes(impl):
+    lst, got = listener(impl, Outcomes(), max_message_size=1000)
+    data = ws_frame(0x1, trade(1)) + ws_frame(0x1, b"x" * 600, fin=False) + ws_frame(0x0, b"y" * 600)
+    data += ws_frame(0x1, trade(2))
     assert feed_in_reads(lst, data, [300, 700]) == 0
-    assert got.frames == [] and lst.oversized == 1 and "above 1000 bytes" in lst.close_reason
-    assert lst.transport.sent[0][:2] == (CLOSE, 1009)
+    assert_big_was_invalid(lst, got, 1200, b"x" * 256)
+    lst, got = listener(impl, Outcomes(), max_message_size=1000)      # a first fragment shorter than 256
+    data = ws_frame(0x1, trade(1)) + ws_frame(0x1, b"x" * 100, fin=False) + ws_frame(0x0, b"y" * 2000)
+    data += ws_frame(0x1, trade(2))
+    assert feed_in_reads(lst, data, range(0, len(data), 7)) == 0
+    assert_big_was_invalid(lst, got, 2100, b"x" * 100 + b"y" * 156)
+
+
+def test_a_binary_frame_above_the_limit_is_dropped_and_the_connection_goes_on(impl):
+    whole = ws_frame(0x2, BIG)
+    parts = ws_frame(0x2, b"z" * 10, fin=False) + ws_frame(0x0, BIG, fin=False) + ws_frame(0x0, b"z")
+    data = ws_frame(0x1, trade(1)) + whole + parts + ws_frame(0x1, trade(2))
+    for cuts in ([], range(0, len(data), 64 * 1024), around(len(ws_frame(0x1, trade(1))))):
+        lst, got = listener(impl, Outcomes())
+        kept, most = feed_bounded(lst, data, cuts)
+        assert kept == 0 and most <= 10 + 256
+        assert got.frames == [trade(1), trade(2)] and lst.transport.sent == []
+        assert (lst.binary_dropped, lst.oversized, lst.frames) == (2, 2, 2)
+
+
+def test_a_book_frame_lost_to_the_limit_is_a_gap_for_the_sequencer(impl):
+    """An oversized frame is never parsed (its sid and seq unknown): the sequencer skips it and the next
+    frame of its sid, seq + 2, is the gap that invalidates the books."""
+    norm, mod = impl
+    seq_mod = importlib.import_module("ssmd_fast._sequencer_py" if mod.IMPLEMENTATION == "python"
+                                      else "ssmd_fast._sequencer")
+    book = b'{"type":"orderbook_%s","sid":7,"seq":%d,"msg":{"market_ticker":"M","market_id":"x",%s}}'
+    snap = book % (b"snapshot", 1, b'"yes_dollars_fp":[["0.5000","10.00"]]')
+    delta = book % (b"delta", 3, b'"price_dollars":"0.5000","delta_fp":"-1.00","side":"yes","ts_ms":1')
+    huge = book % (b"delta", 2, b'"pad":"' + b"p" * MIB + b'"')
+    sequencer = seq_mod.Sequencer("c1")
+    lst, got = listener(impl, Outcomes(sequencer))
+    data = ws_frame(0x1, snap) + ws_frame(0x1, huge) + ws_frame(0x1, delta)
+    assert feed_bounded(lst, data, range(0, len(data), 64 * 1024))[0] == 0
+    assert got.outcomes == [(RECORD, None), (INVALID, "size"), (RECORD, None)]
+    events, requests, _ = sequencer.take()
+    assert got.flags[2] & norm.F_GAP and requests == [(7, ("M",))] and sequencer.invalid_sids() == [7]
+    assert [e.kind for e in events] == ["gap"] and "seq gap 1 -> 3" in events[0].detail
 
 
 def test_fail_closes_with_the_reason(impl):
@@ -184,6 +316,9 @@ _frames = st.one_of(
                                              b"\x03", struct.pack("!H", 1000) + b"\xff"]), st.just(True)),
     st.tuples(st.just(-1), st.sampled_from([b"\x83\x00", b"\xc1\x00", b"\x81\xfe\x00\x01",
                                             b"\x81\x7e\x00\x05hello"]), st.just(True)),
+    # above the 2,000-byte limit of the test: skipped, whole or in fragments
+    st.tuples(st.sampled_from([0x0, 0x1, 0x2]), st.sampled_from([b"L" * 2001, b"M" * 5000, trade(3) * 30]),
+              st.booleans()),
 )
 
 
