@@ -198,6 +198,11 @@ class KalshiSession:
                     ws_connect(self._make_listener, self.url, ssl_context=self.ssl_context,
                                extra_headers=self.credentials.websocket_headers(),
                                websocket_handshake_timeout=self.handshake_timeout,
+                               # picows buffers a whole frame before handing it over, so its limit stays
+                               # 1 MiB: a frame above it while picows still parses (the handshake's read,
+                               # until BoundedReads switches to listener.feed, which skips such payloads
+                               # and counts them invalid) closes the connection with 1009 and the session
+                               # reconnects. A higher limit would let a peer make picows hold that much.
                                enable_auto_pong=False, max_frame_size=MAX_MESSAGE_SIZE,
                                logger_name=f"kalshi.{self.shard}",
                                # uvloop's own transports, not aiofastnet's: its socket transport, closed

@@ -233,17 +233,21 @@ def test_get_snapshot_refused_falls_back_to_resubscribe(keys):
     asyncio.run(main())
 
 
-def test_oversize_frame_closes_and_reconnects(keys):
+def test_oversize_frame_is_invalid_and_the_connection_goes_on(keys):
+    """normalized-schema v1: a frame above 1 MiB is invalid (size), counted, and the next frames go on."""
     creds, public = keys
 
     async def main():
         async with live_session(creds, public, 60_000, rate=3000) as (ex, s, sink):
             first = s.conn
             ex.set_faults("oversize-after=50")
-            await wait_until(lambda: s.conn != first and s.core.subscribed, 5, "the reconnect")
+            await wait_until(lambda: s.stats()["invalid"].get("size") == 1, 5, "the oversized frame")
+            records = sum(s.stats()["records"].values())
+            await wait_until(lambda: sum(s.stats()["records"].values()) > records + 100, 5, "the frames after it")
             ex.clear_faults()
-        disc = next(e for e in sink.events if e.kind == "disconnect")
-        assert "1048576" in disc.detail or "size" in disc.detail
+            stats = s.stats()
+        assert s.conn == first and stats["reconnects"] == 0 and stats["oversized"] == 1
+        assert not [e for e in sink.events if e.kind == "disconnect" and "1048576" in e.detail]
 
     asyncio.run(main())
 
