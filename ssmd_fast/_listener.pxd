@@ -12,7 +12,7 @@ cdef class BatchListener(WSListener):
     cdef bytearray _frag                  # a fragmented message being reassembled (FRAG_OVER: its start)
     cdef int _frag_type                   # 0 = none, else TEXT, BINARY or FRAG_OVER
     cdef int64_t _frag_size               # payload bytes of the fragmented message so far
-    cdef int64_t _skip                    # payload bytes of a frame above the limit still to arrive (skipped)
+    cdef int64_t _skip                    # payload bytes still to arrive of a frame being skipped (see feed)
     cdef bint _in_read                    # frames of the current socket read are being added
     cdef bint _discard                    # the current read is dropped (see _closing)
     cdef bint _closing                    # the last read ended with a CLOSE sent

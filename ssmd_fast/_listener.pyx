@@ -91,7 +91,7 @@ cdef class BatchListener(WSListener):
         self._open_read()
         try:
             while not self._discard and pos < end:
-                if self._skip:      # the rest of a frame above the limit: not kept
+                if self._skip:      # the rest of a frame whose payload is not kept
                     k = <Py_ssize_t>min(self._skip, <int64_t>(end - pos))
                     self._skip -= k
                     pos += k
@@ -179,7 +179,7 @@ cdef class BatchListener(WSListener):
     cdef int _frame(self, object transport, int t, bint fin, int rsv, char* payload, Py_ssize_t avail,
                     int64_t size) except -1:
         """One frame of `size` payload bytes, `avail` of them at `payload` (fewer only for a data frame
-        above the limit, whose rest is skipped)."""
+        whose payload feed skips)."""
         if self._discard and t != <int>WSMsgType.CLOSE:
             pass
         elif rsv:     # no extension was negotiated: RFC 6455 section 5.2 says fail (picows lets them through)

@@ -41,7 +41,7 @@ class BatchListener(WSListener):
         self._frag = bytearray()
         self._frag_type = _FRAG_NONE
         self._frag_size = 0         # payload bytes of the fragmented message so far
-        self._skip = 0              # payload bytes of a frame above the limit still to arrive (skipped)
+        self._skip = 0              # payload bytes still to arrive of a frame being skipped (see feed)
         self._in_read = False
         self._discard = False
         self._closing = False
@@ -80,7 +80,7 @@ class BatchListener(WSListener):
         self._open_read()
         try:
             while not self._discard and pos < end:
-                if self._skip:      # the rest of a frame above the limit: not kept
+                if self._skip:      # the rest of a frame whose payload is not kept
                     k = min(self._skip, end - pos)
                     self._skip -= k
                     pos += k
@@ -152,8 +152,8 @@ class BatchListener(WSListener):
         self.bytes += size
 
     def _frame(self, transport, t: int, fin: bool, rsv: int, payload, size: int = -1) -> None:
-        """One frame; ``size`` is its payload length when ``payload`` holds only its start (a data frame above
-        the limit, whose rest is skipped)."""
+        """One frame; ``size`` is its payload length when ``payload`` holds only its start (a data frame whose
+        payload feed skips)."""
         if size < 0:
             size = len(payload)
         if self._discard and t != WSMsgType.CLOSE:
