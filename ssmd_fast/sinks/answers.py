@@ -74,7 +74,7 @@ class ServerAnswers:
         msg = self.ring.park(pseq)
         if msg is not None and not self.parked.park(msg[:3], self.clock()):
             self._dead_letter([msg[:3]], "no_stream", self._no_stream_why())
-        if self.cfg.provision == "create":
+        if self.cfg.provision == "create" and self.provision_stream:
             self._look_for_stream()     # deleted while running: created again
 
     def _unpark(self, now: float) -> None:

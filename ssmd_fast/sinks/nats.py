@@ -591,7 +591,8 @@ class JetStreamPublisher(ServerAnswers):
         self._corrupt_told = len(found)
 
     def _emit(self, event: StatusEvent) -> None:
-        self.submit_event(event)
+        if not self._closing:   # an answer read during close: too late for the stream, the files still get it
+            self.submit_event(event)
         if self.on_event is not None:
             try:
                 self.on_event(event)

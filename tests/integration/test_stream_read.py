@@ -24,7 +24,8 @@ async def nats_py_read_all(url: str, stream: str, subject_filter: str = ">") -> 
     out = []
     try:
         async with StreamReader(nc, stream, subject_filter, from_start=True) as reader:
-            total = await reader.pending()
+            info = await reader.sub.consumer_info()     # delivered already + still pending: all there is
+            total = (info.num_pending or 0) + (info.delivered.consumer_seq or 0)
             while len(out) < total:
                 m = await reader.next(timeout=5.0)
                 assert m is not None, f"nats-py read {len(out)} of {total}"
