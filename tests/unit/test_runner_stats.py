@@ -19,20 +19,26 @@ from ssmd_fast.runner import Runner
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_the_stats_line_shows_the_spill_backlog_while_nats_is_away(tmp_path):
-    port = free_port("127.0.0.1")          # nothing listens there: NATS is away from the start
+def nats_runner(tmp_path, url: str, transport_extra: str) -> Runner:
+    """A Runner with its sinks built (not started) for a NATS transport at ``url``."""
     cfg = loads_environment(textwrap.dedent(f"""\
         name: stats-test
         feed: kalshi
         transport:
           type: nats
-          url: nats://127.0.0.1:{port}
-          memory_queue_bytes: 64KiB
+          url: {url}
+          {transport_extra}
           spill:
             path: {tmp_path / "spill"}
         """), "stats-test.yaml")
     runner = Runner(cfg, KalshiCredentials("key-id", generate_key_pair()[0].decode()))
     runner._build_sinks()
+    return runner
+
+
+def test_the_stats_line_shows_the_spill_backlog_while_nats_is_away(tmp_path):
+    port = free_port("127.0.0.1")          # nothing listens there: NATS is away from the start
+    runner = nats_runner(tmp_path, f"nats://127.0.0.1:{port}", "memory_queue_bytes: 64KiB")
     pub = runner.publisher
 
     async def main():
@@ -157,19 +163,8 @@ def test_dead_letters_show_in_the_stats_line_and_fail_the_shutdown_report(tmp_pa
     from ssmd_fast.sinks.stream import wanted_config
 
     with NatsServer() as srv:
-        cfg = loads_environment(textwrap.dedent(f"""\
-            name: dead-letter-test
-            feed: kalshi
-            transport:
-              type: nats
-              url: {srv.url}
-              provision: verify
-              spill:
-                path: {tmp_path / "spill"}
-            """), "dead-letter-test.yaml")
-        runner = Runner(cfg, KalshiCredentials("key-id", generate_key_pair()[0].decode()))
-        runner._build_sinks()
-        pub = runner.publisher
+        runner = nats_runner(tmp_path, srv.url, "provision: verify")
+        cfg, pub = runner.cfg, runner.publisher
 
         async def main():
             nc = await nats.connect(srv.url)
