@@ -126,6 +126,7 @@ class JetStreamPublisher(ServerAnswers):
         self._throttle = Throttle(log)   # store changes can flap at every burst with a small memory queue
         self.feed_stop_requested = False
         self.feed_stop_why = ""          # why the feed was last asked to stop (for the runner's log line)
+        self._spill_left = 0             # spill records left for the next start, counted at close
         self._stream_check: asyncio.Task | None = None   # provision: create: a deleted stream created again
         self._stream_checked_at = -1e9
         self.error: str | None = None          # the last condition that needs an operator (logged too)
@@ -268,6 +269,8 @@ class JetStreamPublisher(ServerAnswers):
             self._to_spill(left, final=True)
         elif left:
             self._count_lost(len(left), "core mode: unsent at close")
+        # what the next start replays, counted while the file is open (the closing report said 0)
+        self._spill_left = self.spill.pending_records if self.spill is not None else 0
         for f in (self.spill, self.dead):
             if f is not None:
                 try:
@@ -295,7 +298,8 @@ class JetStreamPublisher(ServerAnswers):
             "queued": r.queued,
             "queued_bytes": r.queued_bytes, "spilled": self.counters["spilled"],
             "replayed": self.counters["replayed"],
-            "spill_pending": self.spill.pending_records if self.spill is not None and not self._closed else 0,
+            "spill_pending": self._spill_left if self._closed else
+                             self.spill.pending_records if self.spill is not None else 0,
             "spill_quarantined_bytes": sum(f.quarantined_bytes for f in (self.spill, self.dead) if f is not None),
             "rejected": dict(self.rejected), "dead_lettered": self.counters["dead_lettered"],
             "no_responders": p.no_responders, "ack_errors": p.errors, "stale_acks": p.stale,

@@ -117,6 +117,7 @@ def test_close_during_an_outage_spills_and_the_next_start_replays(tmp_path):
             rep = await pub.close(5)
             assert time.monotonic() - t0 < 2.5  # no waiting for a server that is gone
             assert rep.lost == 0 and rep.stats["spilled"] == len(want) and rep.written == 0
+            assert rep.stats["spill_pending"] == len(want)      # what the next start replays (it said 0)
             await asyncio.get_running_loop().run_in_executor(None, srv.start)
             again = JetStreamPublisher(make_cfg(srv.url, str(tmp_path)))  # a restarted process
             await again.start()
