@@ -104,23 +104,31 @@ class ResyncTracker:
             self.pending[m] = sid
         names = list(books)
         self.snapshot_requests.append((sid, tuple(names)))
-        self.events.append(StatusEvent(
-            "gap", self.conn, time_ns, market=market, sid=sid, last_seq=last or None, received_seq=seq,
-            detail=f"orderbook {why}: {len(names)} book(s) invalid until a fresh snapshot: {','.join(names)}"))
+        # one event per book made invalid (events.py: a gap event names one affected market)
+        detail = f"orderbook {why}: book invalid until a fresh snapshot ({len(names)} book(s) of sid {sid})"
+        self.events += [StatusEvent("gap", self.conn, time_ns, market=m, sid=sid, last_seq=last or None,
+                                    received_seq=seq, detail=detail) for m in names or [None]]
 
     def other_gap(self, sid: int, cls: int, market: str | None, last: int, seq: int, time_ns: int) -> None:
+        # market null: the frames lost may be of any market of the sid (``market`` only revealed the gap)
         missing = seq - last - 1
         self.events.append(StatusEvent(
-            "gap", self.conn, time_ns, market=market, sid=sid, last_seq=last or None, received_seq=seq,
+            "gap", self.conn, time_ns, market=None, sid=sid, last_seq=last or None, received_seq=seq,
             detail=f"{CLASS_NAMES[cls]}: {missing} frame(s) missing"))
 
     def regression(self, sid: int, cls: int, market: str | None, last: int, seq: int, time_ns: int) -> None:
         """``seq`` < ``last`` on ``sid``: report it; the session reconnects (see the module docstring)."""
         self.reconnect = f"seq regression on sid {sid}: {last} -> {seq}"
-        self.events.append(StatusEvent(
-            "gap", self.conn, time_ns, market=market, sid=sid, last_seq=last, received_seq=seq,
-            detail=f"{CLASS_NAMES[cls]} seq regression {last} -> {seq}: the sid's frames are dropped "
-                   f"until the session reconnects"))
+        detail = (f"{CLASS_NAMES[cls]} seq regression {last} -> {seq}: the sid's frames are dropped "
+                  f"until the session reconnects")
+        # every book of a book sid is affected; on other sids, any market may be
+        markets = []
+        if cls == C_BOOK:
+            markets = list(self.known.get(sid, ()))
+            if market is not None and market not in markets:
+                markets.append(market)
+        self.events += [StatusEvent("gap", self.conn, time_ns, market=m, sid=sid, last_seq=last,
+                                    received_seq=seq, detail=detail) for m in markets or [None]]
 
     def take(self) -> tuple[list[StatusEvent], list[tuple[int, tuple[str, ...]]], list[int]]:
         """The events, snapshot requests and resynced sids since the last call."""

@@ -15,7 +15,8 @@ EVENT_KINDS = (
     "connect",       # a session connected and sent its subscriptions
     "disconnect",    # a session lost its connection (detail: the reason)
     "stale",         # nothing arrived for stale_after: the session reconnects
-    "gap",           # a seq gap on a sid: last_seq -> received_seq (market: the affected books, if any)
+    "gap",           # data may be missing: a seq gap on a sid (last_seq -> received_seq), a lost connection,
+                     # a subscription the server ended (error 10/25); one event per affected market (see below)
     "resync",        # a book was rebuilt from a fresh snapshot after a gap
     "duplicate",     # reserved: duplicates are counted, not evented, unless a burst is worth telling
     "subscription",  # a subscription ended by the server (error 10/25) and was renewed
@@ -25,6 +26,13 @@ EVENT_KINDS = (
     "spill_corrupt", # corrupt bytes in the spill were set aside (quarantine/): the records in them are missing
     "dead_letter",   # the server rejected messages (detail: why, how many): in the dead-letter file, not the stream
 )
+
+
+# A ``gap`` event names one affected market: each order book whose state is invalid until its fresh
+# snapshot gets its own event (a seq gap on a book sid, a lost connection and an ended subscription all
+# invalidate every book of the sid), and so does each market of a channel subscribed by market list.
+# ``market`` is null when the data missing may concern any market of the sid (an all-market channel, or a
+# trade or lifecycle seq gap: the frames lost are not known). Counting gaps counts these events.
 
 
 def now_ns() -> int:

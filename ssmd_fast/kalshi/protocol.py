@@ -175,6 +175,16 @@ class KalshiProtocol:
             return delay, [Log(logging.ERROR, f"{text}; retrying in {delay:.2f}s")]
         return delay, [Log(logging.WARNING, f"connect failed: {detail}; retrying in {delay:.2f}s")]
 
+    # ------------------------------------------------------------------ gaps
+
+    def connection_gaps(self, reason: str) -> list[Emit]:
+        """The connection was lost: the gap events of everything it carried until the resubscribe."""
+        out: list[Emit] = []
+        for sub in self.table.subs:
+            if sub.sid is not None:
+                out += subscription_gaps(sub, f"connection lost ({reason})")
+        return out
+
     # ------------------------------------------------------------------ replies
 
     def on_control(self, kind: str, frame: dict, now: float) -> list[Action]:
@@ -380,11 +390,15 @@ class KalshiProtocol:
         return Send(cmd.text)
 
     def _resubscribe_now(self, sub: Subscription, now: float, why: str, sid: int | None) -> list[Action]:
-        """The server ended ``sub`` (error 10/25): subscribe again right away (new sid, fresh snapshots)."""
+        """The server ended ``sub`` (error 10/25): what it did not send is lost (error 25: its buffer
+        overflowed), so every market of the subscription gets the gap events a lost connection gives;
+        subscribe again right away (new sid, fresh snapshots: the books are valid again from those)."""
         self.renewals += 1
         self.resyncs.pop(sid or -1, None)
         detail = f"{why}; subscribing again to {sub.spec.describe()}"
-        return [Log(logging.WARNING, detail), Emit("subscription", sid=sid, detail=detail), self._subscribe(sub, now)]
+        gaps = subscription_gaps(sub, why, sid)
+        return [Log(logging.WARNING, detail), Emit("subscription", sid=sid, detail=detail), *gaps,
+                self._subscribe(sub, now)]
 
     def _renew(self, sub: Subscription, now: float, why: str) -> list[Action]:
         """Resync fallback: unsubscribe, then subscribe again once `unsubscribed` (or a timeout) arrives."""
@@ -434,9 +448,21 @@ class KalshiProtocol:
         }
 
 
+def subscription_gaps(sub: Subscription, why: str, sid: int | None = None) -> list[Emit]:
+    """The gap events of ``sub`` when its data stopped (a lost connection, a subscription the server
+    ended): one per book market (its book is invalid until its fresh snapshot), one per listed market
+    of another channel, one with market None for an all-market channel (events.py). ``last_seq`` is
+    left to the session, which knows the sid's last seq (the sequencer)."""
+    sid = sub.sid if sid is None else sid
+    detail = f"{why}: {sub.channel} frames until the resubscribe are missing"
+    if sub.is_book:
+        detail += "; book invalid until its fresh snapshot"
+    return [Emit("gap", market=m, sid=sid, detail=detail) for m in sub.markets or (None,)]
+
+
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 __all__ = ["Action", "Emit", "Failure", "KalshiProtocol", "Log", "Ping", "Reconnect", "Send",
-           "auth_rejected_message", "command_text"]
+           "auth_rejected_message", "command_text", "subscription_gaps"]

@@ -180,6 +180,7 @@ class KalshiSession:
         self._counts_base = _merge_counts([])  # counts() of the batches handed away by swap_batch()
         self._next_delay = 0.0
         self.events_emitted = 0
+        self.gap_events = 0           # "gaps" in stats(): every gap event, whatever found it (events.py)
         self.sink_errors = 0
         self.last_error: str | None = None
 
@@ -271,36 +272,14 @@ class KalshiSession:
             or "connection closed by peer"
         self._connected.clear()
         self._subscribed.clear()
-        gaps = [] if self._closing else self._disconnect_gaps(reason)
+        # a lost connection is a gap for everything it carried until the resubscribe (the same events
+        # as a subscription the server ended: protocol.subscription_gaps), so none is silent
+        gaps = [] if self._closing else self.core.connection_gaps(reason)
         delay, actions = self.core.on_disconnected(reason, time.monotonic(), failure)
         self._next_delay = delay
         self._apply(actions)
-        for event in gaps:
-            self._emit(event)
+        self._apply(gaps)
         self.transport = None
-
-    def _disconnect_gaps(self, reason: str) -> list[StatusEvent]:
-        """A lost connection is a gap for everything it carried until the resubscribe: one event per
-        book market (its book is invalid until the fresh snapshot) and one per all-market channel, so
-        consumers never see a silent gap."""
-        now = time.time_ns()
-        events = []
-        for sub in self.core.table.subs:
-            sid = sub.sid
-            if sid is None:
-                continue
-            last = self.sequencer.last_seq(sid)
-            last = last if last is not None and last < 1 << 62 else None   # not a regressed sid's marker
-            detail = f"connection lost ({reason}): {sub.channel} frames until the resubscribe are missing"
-            if sub.is_book:
-                events += [StatusEvent("gap", self.conn or "", now, market=m, sid=sid, last_seq=last,
-                                       detail=detail + "; book invalid until its fresh snapshot")
-                           for m in sub.markets]
-            else:
-                markets = ",".join(sub.markets) if sub.markets else None   # None: all markets
-                events.append(StatusEvent("gap", self.conn or "", now, market=markets, sid=sid,
-                                          last_seq=last, detail=detail))
-        return events
 
     async def _tick_loop(self, transport) -> None:
         while not transport.is_disconnected:
@@ -414,8 +393,14 @@ class KalshiSession:
                 if self.transport is not None and not self.transport.is_disconnected:
                     self.transport.send_ping(b"ssmd")
             elif isinstance(a, Emit):
+                last_seq = a.last_seq
+                if a.kind == "gap" and last_seq is None and a.sid is not None:
+                    # the core sees no data frames: the last seq received on the sid is the sequencer's
+                    last_seq = self.sequencer.last_seq(a.sid)
+                    if last_seq is not None and last_seq >= 1 << 62:    # a regressed sid's marker
+                        last_seq = None
                 self._emit(StatusEvent(a.kind, self.conn or "", time.time_ns(), market=a.market, sid=a.sid,
-                                       last_seq=a.last_seq, received_seq=a.received_seq, detail=a.detail))
+                                       last_seq=last_seq, received_seq=a.received_seq, detail=a.detail))
             elif isinstance(a, Log):
                 log.log(a.level, "[shard %s conn %s] %s", self.shard, self.conn, a.message)
             elif isinstance(a, Reconnect):
@@ -426,6 +411,8 @@ class KalshiSession:
 
     def _emit(self, event: StatusEvent) -> None:
         self.events_emitted += 1
+        if event.kind == "gap":
+            self.gap_events += 1
         for sink in self.sinks:
             try:
                 sink.submit_event(event)
@@ -454,6 +441,10 @@ class KalshiSession:
                      for name in _LISTENER_COUNTERS}
         for name in _SEQUENCER_COUNTERS:
             out[name] = self._totals[name] + getattr(seq, name)
+        # "gaps": the gap events emitted (one definition for the stats line, the report and the metric);
+        # "seq_gaps": the seq gaps the sequencer detected (each is one gap event per affected market)
+        out["seq_gaps"] = out["gaps"]
+        out["gaps"] = self.gap_events
         counts = _merge_counts([self._counts_base, self.batch.counts()])
         now = time.monotonic()
         last = lst.last_frame_at if lst is not None and core.connected else 0.0

@@ -113,10 +113,13 @@ def test_injected_gap_detected_snapshot_requested_deltas_suppressed_until_it(key
             await asyncio.sleep(0.3)
             stats = s.stats()
         gaps = [e for e in sink.events if e.kind == "gap"]
-        assert gaps and stats["gaps"] >= 2
+        assert gaps and stats["gaps"] == len(gaps) >= 2 * len(books) and stats["seq_gaps"] >= 2
         g = gaps[0]
         assert g.received_seq == g.last_seq + 2 and g.sid is not None
-        assert all(m in g.detail for m in books)
+        # one gap event per book the seq gap made invalid (events.py)
+        first = [e for e in gaps if (e.sid, e.last_seq, e.received_seq) == (g.sid, g.last_seq, g.received_seq)]
+        assert sorted(e.market for e in first) == sorted(books)
+        assert all(f"{len(books)} book(s) of sid {g.sid}" in e.detail for e in first)
         # after each gap: deltas of a book are flagged until its fresh snapshot (a get_snapshot reply)
         state: dict[str, str] = {}
         suppressed = 0
@@ -188,6 +191,51 @@ def test_error_25_ends_the_subscription_and_it_is_renewed(keys):
         assert s.stats()["reconnects"] == 0
         errors = [f for f in sink.frames if f[1] == "error"]
         assert errors and errors[0][2] == ev.sid
+        # what the overflow cost is marked as a lost connection marks it: one gap per book market of the
+        # subscription (or one for an all-market channel), with the sid's last seq, counted as gaps
+        gaps = [e for e in sink.events if e.kind == "gap"]
+        assert gaps and all(g.sid == ev.sid and "error 25" in g.detail for g in gaps)
+        assert s.stats()["gaps"] == len(gaps) and s.stats()["seq_gaps"] == 0
+        channel = changed[0]
+        if channel == BOOK_CHANNEL:
+            books = ex.feed.markets[:2]
+            assert sorted(g.market for g in gaps) == sorted(books)
+            assert all("book invalid until its fresh snapshot" in g.detail for g in gaps)
+            new = [f for f in sink.frames if f[2] == sids_after[channel]]
+            assert sorted(f[5] for f in new if f[1] == "book_snapshot")[:2] == sorted(books)
+        else:
+            assert [g.market for g in gaps] == [None]
+        if channel != "ticker":     # ticker frames have no seq
+            assert all(g.last_seq for g in gaps)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("after", [1, 7, 50])
+def test_error_25_on_a_book_marks_its_books_until_the_fresh_snapshots(keys, after):
+    """Books only: whichever frame brings the overflow, its subscription is the book one."""
+    creds, public = keys
+
+    async def main():
+        async with live_session(creds, public, 60_000, rate=3000, books=3,
+                                session=dict(channels=())) as (ex, s, sink):
+            sid_before = s.core.table.subs[0].sid
+            ex.set_faults(f"error25-after={after}")
+            await wait_until(lambda: "subscription" in sink.kinds() and s.core.subscribed, 5, "the renewal")
+            ex.clear_faults()
+            sid_after = s.core.table.subs[0].sid
+            books = ex.feed.markets[:3]
+            await wait_until(lambda: sum(1 for f in sink.frames if f[2] == sid_after and f[1] == "book_snapshot")
+                             >= 3, 3, "fresh snapshots")
+            await asyncio.sleep(0.2)
+        gaps = [e for e in sink.events if e.kind == "gap"]
+        assert sorted(g.market for g in gaps) == sorted(books) and {g.sid for g in gaps} == {sid_before}
+        last = max(f[3] for f in sink.frames if f[2] == sid_before and f[3] is not None)
+        assert {g.last_seq for g in gaps} == {last}
+        assert s.stats()["gaps"] == 3 and s.stats()["renewals"] == 1 and s.stats()["reconnects"] == 0
+        new = [f for f in sink.frames if f[2] == sid_after]
+        assert sorted(f[5] for f in new[:3]) == sorted(books) and {f[1] for f in new[:3]} == {"book_snapshot"}
+        book_order_ok(new)
 
     asyncio.run(main())
 

@@ -94,10 +94,37 @@ def test_terminal_errors_resubscribe(code):
     assert cmd["id"] == 5
     (ev,) = emits(actions, "subscription")
     assert ev.sid == 4 and f"error {code}" in ev.detail
+    # what the server did not send is lost: one gap per book of the subscription, as a lost connection
+    gaps = emits(actions, "gap")
+    assert [(g.market, g.sid) for g in gaps] == [(m, 4) for m in BOOKS]
+    assert all(f"Kalshi error {code}" in g.detail and "book invalid until its fresh snapshot" in g.detail
+               for g in gaps)
     assert p.table.for_sid(4) is None and not p.subscribed
     p.on_control("subscribed", subscribed(5, BOOK_CHANNEL, 9), 5.1)
     assert p.subscribed and p.table.for_sid(9).markets == BOOKS
     assert p.renewals == 1
+
+
+def test_terminal_error_on_an_all_market_channel_is_one_gap_without_market():
+    p, _ = connected()
+    actions = p.on_control("error", {"type": "error", "sid": 2, "msg": {"code": 25, "msg": "overflow"}}, 5.0)
+    (gap,) = emits(actions, "gap")
+    assert (gap.market, gap.sid, gap.last_seq) == (None, 2, None)    # the session adds last_seq
+    assert gap.detail.startswith("Kalshi error 25 (overflow) ended the subscription: trade frames")
+    assert sends(actions)[0]["params"] == {"channels": ["trade"]}
+
+
+def test_terminal_error_gaps_are_the_lost_connection_gaps():
+    """One mechanism: the markets and sids a lost connection marks are those error 25 marks for a sid."""
+    p, _ = connected(specs=[*SPECS, SubscriptionSpec("trade", ("M1", "M2"))])
+    lost = p.connection_gaps("reset by peer")
+    assert [(g.market, g.sid) for g in lost] == \
+        [(None, 1), (None, 2), (None, 3), *((m, 4) for m in BOOKS), ("M1", 5), ("M2", 5)]
+    assert all(g.detail.startswith("connection lost (reset by peer): ") for g in lost)
+    for sid in (1, 2, 3, 4, 5):
+        actions = p.on_control("error", {"type": "error", "sid": sid, "msg": {"code": 10}}, 5.0)
+        ended = emits(actions, "gap")
+        assert [(g.market, g.sid) for g in ended] == [(g.market, g.sid) for g in lost if g.sid == sid]
 
 
 def test_error_26_splits_markets_and_resubscribes_halves():

@@ -55,15 +55,16 @@ def test_gap_in_the_read_that_brings_subscribed_still_requests_a_snapshot():
     subscribed = json.dumps({"id": 1, "type": "subscribed", "msg": {"channel": "orderbook_delta", "sid": 5}})
     feed(s, subscribed.encode(), snap(5, 1, "A"), snap(5, 2, "B"), delta(5, 4, "A"))
     assert sink.flags == [0, 0, 0, F_GAP | F_SUPPRESSED]
-    assert [e.kind for e in sink.events] == ["gap"]
+    assert [(e.kind, e.market) for e in sink.events] == [("gap", "A"), ("gap", "B")]    # both books invalid
     (cmd,) = [c for c in s.core.commands.pending.values() if c.kind == "get_snapshot"]
     assert json.loads(cmd.text)["params"] == {"sids": [5], "market_tickers": ["A", "B"], "action": "get_snapshot"}
     assert 5 in s.core.resyncs
     # the reply's snapshots make the books valid; the core forgets the resync
     feed(s, snap(5, 5, "A"), snap(5, 6, "B"), delta(5, 7, "A"))
     assert sink.flags[-3:] == [0, 0, 0]
-    assert s.core.resyncs == {} and [e.kind for e in sink.events] == ["gap", "resync", "resync"]
-    assert s.stats()["gaps"] == 1 and s.stats()["resyncs"] == 2 and s.stats()["suppressed"] == 1
+    assert s.core.resyncs == {} and [e.kind for e in sink.events] == ["gap", "gap", "resync", "resync"]
+    assert s.stats()["gaps"] == 2 and s.stats()["seq_gaps"] == 1       # gap events; seq gaps detected
+    assert s.stats()["resyncs"] == 2 and s.stats()["suppressed"] == 1
 
 
 def test_failures_are_classified():
@@ -77,3 +78,40 @@ def test_failures_are_classified():
     resp = WSUpgradeResponse.create_error_response(503, b"busy")
     assert classify_failure(WSHandshakeError("rejected", response=resp))[:2] == (Failure.OTHER, 503)
     assert classify_failure(WSHandshakeError("closed during the handshake"))[0] is Failure.REFUSED
+
+
+def test_error_25_marks_every_book_of_the_subscription_and_counts_the_gaps():
+    """A subscription the server ends (its buffer overflowed: frames dropped) gives the gap events a lost
+    connection gives, with the sid's last seq received, and they are counted as gaps."""
+    sink = Sink()
+    s = make_session(sink)
+    subscribed = json.dumps({"id": 1, "type": "subscribed", "msg": {"channel": "orderbook_delta", "sid": 5}})
+    feed(s, subscribed.encode(), snap(5, 1, "A"), snap(5, 2, "B"), delta(5, 3, "A"))
+    error = {"type": "error", "sid": 5, "seq": 3, "msg": {"code": 25, "msg": "Subscription buffer overflow"}}
+    feed(s, json.dumps(error).encode())
+    assert [e.kind for e in sink.events] == ["subscription", "gap", "gap"]
+    gaps = sink.events[1:]
+    assert [(g.market, g.sid, g.last_seq, g.conn) for g in gaps] == [("A", 5, 3, s.conn), ("B", 5, 3, s.conn)]
+    assert all(g.detail.startswith("Kalshi error 25 (Subscription buffer overflow) ended the subscription")
+               and "book invalid until its fresh snapshot" in g.detail for g in gaps)
+    assert s.stats()["gaps"] == 2 and s.stats()["seq_gaps"] == 0
+    (cmd,) = [c for c in s.core.commands.pending.values() if c.kind == "subscribe"]
+    assert json.loads(cmd.text)["params"] == {"channels": ["orderbook_delta"], "market_tickers": ["A", "B"]}
+    # the new subscription starts with fresh snapshots: nothing flagged, nothing more to mark
+    resubscribed = json.dumps({"id": cmd.id, "type": "subscribed", "msg": {"channel": "orderbook_delta", "sid": 6}})
+    feed(s, resubscribed.encode(), snap(6, 1, "A"), snap(6, 2, "B"), delta(6, 3, "A"))
+    assert sink.flags[-4:] == [0, 0, 0, 0] and s.core.subscribed
+    assert s.stats()["gaps"] == 2
+
+
+def test_connection_gaps_are_counted_once_each_like_seq_gaps():
+    sink = Sink()
+    s = make_session(sink)
+    subscribed = json.dumps({"id": 1, "type": "subscribed", "msg": {"channel": "orderbook_delta", "sid": 5}})
+    feed(s, subscribed.encode(), snap(5, 1, "A"), snap(5, 2, "B"), delta(5, 4, "A"))    # a seq gap: 2 books
+    s._apply(s.core.connection_gaps("connection closed by peer"))                         # what _serve applies
+    gaps = [e for e in sink.events if e.kind == "gap"]
+    assert [(g.market, g.last_seq) for g in gaps] == [("A", 2), ("B", 2), ("A", 4), ("B", 4)]
+    assert s.stats()["gaps"] == len(gaps) == 4 and s.stats()["seq_gaps"] == 1
+    assert [x.value for x in s.metric_samples() if x.name == "gaps"] == [4.0]
+
