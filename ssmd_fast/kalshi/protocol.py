@@ -73,8 +73,12 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class Log:
+    """A log line. With ``throttle`` (a key), lines of that key that repeat fast are summarized:
+    at most one per interval, the next one saying how many were held back (``logs.Throttle``)."""
+
     level: int
     message: str
+    throttle: str | None = None
 
 
 Action = Send | Ping | Reconnect | Emit | Log
@@ -173,7 +177,9 @@ class KalshiProtocol:
             self.auth_failures += 1
             text = auth_rejected_message(status or 401)
             return delay, [Log(logging.ERROR, f"{text}; retrying in {delay:.2f}s")]
-        return delay, [Log(logging.WARNING, f"connect failed: {detail}; retrying in {delay:.2f}s")]
+        # an outage repeats this at every attempt: summarized, not one line per attempt
+        return delay, [Log(logging.WARNING, f"connect failed: {detail}; retrying in {delay:.2f}s",
+                           throttle="connect failed")]
 
     # ------------------------------------------------------------------ gaps
 

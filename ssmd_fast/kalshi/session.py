@@ -26,6 +26,7 @@ from ssmd_fast.kalshi.protocol import Emit, KalshiProtocol, Log, Ping, Reconnect
 from ssmd_fast.kalshi.shards import ConnectionPlan
 from ssmd_fast.kalshi.watchdog import Failure
 from ssmd_fast.listener import MAX_MESSAGE_SIZE, BatchListener
+from ssmd_fast.logs import Throttle
 from ssmd_fast.normalize import FrameBatch
 from ssmd_fast.sequencer import Sequencer
 
@@ -182,6 +183,7 @@ class KalshiSession:
         self.events_emitted = 0
         self.gap_events = 0           # "gaps" in stats(): every gap event, whatever found it (events.py)
         self.sink_errors = 0
+        self._throttles: dict[str, Throttle] = {}   # Log.throttle key -> its Throttle (lines an outage repeats)
         self.last_error: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -402,7 +404,17 @@ class KalshiSession:
                 self._emit(StatusEvent(a.kind, self.conn or "", time.time_ns(), market=a.market, sid=a.sid,
                                        last_seq=last_seq, received_seq=a.received_seq, detail=a.detail))
             elif isinstance(a, Log):
-                log.log(a.level, "[shard %s conn %s] %s", self.shard, self.conn, a.message)
+                # a connection id only while that connection is up: between connections (connect
+                # failures) the last one is dead and naming it would mislead
+                where = f"shard {self.shard} conn {self.conn}" if self.transport is not None \
+                    else f"shard {self.shard}"
+                if a.throttle is not None:     # the key, not the text, decides what is a repeat
+                    throttle = self._throttles.get(a.throttle)
+                    if throttle is None:
+                        throttle = self._throttles[a.throttle] = Throttle(log)
+                    throttle.log(a.level, f"[{where}] %s", a.message)
+                else:
+                    log.log(a.level, "[%s] %s", where, a.message)
             elif isinstance(a, Reconnect):
                 self._disconnect_reason = a.reason
                 if self.transport is not None and not self.transport.is_disconnected:

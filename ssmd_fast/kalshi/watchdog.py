@@ -13,7 +13,7 @@ from enum import Enum
 class Failure(Enum):
     """Why a connection attempt failed or a connection ended; picks the backoff curve."""
 
-    REFUSED = "refused"          # TCP refused/reset/unreachable: retried quickly (the exchange may be back soon)
+    REFUSED = "refused"          # TCP refused/reset/unreachable: retried quickly at first (the exchange may be back soon)
     AUTH = "auth"                # HTTP 401/403 at the handshake: never retried in a tight loop
     OTHER = "other"              # anything else: a handshake timeout, a dropped or stale connection
 
@@ -21,24 +21,37 @@ class Failure(Enum):
 class Backoff:
     """Capped exponential backoff with full jitter: delay = uniform(0, min(cap, initial * 2**n)).
 
-    A refused connection uses the low cap ``refused_max`` so capture resumes within about a second
-    of the exchange accepting again. An authentication failure keeps half of the delay as a floor
-    ("equal jitter"), so a bad key is never retried faster than the curve says.
+    Refused connections (the exchange restarting, a brief network loss) are retried within
+    ``refused_max`` while the refused delays handed out since the last ``reset()`` add up to less than
+    ``refused_window`` seconds, so capture resumes within about a second of a short outage's end. Past
+    that window the outage is a long one: refused attempts double from ``refused_max`` up to
+    ``maximum`` like the others, instead of hammering the exchange (or a dead network) with more than
+    one attempt a second for as long as it lasts. An authentication failure keeps half of the delay as a
+    floor ("equal jitter"), so a bad key is never retried faster than the curve says.
     """
 
     def __init__(self, initial: float = 0.25, maximum: float = 30.0, *, refused_max: float = 0.75,
-                 rng: random.Random | None = None):
+                 refused_window: float = 5.0, rng: random.Random | None = None):
         if initial <= 0 or maximum <= 0:
             raise ValueError("backoff delays must be positive")
         self.initial = initial
         self.maximum = max(maximum, initial)
         self.refused_max = min(refused_max, self.maximum)
+        self.refused_window = refused_window
         self.rng = rng or random.Random()
         self.attempt = 0
+        self.refused_waited = 0.0     # the refused delays handed out since reset()
+        self.refused_slow = 0         # refused attempts since then past the window
 
     def ceiling(self, failure: Failure = Failure.OTHER) -> float:
         """The upper bound of the next delay."""
-        cap = self.refused_max if failure is Failure.REFUSED else self.maximum
+        if failure is Failure.REFUSED:
+            if self.refused_waited < self.refused_window:
+                cap = self.refused_max
+            else:       # a long outage: the curve goes on from refused_max
+                return min(self.maximum, self.refused_max * (2 ** min(self.refused_slow + 1, 60)))
+        else:
+            cap = self.maximum
         # 2**n overflows nothing in Python, but keep the exponent small for speed
         return min(cap, self.initial * (2 ** min(self.attempt, 60)))
 
@@ -47,10 +60,17 @@ class Backoff:
         self.attempt += 1
         if failure is Failure.AUTH:
             return ceiling / 2 + self.rng.uniform(0.0, ceiling / 2)
-        return self.rng.uniform(0.0, ceiling)
+        delay = self.rng.uniform(0.0, ceiling)
+        if failure is Failure.REFUSED:
+            if self.refused_waited >= self.refused_window:
+                self.refused_slow += 1
+            self.refused_waited += delay
+        return delay
 
     def reset(self) -> None:
         self.attempt = 0
+        self.refused_waited = 0.0
+        self.refused_slow = 0
 
 
 class Watchdog:

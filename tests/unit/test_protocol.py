@@ -319,10 +319,19 @@ def test_auth_failure_message_and_backoff():
     assert delays[-1] >= 15.0 and max(delays) <= 30.0
 
 
-def test_refused_connects_retry_within_a_second():
+def test_refused_connects_retry_within_a_second_at_first():
     p = KalshiProtocol(SPECS, rng=random.Random(6))
     delays = [p.on_connect_failed(Failure.REFUSED, "refused", 0.0)[0] for _ in range(40)]
-    assert max(delays) <= 0.75
+    fast = [d for d in delays if d <= 0.75]
+    assert len(fast) >= 8 and max(delays[:8]) <= 0.75      # a brief restart: back within a second
+    assert max(delays) > 0.75                                # a long outage: backing off (watchdog tests)
+
+
+def test_connect_failure_lines_are_throttled_and_keep_the_detail():
+    p = KalshiProtocol(SPECS, rng=random.Random(6))
+    _, (log,) = p.on_connect_failed(Failure.REFUSED, "ConnectionRefusedError: [Errno 111]", 0.0)
+    assert log.level == logging.WARNING and log.throttle == "connect failed"
+    assert log.message.startswith("connect failed: ConnectionRefusedError: [Errno 111]; retrying in ")
 
 
 def test_close_unsubscribes_every_sid():

@@ -36,11 +36,48 @@ def test_reset_after_healthy_connection():
     assert b.ceiling() == 0.25
 
 
-def test_refused_is_capped_low_so_capture_resumes_within_a_second():
-    b = Backoff(0.25, 30.0, refused_max=0.75, rng=random.Random(3))
-    delays = [b.next_delay(Failure.REFUSED) for _ in range(50)]
-    assert max(delays) <= 0.75
+def test_refused_is_capped_low_for_its_first_seconds_so_capture_resumes_within_a_second():
+    b = Backoff(0.25, 30.0, refused_max=0.75, refused_window=5.0, rng=random.Random(3))
+    waited, delays = 0.0, []
+    while waited < 5.0:                       # the window: refused delays adding up to 5 s
+        assert b.ceiling(Failure.REFUSED) <= 0.75
+        delays.append(b.next_delay(Failure.REFUSED))
+        waited += delays[-1]
+    assert max(delays) <= 0.75 and len(delays) >= 8
     assert b.ceiling(Failure.OTHER) == 30.0   # the other curve kept growing meanwhile
+
+
+def test_refused_past_its_window_doubles_up_to_backoff_max():
+    """A long outage (the exchange down, the network lost): not an attempt a second for as long as it
+    lasts, but the normal curve, from refused_max up to backoff_max."""
+    b = Backoff(0.25, 30.0, refused_max=0.75, refused_window=5.0, rng=random.Random(8))
+    while b.refused_waited < 5.0:
+        b.next_delay(Failure.REFUSED)
+    ceilings = []
+    for _ in range(8):
+        ceilings.append(b.ceiling(Failure.REFUSED))
+        assert b.next_delay(Failure.REFUSED) <= ceilings[-1]
+    assert ceilings == [1.5, 3.0, 6.0, 12.0, 24.0, 30.0, 30.0, 30.0]
+    # 24 s of outage: a handful of attempts, not 30
+    b.reset()
+    t, attempts = 0.0, 0
+    while t < 24.0:
+        t += b.next_delay(Failure.REFUSED)
+        attempts += 1
+    assert attempts <= 24
+    # a healthy connection starts the fast window over
+    b.reset()
+    assert b.ceiling(Failure.REFUSED) == 0.25 and b.refused_waited == 0.0
+
+
+def test_refused_window_over_many_seeds_covers_a_two_second_restart():
+    """The F8 drill's exchange is away 2 s: the attempt that finds it back must still be a fast one."""
+    for seed in range(200):
+        b = Backoff(0.25, 30.0, refused_max=0.75, refused_window=5.0, rng=random.Random(seed))
+        t = b.next_delay(Failure.OTHER)        # the dropped connection itself
+        while t < 2.0:
+            t += b.next_delay(Failure.REFUSED)
+        assert t < 2.0 + 0.75, seed
 
 
 def test_auth_failures_back_off_without_tight_loop():

@@ -6,8 +6,10 @@ import json
 
 from ssmd_fast.kalshi.auth import KalshiCredentials, generate_key_pair
 from ssmd_fast.kalshi.session import KalshiSession, classify_failure
+from ssmd_fast.kalshi.session import log as session_log
 from ssmd_fast.kalshi.shards import plan_connections
 from ssmd_fast.kalshi.watchdog import Failure
+from ssmd_fast.logs import Throttle
 from ssmd_fast.normalize import F_GAP, F_SUPPRESSED, FrameBatch
 
 
@@ -115,3 +117,19 @@ def test_connection_gaps_are_counted_once_each_like_seq_gaps():
     assert s.stats()["gaps"] == len(gaps) == 4 and s.stats()["seq_gaps"] == 1
     assert [x.value for x in s.metric_samples() if x.name == "gaps"] == [4.0]
 
+
+def test_connect_failures_are_summarized_and_name_no_dead_connection(caplog):
+    s = make_session(Sink())
+    s.transport = None          # between connections: s.conn is the last, dead one
+    clock = [0.0]
+    s._throttles["connect failed"] = Throttle(session_log, clock=lambda: clock[0])
+    with caplog.at_level("WARNING", logger="ssmd_fast.kalshi.session"):
+        for _ in range(30):     # 30 refused attempts: the fast ones, then the backoff curve
+            delay, actions = s.core.on_connect_failed(Failure.REFUSED, "ConnectionRefusedError: refused", 0.0)
+            s._apply(actions)
+            clock[0] += delay
+    lines = [r.getMessage() for r in caplog.records]
+    assert clock[0] > 60 and 2 <= len(lines) <= clock[0] / 10 + 1, lines    # one line per 10 s at most
+    assert all(line.startswith("[shard 0] connect failed: ConnectionRefusedError") for line in lines)
+    assert s.conn not in "".join(lines)
+    assert "more in the last" in lines[1]
