@@ -42,6 +42,8 @@ class ServerAnswers:
     def _dead_letter(self, items: list, kind: str, why: str = "") -> None:
         """Keep rejected messages in the dead-letter file; a log line and a ``dead_letter`` event at most
         every 10 s per kind (a full stream rejects thousands a second), each saying how many so far."""
+        if not items:
+            return
         self.rejected[kind] = self.rejected.get(kind, 0) + len(items)
         try:
             self.dead.append_many(items)
