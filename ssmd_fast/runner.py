@@ -229,7 +229,10 @@ class Runner:
             if pub.feed_stop_requested and not self._feed_stopped:
                 self._feed_stopped = True
                 log.error("stopping the feed: the publisher cannot hold more data (%s)", pub.feed_stop_why)
-                await asyncio.gather(*(s.close(2.0) for s in self.sessions))
+                # a gap event per subscribed market, as for a lost connection: the files and the metrics say
+                # what is missing until the feed restarts
+                why = f"the publisher cannot hold more data: {pub.feed_stop_why}"
+                await asyncio.gather(*(s.close(2.0, gap=why) for s in self.sessions))
                 self.retired += self.sessions
                 self.sessions = []
             elif self._feed_stopped and not pub.feed_stop_requested:

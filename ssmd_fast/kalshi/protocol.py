@@ -183,12 +183,13 @@ class KalshiProtocol:
 
     # ------------------------------------------------------------------ gaps
 
-    def connection_gaps(self, reason: str) -> list[Emit]:
-        """The connection was lost: the gap events of everything it carried until the resubscribe."""
+    def connection_gaps(self, reason: str, what: str = "connection lost") -> list[Emit]:
+        """The connection was lost (or closed on purpose while capture must go on: ``what``): the gap events
+        of everything it carried until the resubscribe."""
         out: list[Emit] = []
         for sub in self.table.subs:
             if sub.sid is not None:
-                out += subscription_gaps(sub, f"connection lost ({reason})")
+                out += subscription_gaps(sub, f"{what} ({reason})")
         return out
 
     # ------------------------------------------------------------------ replies

@@ -307,12 +307,16 @@ class KalshiSession:
     async def wait_subscribed(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._subscribed.wait(), timeout)
 
-    async def close(self, timeout: float = 2.0) -> None:
-        """Unsubscribe, close the socket and stop reconnecting; returns within about ``timeout``."""
+    async def close(self, timeout: float = 2.0, gap: str = "") -> None:
+        """Unsubscribe, close the socket and stop reconnecting; returns within about ``timeout``. With
+        ``gap`` (why capture stops while the run goes on: the runner stopping the feed) the subscriptions'
+        gap events are emitted too, as for a lost connection: the data until the next session is missing."""
         self._closing = True
         self._wake.set()
         deadline = time.monotonic() + timeout
         transport = self.transport
+        # taken before the unsubscribe replies clear the subscriptions' sids
+        gaps = self.core.connection_gaps(gap, "the feed was stopped") if gap and transport is not None else []
         if transport is not None and not transport.is_disconnected:
             self._apply(self.core.close_commands(time.monotonic()))
             if not self.core.unsubscribed_all:
@@ -335,6 +339,7 @@ class KalshiSession:
                 await asyncio.wait_for(task, max(0.05, deadline - time.monotonic()))
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
+        self._apply(gaps)       # after the frames still in flight: a gap starts where they end
         self._fold()
 
     # ------------------------------------------------------------------ the hot path

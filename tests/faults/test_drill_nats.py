@@ -5,6 +5,7 @@ middle of the stream; then the stream and the files read back and compared with 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 
@@ -413,6 +414,45 @@ def test_f6_nats_down_at_start_capture_starts_at_once(tmp_path):
     assert fig.lost == 0 and fig.duplicated == 0 and captured > RATE * (down - 3)
     assert first_record < 2.0
     check_clean_feed(report)
+
+
+@pytest.mark.timeout(120)
+def test_f6b_past_the_spill_cap_the_feed_stops_with_a_gap_marker_per_market_then_restarts(tmp_path):
+    """Issue 8: "Past a configurable disk cap, the feed is stopped on purpose and a gap event is recorded
+    (in the file sink and the metrics)". The stop gave a feed_stopped event and the disconnects only, and
+    the gaps counted 0."""
+    with Rig(tmp_path, events=int(RATE * 30), rate=RATE) as rig:
+        rig.start(nats_up=False)
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            conn = await rig.connector({"transport": {"memory_queue_bytes": "64KiB",
+                                                      "spill": {"max_bytes": "1MiB"}}}, subscribed_timeout=None)
+            pub = conn.publisher
+            await wait_for(lambda: conn.runner._feed_stopped, 30, "the feed stopped at the spill cap")
+            stopped = conn.totals()
+            await loop.run_in_executor(None, rig.nats.start)
+            await wait_for(lambda: not conn.runner._feed_stopped and conn.sessions, 30, "the feed restarted")
+            await wait_for(lambda: conn.totals()["records"] > stopped["records"] + RATE, 30, "capture again")
+            report = await conn.stop()
+            st = pub.stats()
+            rig.stop_exchange()
+            return report, st, stopped
+
+        report, st, stopped = run(main())
+        lines = [json.loads(x) for p in sorted(rig.files.rglob("*.norm.jsonl"))
+                 for x in p.read_bytes().splitlines() if x.startswith(b'{"type":"status"')]
+        stops = [e for e in lines if e["kind"] == "gap" and e["detail"].startswith("the feed was stopped")]
+        emit = Figures("F6b spill cap: the feed stopped, then restarted", sent=st["published"], stored=st["acked"],
+                       lost=st["lost"], duplicated=0, extra={
+                           "gap markers of the stop": len(stops), "gaps counted": report.gaps,
+                           "markets with a marker": len({e["market"] for e in stops if e["market"]})})
+        emit.emit()
+    assert [e["kind"] for e in lines].count("feed_stopped") == 1
+    assert {e["market"] for e in stops if e["market"]} == set(rig.tickers[:rig.book_markets])
+    assert any(e["market"] is None for e in stops)             # the all-market channels
+    assert report.gaps >= len(stops) > stopped["gaps"]
+    assert st["lost"] > 0 and report.exit_code == 1            # what did not fit is counted and fails the run
 
 
 # --------------------------------------------------------------------------- F7 rejections

@@ -351,3 +351,24 @@ def test_an_error_past_on_batch_costs_a_reconnect_with_its_reason(keys):
     gone = [e for e in sink.events if e.kind == "disconnect"]
     assert gone and "RuntimeError: a broken stage" in gone[0].detail, gone
     assert s.stats()["reconnects"] >= 1
+
+
+def test_a_close_with_a_gap_marks_every_subscription_as_a_lost_connection_would(keys):
+    # the runner stops the feed on purpose when the publisher can hold no more (spill cap): the data until
+    # the feed restarts is missing, and its gap markers must say so, per market (it gave a feed_stopped
+    # event and the disconnects only, and "gaps" stayed 0)
+    creds, public = keys
+
+    async def main():
+        async with live_session(creds, public, 20_000, rate=2000, books=2) as (ex, s, sink):
+            books = ex.feed.markets[:2]
+            await wait_until(lambda: len(sink.of_type("book_delta")) >= 5, 10, "deltas")
+            await s.close(gap="spill cap reached")
+            gaps = [e for e in sink.events if e.kind == "gap"]
+            stats = s.stats()
+        assert {e.market for e in gaps if e.market is not None} == set(books)
+        assert all(e.detail.startswith("the feed was stopped (spill cap reached)") for e in gaps)
+        assert any(e.market is None for e in gaps)               # the all-market channels
+        assert stats["gaps"] == len(gaps)
+        assert [e for e in gaps if e.market in books][0].last_seq is not None
+    asyncio.run(main())
