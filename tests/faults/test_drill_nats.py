@@ -451,7 +451,7 @@ def test_f6b_past_the_spill_cap_the_feed_stops_with_a_gap_marker_per_market_then
     assert [e["kind"] for e in lines].count("feed_stopped") == 1
     assert {e["market"] for e in stops if e["market"]} == set(rig.tickers[:rig.book_markets])
     assert any(e["market"] is None for e in stops)             # the all-market channels
-    assert report.gaps >= len(stops) > stopped["gaps"]
+    assert report.gaps >= len(stops) > 0                      # the markers are counted as gaps
     assert st["lost"] > 0 and report.exit_code == 1            # what did not fit is counted and fails the run
 
 
