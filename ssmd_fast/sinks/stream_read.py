@@ -156,16 +156,16 @@ async def read_stream(url: str | list[str] | natsconn.Endpoint, stream: str | No
         while True:
             ev = await asyncio.wait_for(replies.get(), max(0.0, deadline - loop.time()))
             if ev[0] == "msg" and ev[1] == inbox + b".r":
+                if not ev[2]:   # the 503 status of no responders: no JetStream (it read as {}: 0 messages)
+                    raise ReadError(f"{subject}: no responders (is JetStream enabled on the server?)")
                 try:
-                    answer = json.loads(ev[2]) if ev[2] else {}
+                    answer = json.loads(ev[2])
                 except ValueError:
                     raise ReadError(f"{subject}: the server's answer is not JSON") from None
                 err = answer.get("error")
                 if err:
                     raise ReadError(f"{subject}: {err.get('description') or err}")
                 return answer
-            if ev[0] == "msg" and not ev[2]:      # no responders: JetStream is not enabled
-                raise ReadError(f"{subject}: no JetStream on the server")
             if ev[0] in ("lost", "err"):
                 raise ReadError(f"reading {stream or subject_filter}: {ev[1]}")
 

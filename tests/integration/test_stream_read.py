@@ -5,6 +5,8 @@ message for message (subject, id, stream sequence, bytes)."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 
 import nats
 import pytest
@@ -94,3 +96,29 @@ def test_credentials_in_the_url_are_the_connection_credentials():
         with pytest.raises(ReadError, match="cannot connect.*[Aa]uthorization") as err:
             asyncio.run(read_stream(srv.url.replace("//", "//reader:wrong@", 1), "S", timeout=10))
         assert "wrong" not in str(err.value)
+
+
+def test_a_server_without_jetstream_is_an_error_not_an_empty_stream():
+    # the API's "no responders" answer (a 503 status, no payload) was read as {}: 0 messages, so a
+    # verification would have reported every message lost instead of saying why
+    import subprocess
+
+    from ssmd_fast.natsserver import find_nats_server, free_port
+
+    port = free_port()
+    proc = subprocess.Popen([find_nats_server(), "-a", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):                        # up to 5 s for the port to open
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        with pytest.raises(ReadError, match="no responders .*JetStream"):
+            asyncio.run(read_stream(f"nats://127.0.0.1:{port}", "S", timeout=10))
+        with pytest.raises(ReadError, match="STREAM.NAMES: no responders"):
+            asyncio.run(read_stream(f"nats://127.0.0.1:{port}", None, "p.>", timeout=10))
+    finally:
+        proc.kill()
+        proc.wait(5)
