@@ -77,8 +77,7 @@ def nats_url_problem(url: str, credentials_allowed: bool = False) -> str | None:
         port = 0
     if port == 0:        # nats_address would take 0 as 4222
         return f"the port must be a number in 1..65535; got {shown!r}"
-    bare = url.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1)   # tail's credentials, checked above
-    host, _, _ = nats_address(bare)
+    host = parts.hostname       # what nats_address connects to (the user and password are not part of it)
     if not _is_host(host, bracketed="[" in parts.netloc):
         return f"{host!r} is not a host name or IP address: {shown!r}"
     return None

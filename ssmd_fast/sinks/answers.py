@@ -12,7 +12,7 @@ import logging
 from ssmd_fast.errors import PublishError, StorageError
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.sinks import framing
-from ssmd_fast.sinks.stream import recreate_if_missing
+from ssmd_fast.sinks.stream import provision
 
 log = logging.getLogger("ssmd_fast.sinks.nats")   # the publisher's log: operators follow one name
 
@@ -102,7 +102,8 @@ class ServerAnswers:
 
     async def _recreate_stream(self) -> None:
         try:
-            report = await recreate_if_missing(self.cfg, self.endpoint, timeout=self.cfg.connect_timeout)
+            report = await provision(self.cfg, self.endpoint, timeout=self.cfg.connect_timeout,
+                                     only_if_missing=True)
         except PublishError as exc:
             self._throttle.log(logging.WARNING, "NATS: no stream takes the messages, and it cannot be "
                                "looked for or created: %s", str(exc))

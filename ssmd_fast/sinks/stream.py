@@ -150,41 +150,24 @@ async def management_connection(endpoint: Endpoint, timeout: float):
     return nc
 
 
-async def provision(cfg: TransportConfig, endpoint: Endpoint, *, timeout: float = 5.0) -> StreamReport:
-    """Create/update (``provision: create``) or check (``verify``) the stream; see the module docstring."""
+async def provision(cfg: TransportConfig, endpoint: Endpoint, *, timeout: float = 5.0,
+                    only_if_missing: bool = False) -> StreamReport | None:
+    """Create/update (``provision: create``) or check (``verify``) the stream; see the module docstring.
+
+    ``only_if_missing`` (while running with ``create``, when messages find no stream): create the stream
+    again if it is gone, else None: a stream that exists is left as it is, even if someone changed it (its
+    messages are parked, then dead-lettered, as documented)."""
     nc = await management_connection(endpoint, timeout)
     try:
         fast = cfg.batching and version_tuple((nc._server_info or {}).get("version")) >= FAST_INGEST_VERSION
-        return await asyncio.wait_for(_provision(nc.jetstream(), cfg, fast), timeout)
+        return await asyncio.wait_for(_provision(nc.jetstream(), cfg, fast, only_if_missing), timeout)
     except TimeoutError:
         raise PublishError(f"stream {cfg.stream}: JetStream did not answer within {timeout} s") from None
     finally:
         await nc.close()
 
 
-async def recreate_if_missing(cfg: TransportConfig, endpoint: Endpoint, *, timeout: float = 5.0) -> StreamReport | None:
-    """While running with ``provision: create``: the stream created again if it is gone (deleted under
-    the connector, whose messages then find no responders), else None. A stream that exists is left as
-    it is, even if someone changed it: its messages are parked, then dead-lettered, as documented."""
-    nc = await management_connection(endpoint, timeout)
-    try:
-        js = nc.jetstream()
-        try:
-            await asyncio.wait_for(js.stream_info(cfg.stream), timeout)
-            return None
-        except NotFoundError:
-            pass
-        fast = cfg.batching and version_tuple((nc._server_info or {}).get("version")) >= FAST_INGEST_VERSION
-        return await asyncio.wait_for(_provision(js, cfg, fast), timeout)
-    except TimeoutError:
-        raise PublishError(f"stream {cfg.stream}: JetStream did not answer within {timeout} s") from None
-    except APIError as exc:
-        raise PublishError(f"stream {cfg.stream}: {exc.description or exc}") from None
-    finally:
-        await nc.close()
-
-
-async def _provision(js, cfg: TransportConfig, fast: bool) -> StreamReport:
+async def _provision(js, cfg: TransportConfig, fast: bool, only_if_missing: bool = False) -> StreamReport | None:
     want = wanted_config(cfg, fast)
     try:
         info = await js.stream_info(cfg.stream)
@@ -192,6 +175,8 @@ async def _provision(js, cfg: TransportConfig, fast: bool) -> StreamReport:
         info = None
     except APIError as exc:
         raise PublishError(f"stream {cfg.stream}: {exc.description or exc}") from None
+    if only_if_missing and info is not None:
+        return None
     if cfg.provision == "verify":
         if info is None:
             raise StreamMismatch(f"stream {cfg.stream} does not exist (transport.provision is verify: "
