@@ -42,6 +42,7 @@ class RunReport:
     gaps: int = 0
     reconnects: int = 0
     published: int = 0
+    carried_over: int = 0      # records a previous run left in the spill, stored (or spilled again) by this one
     acked: int = 0
     spilled: int = 0
     rejected: int = 0           # messages the server refused (stream full, permissions, no stream, too large)
@@ -266,8 +267,8 @@ class Runner:
             parts += [f"published {p['published']:,}", f"acked {p['acked']:,}", f"spilled {p['spilled']:,}",
                       f"oldest unacked {age}"]
             # shown once they happen: the messages the stream does not take, and those waiting for a stream
-            for key, label in (("parked", "waiting for a stream"), ("dead_lettered", "dead-lettered"),
-                               ("lost", "lost")):
+            for key, label in (("carried_over", "from the last run's spill"), ("parked", "waiting for a stream"),
+                               ("dead_lettered", "dead-lettered"), ("lost", "lost")):
                 if p[key]:
                     parts.append(f"{label} {p[key]:,}")
             spill = self.publisher.spill
@@ -294,6 +295,7 @@ class Runner:
             rep = await self.publisher.close(max(0.1, timeout - (time.monotonic() - started)))
             s = rep.stats
             report.published, report.acked, report.spilled = s["published"], s["acked"], s["spilled"]
+            report.carried_over = s["carried_over"]
             report.rejected, report.dead_lettered = sum(s["rejected"].values()), s["dead_lettered"]
             report.lost += rep.lost
             if rep.lost:
@@ -318,8 +320,10 @@ class Runner:
         # dead letters are kept, not lost, but they are not where the run was to put them: an operator must act
         clean = not (report.lost or report.file_lost or report.dead_lettered or self.failures)
         report.exit_code = EXIT_OK if clean else EXIT_LOSS
+        # acked counts the previous run's spill too: said where a reader would see acked > published
+        carried = f" (+ {report.carried_over:,} from the last run's spill)" if report.carried_over else ""
         summary = (f"shutdown in {report.shutdown_seconds:.3f} s: frames {report.frames:,}, records {report.records:,}, "
-                   f"published {report.published:,}, acked {report.acked:,}, spilled {report.spilled:,}, "
+                   f"published {report.published:,}{carried}, acked {report.acked:,}, spilled {report.spilled:,}, "
                    f"dead-lettered {report.dead_lettered:,}, lost {report.lost:,}, "
                    f"file records {report.file_records:,}, file lost {report.file_lost:,}")
         if report.exit_code == EXIT_OK:
@@ -336,8 +340,8 @@ def publisher_samples(pub) -> list[Sample]:
     s = pub.stats()
     out = [Sample(name, float(s[key])) for name, key in (
         ("published", "published"), ("acked", "acked"), ("ack_duplicates", "duplicates"), ("resent", "resent"),
-        ("spilled", "spilled"), ("replayed", "replayed"), ("unacked", "inflight"), ("queue_bytes", "queued_bytes"),
-        ("window", "window"), ("spill_quarantined_bytes", "spill_quarantined_bytes"))]
+        ("spilled", "spilled"), ("replayed", "replayed"), ("carried_over", "carried_over"), ("unacked", "inflight"),
+        ("queue_bytes", "queued_bytes"), ("window", "window"), ("spill_quarantined_bytes", "spill_quarantined_bytes"))]
     out.append(Sample("nats_connected", 1.0 if s["connected"] else 0.0))
     if pub.spill is not None and s["spill_pending"]:
         out.append(Sample("spill_pending_bytes", float(pub.spill.pending_bytes)))

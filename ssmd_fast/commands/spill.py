@@ -3,7 +3,8 @@
 Read-only: it takes no lock and writes nothing, so it can look at the spill of a running connector.
 The directory is transport.spill.path of the environment file (--env; default {storage.path}/spill,
 else data/{name}/spill), or given as DIR. --dead-letter looks at the messages the server rejected
-(stream full, no permission, too large): kept in {spill}/dead-letter, never replayed automatically.
+(stream full, no permission, too large): kept in {spill}/dead-letter, never replayed automatically,
+with why they are there (the server's answer, per kind: {spill}/dead-letter/reasons.jsonl).
 --records N prints the first N records a replay would send (`SUBJECT ID PAYLOAD`, as `ssmd-fast tail`
 does; --raw: the payload only) on stdout, and the summary on stderr.
 
@@ -62,11 +63,18 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
         print(f"ssmd-fast spill: {plural(n, 'dead letter')} moved to the end of {directory}: the connector's next "
               "start replays them", file=err)
         return 0
+    summary = []
     if args.dead_letter:
+        from ssmd_fast.sinks.dead_reasons import read_reasons
+
         directory = os.path.join(directory, "dead-letter")
-    view = inspect_spill(directory)
+        view = inspect_spill(directory)
+        summary = view.summary() + (read_reasons(directory).lines() if view.pending_records else [])
+    else:
+        view = inspect_spill(directory)
+        summary = view.summary()
     if args.records is None:
-        out.write(("\n".join(view.summary()) + "\n").encode())
+        out.write(("\n".join(summary) + "\n").encode())
         out.flush()
         return 0
     n = 0
@@ -74,7 +82,7 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
         out.write(payload + b"\n" if args.raw else b"%s %s %s\n" % (subject, msg_id, payload))
         n += 1
     out.flush()
-    print("\n".join(view.summary() + [f"ssmd-fast spill: {plural(n, 'record')} printed"]), file=err)
+    print("\n".join(summary + [f"ssmd-fast spill: {plural(n, 'record')} printed"]), file=err)
     return 0
 
 
@@ -103,4 +111,11 @@ def requeue_dead_letters(directory: str, max_bytes: int, chunk: int = 4096) -> i
                     raise stop
     except StorageError as exc:
         raise SsmdError(f"{exc} ({plural(moved, 'dead letter')} moved before it; the connector must be stopped)")
+    if moved:
+        from ssmd_fast.sinks.dead_reasons import mark_requeued
+
+        try:
+            mark_requeued(dead_dir, moved)   # every letter left: their reasons are history
+        except StorageError as exc:
+            raise SsmdError(f"{plural(moved, 'dead letter')} moved, but {exc}")
     return moved

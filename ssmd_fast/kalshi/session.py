@@ -493,7 +493,8 @@ class KalshiSession:
         shard = {"shard": self.shard}
         out = [Sample(name, float(st[key]), shard) for name, key in (
             ("frames", "frames"), ("bytes", "bytes"), ("binary_frames", "binary_dropped"),
-            ("duplicates", "duplicates"), ("gaps", "gaps"), ("suppressed", "suppressed"),
+            ("duplicates", "duplicates"), ("gaps", "gaps"), ("seq_gaps", "seq_gaps"),
+            ("suppressed", "suppressed"),
             ("resyncs", "resyncs"), ("reconnects", "reconnects"), ("stale", "stale"),
             ("auth_failures", "auth_failures"), ("connected", "connected"), ("subscribed", "subscribed"))]
         if st["last_frame_age"] is not None:

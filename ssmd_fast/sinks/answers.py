@@ -52,12 +52,23 @@ class ServerAnswers:
             self._count_lost(len(items), f"rejected ({kind}) and the dead-letter file failed")
             self._fail(f"dead-letter write failed: {exc}")
             return
+        self.dead_reasons.note(kind, why, items)
         n = self.rejected[kind]
-        what = why or f"e.g. {items[0][0].decode('utf-8', 'replace')}"
+        example = f"e.g. {items[0][0].decode('utf-8', 'replace')}"
+        what = f"{why}; {example}" if why else example
         # the format names the kind only: one line per kind per interval, the count in the arguments
         if self._throttle.log(logging.WARNING, f"NATS rejected messages ({kind}): dead-lettered, %s so far; %s",
                               f"{n:,}", what):
             self._emit(StatusEvent("dead_letter", self.instance, detail=f"{kind}: {n:,} so far; {what}"))
+            self._write_reasons(kind)
+
+    def _write_reasons(self, kind: str | None = None) -> None:
+        """The reasons line(s) beside the dead letters (dead_reasons.py); a failure is the run's, not a loss:
+        the letters themselves are stored."""
+        try:
+            self.dead_reasons.write(kind)
+        except StorageError as exc:
+            self._fail(f"dead-letter reasons write failed: {exc}", warn_once=True)
 
     def _dead_letter_oversized(self) -> None:
         items = self.ring.pop_oversized()
@@ -66,10 +77,10 @@ class ServerAnswers:
             return
         self._dead_letter(items, "too_large")
 
-    def _reject(self, pseq: int, kind: str) -> None:
+    def _reject(self, pseq: int, kind: str, why: str = "") -> None:
         msg = self.ring.reject(pseq)
         if msg is not None:
-            self._dead_letter([msg[:3]], kind)
+            self._dead_letter([msg[:3]], kind, why)
 
     def _park(self, pseq: int) -> None:
         """No stream stores this message's subject now: out of the window, retried later (parked.py)."""
@@ -125,7 +136,7 @@ class ServerAnswers:
                 if pseq:
                     rk = rejection_kind(code, err_code, desc)
                     if rk is not None:
-                        self._reject(pseq, rk)
+                        self._reject(pseq, rk, f"{desc} (err_code {err_code})" if err_code else desc)
                     elif kind == "fi_err":
                         self.fast.resend([pseq])   # held by the notice: no later flow ack settles it
             elif kind == "lame_duck":
@@ -171,7 +182,7 @@ class ServerAnswers:
                 return
             pseq = self.ring.find_sent(subject)
             if pseq:
-                self._reject(pseq, "permissions")
+                self._reject(pseq, "permissions", text)
             return
         log.warning("NATS server error on the data connection: %s", text)
 

@@ -239,7 +239,8 @@ class FastIngest:
                     del self.denied[msg[0]]
                 else:
                     self.denied[msg[0]] = n - 1
-                self.pub._reject(pseq, "permissions")
+                self.pub._reject(pseq, "permissions",
+                                 f"permissions violation for publish to {msg[0].decode('utf-8', 'replace')}")
             else:
                 again.append(pseq)
         return again

@@ -54,6 +54,7 @@ from ssmd_fast.logs import Throttle
 from ssmd_fast.metrics import HistogramSample
 from ssmd_fast.sinks import _framing_acks_py, framing, natsconn
 from ssmd_fast.sinks.answers import ServerAnswers
+from ssmd_fast.sinks.dead_reasons import DeadLetterReasons
 from ssmd_fast.sinks.fastingest import FastIngest
 from ssmd_fast.sinks.file import SinkReport
 from ssmd_fast.sinks.flightwindow import FlightWindow
@@ -121,12 +122,14 @@ class JetStreamPublisher(ServerAnswers):
         self.spill_dir = os.fspath(spill_dir or cfg.spill.path or os.path.join("data", "spill"))
         self.spill: SpillFile | None = None
         self.dead: SpillFile | None = None
+        self.dead_reasons: DeadLetterReasons | None = None
         self.conn: natsconn.DataConnection | None = None
         self.store = MEMORY
         self._throttle = Throttle(log)   # store changes can flap at every burst with a small memory queue
         self.feed_stop_requested = False
         self.feed_stop_why = ""          # why the feed was last asked to stop (for the runner's log line)
         self._spill_left = 0             # spill records left for the next start, counted at close
+        self._carried = 0                # records a previous run left in the spill, counted at close
         self._stream_check: asyncio.Task | None = None   # provision: create: a deleted stream created again
         self._stream_checked_at = -1e9
         self.error: str | None = None          # the last condition that needs an operator (logged too)
@@ -207,6 +210,7 @@ class JetStreamPublisher(ServerAnswers):
             # burst of rejections (a full stream) must not fsync per message on the feed's event loop
             self.dead = SpillFile(os.path.join(self.spill_dir, "dead-letter"), max_bytes=sp.max_bytes,
                                   fsync_every=sp.fsync_every, fsync_interval=sp.fsync_interval)
+            self.dead_reasons = DeadLetterReasons(self.dead.directory)
             if self.spill.pending_bytes:  # records may still be counted (large spills are checked in a thread)
                 log.info("spill %s holds %d bytes from before: replayed once NATS acks",
                          self.spill_dir, self.spill.pending_bytes)
@@ -271,6 +275,9 @@ class JetStreamPublisher(ServerAnswers):
             self._count_lost(len(left), "core mode: unsent at close")
         # what the next start replays, counted while the file is open (the closing report said 0)
         self._spill_left = self.spill.pending_records if self.spill is not None else 0
+        self._carried = self._carried_over()
+        if self.dead_reasons is not None:
+            self._write_reasons()
         for f in (self.spill, self.dead):
             if f is not None:
                 try:
@@ -297,7 +304,7 @@ class JetStreamPublisher(ServerAnswers):
             "duplicates": p.duplicates, "resent": r.resent, "inflight": r.inflight, "window": self.window.size,
             "queued": r.queued,
             "queued_bytes": r.queued_bytes, "spilled": self.counters["spilled"],
-            "replayed": self.counters["replayed"],
+            "replayed": self.counters["replayed"], "carried_over": self._carried if self._closed else self._carried_over(),
             "spill_pending": self._spill_left if self._closed else
                              self.spill.pending_records if self.spill is not None else 0,
             "spill_quarantined_bytes": sum(f.quarantined_bytes for f in (self.spill, self.dead) if f is not None),
@@ -611,6 +618,14 @@ class JetStreamPublisher(ServerAnswers):
             event = StatusEvent("feed_stopped", self.instance, detail=why)
             if self.on_event is not None:
                 self.on_event(event)
+
+    def _carried_over(self) -> int:
+        """Records in the spill this run did not append: a previous run's (or requeued dead letters). This run
+        acks them too, so acked can pass published (which counts this run's messages only). While a large
+        spill is still checked in the background, the records found so far."""
+        if self.spill is None:
+            return 0
+        return max(0, self.spill.stats()["appended"] - self.counters["spilled"])
 
     def _fail(self, message: str, warn_once: bool = False) -> None:
         if not (warn_once and self.error == message):

@@ -493,8 +493,14 @@ def _dead_letters_fail_the_run(report, n: int) -> None:
 
 
 def _accounting(rig, name, st, messages, settled, **extra):
-    """Every message the connector took is stored or dead-lettered, exactly once."""
+    """Every message the connector took is stored or dead-lettered, exactly once; the reasons file beside the
+    dead letters counts each of them under its kind, with the server's answer."""
+    from ssmd_fast.sinks.dead_reasons import read_reasons
+
     dead = dead_letters(rig)
+    reasons = read_reasons(str(rig.spill / "dead-letter")).kinds
+    assert {k: r["count"] for k, r in reasons.items()} == st["rejected"]
+    assert all(r["why"] for r in reasons.values())
     stored_ids = {m.msg_id for m in messages}
     dead_ids = {d[1].decode() for d in dead}
     fig = Figures(name, sent=st["published"], stored=len(messages), resent=st["resent"],

@@ -307,6 +307,11 @@ def test_stream_full_with_discard_new_is_dead_lettered_without_hanging(tmp_path)
             from ssmd_fast.sinks.spill import SpillFile
             with SpillFile(tmp_path / "dead-letter", max_bytes=2**30) as dead:
                 assert dead.pending_records == n - 10
+            # why they are there, beside them: the server's answer (the records keep the spill's format)
+            from ssmd_fast.sinks.dead_reasons import read_reasons
+            (kind,) = read_reasons(str(tmp_path / "dead-letter")).kinds.items()
+            assert kind[0] == "stream_full" and kind[1]["count"] == n - 10
+            assert "maximum messages" in kind[1]["why"] and "err_code 10077" in kind[1]["why"]
         uvloop.run(main())
 
 
@@ -487,6 +492,11 @@ def test_permission_violations_are_dead_lettered(tmp_path):
             rep = await pub.close(10)
             assert rep.stats["rejected"] == {"permissions": 5} and rep.stats["dead_lettered"] == 5
             assert rep.stats["acked"] == rep.stats["published"] - 5 and rep.stats["inflight"] == 0
+            from ssmd_fast.sinks.dead_reasons import read_reasons
+            (kind,) = read_reasons(str(tmp_path / "dead-letter")).kinds.items()
+            assert kind[0] == "permissions" and kind[1]["count"] == 5
+            assert "permissions violation for publish" in kind[1]["why"].lower()
+            assert "t.kalshi.json.other." in kind[1]["why"] and kind[1]["example"].startswith("kalshi:")
         uvloop.run(main())
 
 

@@ -165,6 +165,9 @@ def test_rejected_messages_in_a_batch_are_dead_lettered_and_the_batch_goes_on(tm
             n, s = rep.stats["published"], rep.stats
             assert s["batching"] == "fast-ingest" and s["batches"] == 1 and s["resent"] == 0
             assert s["acked"] == 50 and s["rejected"] == {"stream_full": n - 50} == {"stream_full": s["dead_lettered"]}
+            from ssmd_fast.sinks.dead_reasons import read_reasons
+            (kind,) = read_reasons(str(tmp_path / "dead-letter")).kinds.items()
+            assert kind[0] == "stream_full" and kind[1]["count"] == n - 50 and "maximum messages" in kind[1]["why"]
             assert (await nc.jetstream().stream_info(STREAM)).state.messages == 50
             await nc.close()
         uvloop.run(main())

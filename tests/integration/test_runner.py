@@ -176,5 +176,8 @@ def test_sigterm_under_overload_spills_and_the_next_run_replays_every_message(tm
           f"{gone.report['spilled']:,} spilled; shutdown {gone.report['shutdown_seconds']:.3f} s inside, "
           f"{gone.stop_seconds:.3f} s to exit; run 2 acked {again.report['acked']:,}; stream {v.stream_messages:,}")
     assert again.code == 0 and again.report["lost"] == 0
+    # run 2 acks run 1's spill too: its report says where the acks beyond its own messages came from
+    assert gone.report["carried_over"] == 0 and 0 < again.report["carried_over"] <= gone.report["spilled"]
+    assert f"(+ {again.report['carried_over']:,} from the last run's spill)" in second.log_text()
     assert v.problems == []
     assert v.stream_raw == v.stream_normalized == v.file_raw == v.sent > 0

@@ -116,6 +116,7 @@ def test_connection_gaps_are_counted_once_each_like_seq_gaps():
     assert [(g.market, g.last_seq) for g in gaps] == [("A", 2), ("B", 2), ("A", 4), ("B", 4)]
     assert s.stats()["gaps"] == len(gaps) == 4 and s.stats()["seq_gaps"] == 1
     assert [x.value for x in s.metric_samples() if x.name == "gaps"] == [4.0]
+    assert [x.value for x in s.metric_samples() if x.name == "seq_gaps"] == [1.0]
 
 
 def test_connect_failures_are_summarized_and_name_no_dead_connection(caplog):
