@@ -12,13 +12,13 @@ import logging
 from ssmd_fast.errors import PublishError, StorageError
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.sinks import framing
+from ssmd_fast.sinks.spill_store import SPILL
 from ssmd_fast.sinks.stream import provision
 
 log = logging.getLogger("ssmd_fast.sinks.nats")   # the publisher's log: operators follow one name
 
 RETRYABLE_ERR_CODES = {10008}  # "JetStream system temporarily unavailable"
 FULL_DESCRIPTIONS = ("maximum messages", "maximum bytes", "maximum messages per subject")
-SPILL = "spill"
 STREAM_RECHECK = 5.0    # provision: create: how often messages without a stream look for it, to create it again
 
 

@@ -24,7 +24,7 @@ Guarantees and what happens when NATS is away or slow:
 - ``submit`` never blocks: frames queue in memory up to ``memory_queue_bytes``; past that, or when the
   oldest message stayed unacked past ``retry_horizon``, everything unacked moves to the ``SpillFile``
   in order and new batches go there too, until the spill is replayed (oldest first, original ids)
-  once NATS acks again; past the spill cap a ``feed_stopped`` event is emitted and
+  once NATS acks again (``spill_store.py``); past the spill cap a ``feed_stopped`` event is emitted and
   ``feed_stop_requested`` is set: the runner stops the WebSocket feed on purpose;
 - server rejections (stream full with discard new, permissions, too large, no stream for the
   subject past ``retry_horizon``) are counted by kind and their messages go to the dead-letter
@@ -60,24 +60,18 @@ from ssmd_fast.sinks.file import SinkReport
 from ssmd_fast.sinks.flightwindow import FlightWindow
 from ssmd_fast.sinks.natsconn import AuthFailed, ConnectError, Endpoint
 from ssmd_fast.sinks.parked import ParkedMessages
-from ssmd_fast.sinks.spill import SpillFile, SpillFull
+from ssmd_fast.sinks.spill import SpillFile
+from ssmd_fast.sinks.spill_store import MEMORY, SPILL, SpillStore
 from ssmd_fast.sinks.stream import FAST_INGEST_VERSION, provision
 from ssmd_fast.sinks.subjects import valid_subject
 
 log = logging.getLogger(__name__)
 
-MEMORY, SPILL = "memory", "spill"
 BACKOFF_INITIAL, BACKOFF_MAX, AUTH_BACKOFF = 0.05, 1.0, 5.0
 
 CLOSE_GRACE = 1.0            # close(): how long to wait for a reconnect before spilling
 PING_INTERVAL = 2.0          # data connection keepalive (x2 unanswered = stale)
 WRITE_CHUNK = 256 * 1024     # bytes per socket write
-# A replay keeps up to REPLAY_RING spill records in the ring, read REPLAY_CHUNK at a time: the next chunks are
-# read while the server stores the ones before (one 4,096-record chunk at a time, a replay waited a round trip
-# and the batch's commit per chunk: 53-60k msgs/s here), and a step (read + load, about 1.2 us per record)
-# holds the event loop about 1 ms, not 5.
-REPLAY_CHUNK = 1024
-REPLAY_RING = 4096
 WATCHDOG_SLACK = 0.5         # the watchdog fires this long after the ack deadline (capped at 2 x the deadline)
 LATENCY_LE_MIN_NS, LATENCY_LE_MAX_NS = 1 << 14, 1 << 34  # ack latency buckets exposed: 16 us .. 17 s
 BATCH_LENGTH = 100_000       # messages per fast-ingest batch before it is committed and a new one opened
@@ -89,7 +83,7 @@ def backoff_delay(backoff: float) -> float:
     return backoff * (0.5 + 0.5 * random.random())
 
 
-class JetStreamPublisher(ServerAnswers):
+class JetStreamPublisher(ServerAnswers, SpillStore):
     """The NATS sink (see the module docstring). Runs on the caller's event loop."""
 
     name = "nats"
@@ -364,94 +358,6 @@ class JetStreamPublisher(ServerAnswers):
         if self.ring.fast:
             self.fast.arm()
 
-    def _after_acks(self) -> None:
-        self._consume_spill()
-        # After a record too large to send, the ring drains first: only the record at the cursor can be
-        # dead-lettered.
-        loaded = self._replay_loaded
-        room = loaded == 0 if self._replay_drain else loaded + REPLAY_CHUNK <= REPLAY_RING
-        if self.store == SPILL and room and self.conn is not None and not self._closing:
-            self._replay()
-
-    # ------------------------------------------------------------------ spill and replay
-
-    def _enter_spill(self, why: str) -> None:
-        """Move every unacked message to the spill, in order; new batches follow them there."""
-        self._consume_spill()
-        items = self.ring.extract(include_spill=False) + self.parked.drain()
-        self._replay_loaded = 0  # spill-origin messages dropped from the ring are still in the file
-        if self.spill is not None:
-            self.spill.rewind()  # so the next replay reads them again
-        if self.store != SPILL:
-            self._throttle.log(logging.WARNING, "NATS publisher spilling to %s: %s", self.spill_dir, why)
-            self.store = SPILL
-            self._emit(StatusEvent("spill", self.instance, detail=why))
-        self._to_spill(items)
-
-    def _to_spill(self, items: list, final: bool = False) -> None:
-        if not items:
-            return
-        if self.spill is None:
-            self._count_lost(len(items), "no spill file (core mode)")
-            return
-        try:
-            n = self.spill.append_many(items)
-        except SpillFull as exc:
-            n = exc.appended
-            self._count_lost(len(items) - n, "dropped: the spill file is full")
-            self._stop_feed(f"spill cap reached: {exc}")
-        except StorageError as exc:
-            self._count_lost(len(items), "dropped: the spill file cannot be written")
-            self._fail(f"spill write failed: {exc}")
-            self._stop_feed(f"spill write failed: {exc}")
-            return
-        self.counters["spilled"] += n
-        if final:
-            self.spill.flush(fsync=True)
-
-    def _consume_spill(self) -> None:
-        n = self.ring.pop_spill_retired()
-        if n and self.spill is not None:
-            self.spill.consume(n)
-            self._replay_loaded -= n
-
-    def _replay(self) -> None:
-        """Load the next spill records into the ring (original subjects and ids) and send them."""
-        self._replay_drain = False
-        records = self._read_chunk()
-        loaded = 0
-        while records:   # None: the read failed, and the replay stays stopped there (nothing is skipped)
-            loaded = self.ring.add_messages(records, framing.ORIGIN_SPILL)   # one call per chunk
-            if loaded == len(records):
-                break
-            # too large for this server (its max_payload shrank since): only the record at the cursor can
-            # be consumed out of band, so a later one waits to head the next chunk
-            self.ring.pop_oversized()
-            self.spill.unread(len(records) - loaded)
-            if loaded:
-                break
-            if self._replay_loaded:      # records before it are still in flight: wait for their acks
-                self._replay_drain = True
-                return
-            self._dead_letter([records[0]], "too_large")
-            self.spill.consume(1)
-            records = self._read_chunk()
-        if records is not None:
-            self._replay_loaded += loaded
-            self.counters["replayed"] += loaded
-            if self.spill.read_to_end:
-                self.store = MEMORY  # everything left is in the ring: new batches can follow in memory
-                self._throttle.log(logging.INFO, "NATS publisher: spill replayed, back to the memory queue")
-            self._pump()
-        self._report_corruption()  # bytes the read set aside (after the store is settled: it takes the event)
-
-    def _read_chunk(self) -> list | None:
-        try:
-            return self.spill.read(REPLAY_CHUNK)
-        except StorageError as exc:  # logged once; what was read before it is sent and consumed
-            self._fail(f"spill replay stopped: {exc}", warn_once=True)
-            return None
-
     # ------------------------------------------------------------------ background tasks
 
     async def _run(self) -> None:
@@ -578,28 +484,7 @@ class JetStreamPublisher(ServerAnswers):
         if self.feed_stop_requested:
             self._maybe_resume_feed()
 
-    def _maybe_resume_feed(self) -> None:
-        """Clear ``feed_stop_requested`` once the spill takes writes again and is at most half full
-        (the runner then restarts the feed with fresh subscriptions)."""
-        sp = self.spill
-        if sp is not None and sp.error is None and sp.pending_bytes <= sp.max_bytes // 2:
-            self.feed_stop_requested = False
-            log.warning("NATS publisher: the spill holds %d of %d bytes again: the feed may restart",
-                        sp.pending_bytes, sp.max_bytes)
-
     # ------------------------------------------------------------------ reporting
-
-    def _report_corruption(self) -> None:
-        """A ``spill_corrupt`` event per range the spill files set aside (on open, or found by a replay's
-        read): the records in those bytes are missing from the stream."""
-        if len(self.spill.corruptions) + len(self.dead.corruptions) == self._corrupt_told:
-            return
-        found = self.spill.corruptions + self.dead.corruptions
-        for err in found[self._corrupt_told:]:
-            self._emit(StatusEvent("spill_corrupt", self.instance, detail=str(err)))
-        # their records cannot be counted (the bytes are corrupt): one per range, the least they held
-        self._count_lost(len(found) - self._corrupt_told, "in corrupt spill bytes set aside (at least)")
-        self._corrupt_told = len(found)
 
     def _emit(self, event: StatusEvent) -> None:
         if not self._closing:   # an answer read during close: too late for the stream, the files still get it
@@ -609,23 +494,6 @@ class JetStreamPublisher(ServerAnswers):
                 self.on_event(event)
             except Exception:  # a broken listener must not break publishing
                 log.exception("status event listener failed")
-
-    def _stop_feed(self, why: str) -> None:
-        if not self.feed_stop_requested:
-            self.feed_stop_requested = True
-            self.feed_stop_why = why
-            log.error("NATS publisher: %s; the feed must stop (a gap until it restarts)", why)
-            event = StatusEvent("feed_stopped", self.instance, detail=why)
-            if self.on_event is not None:
-                self.on_event(event)
-
-    def _carried_over(self) -> int:
-        """Records in the spill this run did not append: a previous run's (or requeued dead letters). This run
-        acks them too, so acked can pass published (which counts this run's messages only). While a large
-        spill is still checked in the background, the records found so far."""
-        if self.spill is None:
-            return 0
-        return max(0, self.spill.stats()["appended"] - self.counters["spilled"])
 
     def _fail(self, message: str, warn_once: bool = False) -> None:
         if not (warn_once and self.error == message):

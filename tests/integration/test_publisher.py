@@ -321,10 +321,10 @@ def test_spilled_records_too_large_for_the_server_are_dead_lettered_on_replay_th
     # a spill from a run against a server whose max_payload was larger: the replay sets aside what this one
     # refuses, wherever it is in a chunk (first, in the middle, several in a row, heading a chunk read while
     # the one before is in flight), and stores the rest in order
-    from ssmd_fast.sinks import nats as nats_mod
+    from ssmd_fast.sinks import spill_store
     from ssmd_fast.sinks.spill import SpillFile
 
-    monkeypatch.setattr(nats_mod, "REPLAY_CHUNK", chunk)
+    monkeypatch.setattr(spill_store, "REPLAY_CHUNK", chunk)
 
     sizes = [10, 9000, 10, 10, 9000, 9000, 10] + [10] * 20 + [9000]
     items = [(f"{PREFIX}.json.trade.KX{k % 3}".encode(), b"kalshi:spilled:%d:raw" % k, b'{"k":%d,"p":"%s"}' % (k, b"x" * n))
@@ -359,10 +359,10 @@ def test_spilled_records_too_large_for_the_server_are_dead_lettered_on_replay_th
 
 def _spill_of_40(tmp_path, monkeypatch, chunk: int):
     """40 records spilled, the replay reading ``chunk`` at a time: (items, segment path, offset of record 23)."""
-    from ssmd_fast.sinks import nats as nats_mod
+    from ssmd_fast.sinks import spill_store
     from ssmd_fast.sinks.spill import SpillFile, encode_record
 
-    monkeypatch.setattr(nats_mod, "REPLAY_CHUNK", chunk)
+    monkeypatch.setattr(spill_store, "REPLAY_CHUNK", chunk)
     items = [(f"{PREFIX}.json.trade.KX{k % 3}".encode(), b"kalshi:spilled:%d:raw" % k, b'{"k":%d}' % k)
              for k in range(40)]
     with SpillFile(tmp_path, max_bytes=2**30) as sp:

@@ -140,10 +140,10 @@ def test_a_replay_cut_off_mid_way_loses_nothing_and_stores_each_record_once(tmp_
     # The replay keeps two chunks in the ring (one in flight, the next read ahead). The server stalls
     # mid-replay past retry_horizon: the publisher drops what the ring held of the spill (still in the
     # file) and reads it again from the cursor once the server answers.
-    from ssmd_fast.sinks import nats as nats_mod
+    from ssmd_fast.sinks import spill_store
     from ssmd_fast.sinks.spill import SpillFile
 
-    monkeypatch.setattr(nats_mod, "REPLAY_CHUNK", 500)
+    monkeypatch.setattr(spill_store, "REPLAY_CHUNK", 500)
     want = expected(batches(session(15000), size=20))
     with SpillFile(tmp_path, max_bytes=2**30) as sp:
         sp.append_many((s.encode(), i.encode(), p) for i, (s, p) in want.items())
