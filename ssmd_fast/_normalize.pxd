@@ -40,10 +40,11 @@ cdef enum:
     R_TICKER = 10
     R_COUNT = 11
 
-# flags set after normalization (the normalizer writes 0); sinks skip entries with F_DROP set
+# flags set after normalization (the normalizer writes 0); the sinks' normalized output skips entries with
+# F_DROP set, their raw output only F_DUPLICATE ones
 cdef enum:
     F_DUPLICATE = 1     # sequencer: seq <= last for the sid -> not published
-    F_SUPPRESSED = 2    # sequencer: book of this market invalid after a gap -> not published
+    F_SUPPRESSED = 2    # sequencer: book of this market invalid after a gap -> published raw only
     F_GAP = 4           # sequencer: first frame after a detected gap (kept; an event was emitted)
     F_DROP = 3          # F_DUPLICATE | F_SUPPRESSED
 

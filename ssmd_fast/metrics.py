@@ -33,7 +33,7 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
              ("shard",)),
     "seq_gaps": ("counter", "seq gaps the sequencer detected on a sid (each gives a gap event per affected market)",
                  ("shard",)),
-    "suppressed": ("counter", "book frames not published while a book resyncs", ("shard",)),
+    "suppressed": ("counter", "book deltas whose normalized records are withheld while their book resyncs (raw kept)", ("shard",)),
     "resyncs": ("counter", "books rebuilt from a fresh snapshot after a gap", ("shard",)),
     "reconnects": ("counter", "WebSocket reconnects", ("shard",)),
     "stale": ("counter", "feeds declared stale by the watchdog", ("shard",)),

@@ -17,7 +17,7 @@ from cpython.pyport cimport PY_SSIZE_T_MAX
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 from posix.unistd cimport write as c_write
 
-from ssmd_fast._normalize cimport F_DROP, K_TRADE, OUT_OTHER, OUT_RECORD, FrameBatch, FrameEntry
+from ssmd_fast._normalize cimport F_DUPLICATE, F_SUPPRESSED, K_TRADE, OUT_OTHER, OUT_RECORD, FrameBatch, FrameEntry
 
 from ssmd_fast.sinks import _framing_py as _twin
 from ssmd_fast.sinks._framing_acks_py import (LATENCY_BUCKETS, control_event, latency_upper_ns, on_fast_reply,

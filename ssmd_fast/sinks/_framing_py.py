@@ -53,7 +53,7 @@ IMPLEMENTATION = "python"
 
 # outcome and flag values of the FrameBatch contract (_normalize.pxd)
 _OUT_RECORD, _OUT_OTHER = 0, 2
-_F_DROP = 3
+_F_DUPLICATE, _F_SUPPRESSED = 1, 2
 
 # message states and origins; framing modes; batch states
 QUEUED, SENT, ACKED, RETIRED = 0, 1, 2, 3
@@ -120,14 +120,16 @@ class PublishRing(FastBatches):
     # ------------------------------------------------------------------ framing
 
     def add_batch(self, batch, conn: bytes) -> int:
-        """Frame every publishable entry (records, raw of other frames; F_DROP skipped)."""
+        """Frame every publishable entry: records (raw and/or normalized) and the raw of other frames. A
+        duplicate is skipped; a book delta withheld while its book resyncs (F_SUPPRESSED) goes out raw only."""
         enc = self.encoder
         n = 0
         conn_b = conn.encode("ascii", "replace") if isinstance(conn, str) else bytes(conn)
         counter = self._counters.get(conn, 0)
         self._recv_ns = batch.recv_ts
         for i in range(len(batch)):
-            if batch.flags(i) & _F_DROP:
+            flags = batch.flags(i)
+            if flags & _F_DUPLICATE:
                 continue
             outcome = batch.outcome(i)
             if outcome == _OUT_RECORD:
@@ -142,7 +144,7 @@ class PublishRing(FastBatches):
                 if self.raw:
                     mid = enc.frame_msg_id(conn_b, kind, tid or None, sid, seq, counter, _FORM_RAW)
                     n += self._frame(enc.raw_subject(kind, key), mid, batch.raw(i), ORIGIN_LIVE) > 0
-                if self.normalized:
+                if self.normalized and not flags & _F_SUPPRESSED:
                     mid = enc.frame_msg_id(conn_b, kind, tid or None, sid, seq, counter, _FORM_NORM)
                     n += self._frame(enc.norm_subject(kind, key), mid, batch.record(i), ORIGIN_LIVE) > 0
             elif outcome == _OUT_OTHER and self.raw:

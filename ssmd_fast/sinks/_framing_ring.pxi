@@ -201,7 +201,7 @@ cdef class PublishRing:
                  + HDR_HEAD_LEN + 6 + PyBytes_GET_SIZE(self.feed_b) + PyBytes_GET_SIZE(conn_text) + 64)
         for i in range(b.count):
             e = &b.entries[i]
-            if e.flags & F_DROP:
+            if e.flags & F_DUPLICATE:
                 continue
             if e.outcome == OUT_RECORD or e.outcome == OUT_OTHER:
                 need += 2 * (fixed + min(3 * e.key_len, MAX_TOKEN) + min(3 * e.tid_len, MAX_ID_TEXT) + 1) \
@@ -214,7 +214,10 @@ cdef class PublishRing:
         self._recv_ns = b.recv_ts
         for i in range(b.count):
             e = &b.entries[i]
-            if e.flags & F_DROP:
+            # a duplicate is not published at all; a book delta withheld while its book resyncs
+            # (F_SUPPRESSED) is a frame the exchange sent: its raw form goes out (as in the raw files), its
+            # normalized record waits for the fresh snapshot
+            if e.flags & F_DUPLICATE:
                 continue
             if e.outcome == OUT_RECORD:
                 if e.kind > 5 or not (want_raw or want_norm):
@@ -229,7 +232,7 @@ cdef class PublishRing:
                     if self._emit(tm + self.tmpl_off[k], self.tmpl_len[k], tok, tok_len,
                                   mid, stem + put(mid + stem, b":raw", 4), b.raw.data + e.raw_off, e.raw_len, O_LIVE):
                         n += 1
-                if want_norm:
+                if want_norm and not e.flags & F_SUPPRESSED:
                     k = 6 + e.kind
                     if self._emit(tm + self.tmpl_off[k], self.tmpl_len[k], tok, tok_len,
                                   mid, stem + put(mid + stem, b":norm", 5), b.out.data + e.rec_off, e.rec_len,

@@ -304,7 +304,8 @@ class FileSink:
         ts = batch.recv_ts or self.clock()
         # line counts from the entries: no scan of the bytes for newlines. The raw archive keeps the book
         # deltas withheld while their book resyncs (F_SUPPRESSED: frames the exchange sent, whose
-        # normalized records and NATS messages wait for the fresh snapshot); only duplicates are left out
+        # normalized records wait for the fresh snapshot), as the NATS raw subjects do; only duplicates are
+        # left out
         if self.raw is not None:
             n_raw = batch.jsonl_lines(F_DUPLICATE)[0]
             if n_raw:

@@ -48,12 +48,14 @@ def corpus_lines() -> list[bytes]:
     return lines
 
 
-def make_batch(norm_mod, lines, drop=()):
+def make_batch(norm_mod, lines, drop=(), suppress=()):
     batch = norm_mod.FrameBatch()
     for line in lines:
         batch.add(line)
     for i in drop:
         batch.set_flag(i, normalize.F_DUPLICATE)
+    for i in suppress:
+        batch.set_flag(i, normalize.F_SUPPRESSED)
     return batch
 
 
@@ -91,15 +93,16 @@ def expected_messages(batch, conn: str, raw=True, norm=True):
     """What docs/design.md says the batch publishes, computed from the Python API and subjects.py."""
     out, counter, c = [], 0, conn.encode()
     for i in range(len(batch)):
-        if batch.flags(i) & normalize.F_DROP:
+        if batch.flags(i) & normalize.F_DUPLICATE:      # not published at all
             continue
         o = batch.outcome(i)
         if o == normalize.OUT_RECORD:
             kind, tid = batch.kind(i), batch.trade_id(i)
             if takes_counter(kind, tid, batch.sid(i), batch.seq(i)):
                 counter += 1
+            withheld = batch.flags(i) & normalize.F_SUPPRESSED    # a resyncing book's delta: raw only
             for want, form, subj, payload in ((raw, b"raw", ENC.raw_subject, batch.raw(i)),
-                                              (norm, b"norm", ENC.norm_subject, batch.record(i))):
+                                              (norm and not withheld, b"norm", ENC.norm_subject, batch.record(i))):
                 if want:
                     out.append((subj(kind, batch.key(i)),
                                 ENC.frame_msg_id(c, kind, tid, batch.sid(i), batch.seq(i), counter, form), payload))
@@ -115,10 +118,12 @@ def expected_messages(batch, conn: str, raw=True, norm=True):
 def test_batch_framing_follows_the_subject_and_id_rules(impl, raw, norm):
     norm_mod, fr = impl
     lines = corpus_lines()
-    batch = make_batch(norm_mod, lines, drop=(3, 40))
+    batch = make_batch(norm_mod, lines, drop=(3, 40), suppress=(5, 41))
     ring = fr.PublishRing(PREFIX, INBOX, raw=raw, normalized=norm)
     n = ring.add_batch(batch, CONN)
     want = expected_messages(batch, CONN, raw, norm)
+    withheld = [batch.raw(i) for i in (5, 41) if batch.outcome(i) == normalize.OUT_RECORD]
+    assert withheld and all((p in {w[2] for w in want}) == raw for p in withheld)   # raw form only
     assert n == len(want) == ring.queued
     data = ring.take(10**6, 1.0)
     got = parse_hpub(data)
