@@ -75,7 +75,10 @@ class ServerAnswers:
         if self.dead is None:
             self._count_lost(len(items), "too large for the server")
             return
-        self._dead_letter(items, "too_large")
+        self._dead_letter(items, "too_large", self._too_large_why())
+
+    def _too_large_why(self) -> str:
+        return f"header and payload over the server's max_payload ({self.ring.max_payload:,} bytes)"
 
     def _reject(self, pseq: int, kind: str, why: str = "") -> None:
         msg = self.ring.reject(pseq)

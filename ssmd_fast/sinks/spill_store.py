@@ -98,7 +98,7 @@ class SpillStore:
             if self._replay_loaded:      # records before it are still in flight: wait for their acks
                 self._replay_drain = True
                 return
-            self._dead_letter([records[0]], "too_large")
+            self._dead_letter([records[0]], "too_large", self._too_large_why())
             self.spill.consume(1)
             records = self._read_chunk()
         if records is not None:

@@ -354,6 +354,9 @@ def test_spilled_records_too_large_for_the_server_are_dead_lettered_on_replay_th
             assert b'"detail":"too_large: 1 so far' in events[0].data
             with SpillFile(tmp_path / "dead-letter", max_bytes=2**30) as dead:
                 assert dead.read(100) == [it for it in items if len(it[2]) >= 4096]
+            from ssmd_fast.sinks.dead_reasons import read_reasons
+            reasons = read_reasons(str(tmp_path / "dead-letter")).kinds
+            assert reasons["too_large"]["count"] == big and "max_payload (4,096 bytes)" in reasons["too_large"]["why"]
         uvloop.run(main())
 
 
