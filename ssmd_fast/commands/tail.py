@@ -2,6 +2,8 @@
 
 Reads through an ordered consumer (ephemeral, no acks: it never disturbs the stream or other
 readers). New messages only, unless --from-start. Stops after --count messages or on Ctrl-C.
+If the stream is deleted, tail says so on stderr (within a few seconds) and waits for it; once it is
+created again (its sequences start at 1 again), tail prints it from its first message and says so.
 SUBJECT is a subject filter such as `kalshi_dev.kalshi.norm.trade.>`; with --env it defaults to
 `{subject_prefix}.>` and the URL, auth, TLS and stream come from the environment file.
 
@@ -154,8 +156,12 @@ async def tail(args: argparse.Namespace, out=None, err=None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     n = 0
+
+    def notice(text: str) -> None:      # the stream gone, back or re-created: said between the messages
+        print(f"ssmd-fast tail: {text}", file=err, flush=True)
+
     try:
-        async with StreamReader(nc, stream, subject, from_start=args.from_start) as reader:
+        async with StreamReader(nc, stream, subject, from_start=args.from_start, on_notice=notice) as reader:
             while not stop.is_set() and (args.count is None or n < args.count):
                 m = await reader.next(timeout=0.25)
                 if m is None:

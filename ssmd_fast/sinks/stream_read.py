@@ -1,8 +1,8 @@
 """Reading back everything a JetStream stream holds, fast: what the demo, the drills and the tests use to
 compare the stream with what the exchange sent.
 
-nats-py's ordered consumer (``reader.StreamReader``, which ``ssmd-fast tail`` uses) builds a ``Msg``, a
-header dict, a metadata object and a callback per message: 25,000 messages a second here, so half of the
+An ordered consumer on nats-py (``reader.StreamReader``, which ``ssmd-fast tail`` uses) gets a ``Msg``, a
+header dict and a metadata object per message: 25,000 messages a second here, so half of the
 demo's run went to reading back its 400,000 messages. This reader takes the publisher's own data
 connection (``natsconn``: the handshake, credentials and TLS of the connector) with a parser of its own:
 an ephemeral push consumer with flow control and no acks is created through the JetStream API, and every
@@ -11,7 +11,7 @@ read of the socket is cut into ``StreamMessage``s in one loop.
 Nothing is assumed delivered: each message's consumer sequence (from its ``$JS.ACK`` reply subject)
 must follow the one before, or the read fails naming the gap, and the read ends only once the count the
 consumer reported at its creation (delivered + pending: what matched the filter then) has arrived.
-``tests/integration/test_stream_read.py`` compares it with nats-py's ordered consumer on the same streams.
+``tests/integration/test_stream_read.py`` compares it with ``reader.StreamReader`` on the same streams.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import nats
@@ -127,3 +128,69 @@ def test_stream_reader_survives_a_server_restart(tmp_path):
         assert [m.seq for m in first] == list(range(1, 101))
         assert [(m.subject, m.msg_id, m.data) for m in later] == sent
         assert [m.seq for m in later] == list(range(101, 131))
+
+
+async def read(reader: StreamReader, n: int, within: float) -> list[StreamMessage]:
+    """Up to n messages, waiting at most `within` seconds."""
+    got: list[StreamMessage] = []
+    deadline = time.monotonic() + within
+    while len(got) < n and time.monotonic() < deadline:
+        m = await reader.next(timeout=0.5)
+        if m is not None:
+            got.append(m)
+    return got
+
+
+# the re-created stream holds fewer messages than were read (its last sequence is behind the reader's)
+# or more (past it: only its creation time tells it from the old one); nats-py's ordered consumer went
+# on from sequence 11 in both: it skipped 1..10 of the new stream
+@pytest.mark.parametrize("new", [5, 25])
+def test_stream_reader_reads_a_stream_created_again_from_its_first_message(server, caplog, new):
+    run(fill(server.url, STREAM, 10))
+
+    async def main():
+        nc = await nats.connect(server.url)
+        async with StreamReader(nc, STREAM, "dev.kalshi.>", from_start=True) as reader:
+            first = await read(reader, 10, within=10)
+            sent = await fill(server.url, STREAM, new, start=100)       # deleted and created again
+            later = await read(reader, new, within=20)
+            more = await fill(server.url, STREAM, 3, start=200, create=False)
+            after = await read(reader, 4, within=2)                     # the 3, and nothing twice
+        await nc.close()
+        return first, sent, later, more, after
+
+    with caplog.at_level(logging.WARNING, logger="ssmd_fast.sinks.reader"):
+        first, sent, later, more, after = run(main())
+    assert [m.seq for m in first] == list(range(1, 11))
+    assert [(m.subject, m.msg_id, m.data) for m in later] == sent
+    assert [m.seq for m in later] == list(range(1, new + 1))
+    assert [(m.subject, m.msg_id, m.data) for m in after] == more
+    assert f"stream {STREAM} was created again: reading restarts at its first message" in caplog.text
+
+
+def test_stream_reader_says_when_the_stream_is_gone_and_waits_for_it(server, caplog):
+    run(fill(server.url, STREAM, 3))
+
+    async def main():
+        nc = await nats.connect(server.url)
+        async with StreamReader(nc, STREAM, "dev.kalshi.>", from_start=False) as reader:
+            await nc.jetstream().delete_stream(STREAM)
+            t0 = time.monotonic()
+            while "is gone" not in caplog.text and time.monotonic() - t0 < 15:
+                assert await reader.next(timeout=0.5) is None
+            said_after = time.monotonic() - t0
+            for _ in range(4):                                          # still waiting, quietly
+                assert await reader.next(timeout=0.5) is None
+            sent = await fill(server.url, STREAM, 4, start=50)          # created again
+            later = await read(reader, 4, within=20)
+        await nc.close()
+        return said_after, sent, later
+
+    with caplog.at_level(logging.WARNING, logger="ssmd_fast.sinks.reader"):
+        said_after, sent, later = run(main())
+    assert said_after < 8, caplog.text
+    gone = [r.getMessage() for r in caplog.records if "is gone" in r.getMessage()]
+    assert gone == [f"stream {STREAM} is gone (deleted): waiting for it"]      # once, not once a look
+    assert [(m.subject, m.msg_id, m.data) for m in later] == sent
+    assert [m.seq for m in later] == [1, 2, 3, 4]
+    assert f"stream {STREAM} was created again" in caplog.text

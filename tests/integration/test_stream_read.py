@@ -1,6 +1,6 @@
-"""stream_read.read_stream against nats-py's ordered consumer on the same streams, on a real nats-server:
-the demo and the drills trust it to say what the stream holds, so it must agree with an independent client
-message for message (subject, id, stream sequence, bytes)."""
+"""stream_read.read_stream against reader.StreamReader (an ordered consumer on nats-py's client) on the same
+streams, on a real nats-server: the demo and the drills trust it to say what the stream holds, so it must
+agree with an independent client message for message (subject, id, stream sequence, bytes)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ async def nats_py_read_all(url: str, stream: str, subject_filter: str = ">") -> 
     out = []
     try:
         async with StreamReader(nc, stream, subject_filter, from_start=True) as reader:
-            info = await reader.sub.consumer_info()     # delivered already + still pending: all there is
+            info = await reader.consumer_info()     # delivered already + still pending: all there is
             total = (info.num_pending or 0) + (info.delivered.consumer_seq or 0)
             while len(out) < total:
                 m = await reader.next(timeout=5.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -166,3 +167,65 @@ def test_tail_names_the_server_that_refuses():
     assert p.returncode == 1 and out == b""
     assert err.decode().strip() == f"ssmd-fast tail: error: cannot connect to {url}: connection refused"
     assert time.monotonic() - t0 < 5                        # it used to wait 10 s and say TimeoutError()
+
+
+def read_from(pipe, until, within: float = 20.0) -> bytes:
+    """What tail wrote to a pipe of its until ``until(text)`` holds, waiting at most ``within`` seconds
+    (os.read on the descriptor: communicate() later gets the rest)."""
+    fd, text = pipe.fileno(), b""
+    deadline = time.monotonic() + within
+    while not until(text) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 65536) if ready else b""
+        if ready and not chunk:
+            break                                           # tail exited
+        text += chunk
+    return text
+
+
+async def delete_stream(url: str) -> None:
+    nc = await nats.connect(url)
+    await nc.jetstream().delete_stream(STREAM)
+    await nc.close()
+
+
+def test_tail_reads_a_stream_created_again_from_its_first_message(server):
+    # nats-py's ordered consumer went on from sequence 8 of the new stream: it printed nothing more
+    asyncio.run(fill(server.url, 3))
+    p = tail("dev.kalshi.>", "--nats", server.url, "--count", "10")
+    try:
+        wait_for_consumer(server.url, p)
+        new = asyncio.run(fill(server.url, 4, start=10, create=False))
+        assert read_from(p.stdout, lambda t: t.count(b"\n") >= 4).splitlines() == new
+        again = asyncio.run(fill(server.url, 6, start=20))         # deleted and created again
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err.decode()
+    assert out.splitlines() == again
+    said = f"ssmd-fast tail: stream {STREAM} was created again: reading restarts at its first message"
+    assert said.encode() in err
+    assert err.decode().splitlines()[-1] == "ssmd-fast tail: 10 messages"
+
+
+def test_tail_says_the_stream_is_gone_and_waits_for_it(server):
+    first = asyncio.run(fill(server.url, 2))
+    p = tail("dev.kalshi.>", "--nats", server.url, "--from-start", "--count", "5")
+    try:
+        assert read_from(p.stdout, lambda t: t.count(b"\n") >= 2).splitlines() == first
+        asyncio.run(delete_stream(server.url))
+        t0 = time.monotonic()
+        said = read_from(p.stderr, lambda t: b"\n" in t, within=15)
+        assert said == f"ssmd-fast tail: stream {STREAM} is gone (deleted): waiting for it\n".encode()
+        assert time.monotonic() - t0 < 8
+        time.sleep(1.5)
+        assert p.poll() is None                                     # still waiting for it
+        again = asyncio.run(fill(server.url, 3, start=30))          # created again
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err.decode()
+    assert out.splitlines() == again
+    assert err.decode().splitlines() == [
+        f"ssmd-fast tail: stream {STREAM} was created again: reading restarts at its first message",
+        "ssmd-fast tail: 5 messages"]
