@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # said by the command's own parser: its usage, `ssmd-fast COMMAND: error: ...` (not the top's)
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args._main(args) or 0)
     except UsageError as exc:

@@ -270,3 +270,14 @@ def test_tail_connection_refused_is_said_quickly(capsys, port):
 def test_tail_connect_errors_hide_the_password(capsys, port):
     rc, _, err = run(capsys, "tail", "x.>", "--nats", f"nats://me:s3cret@127.0.0.1:{port}")
     assert rc == 1 and f"nats://<redacted>@127.0.0.1:{port}: connection refused" in err and "s3cret" not in err
+
+
+# --------------------------------------------------------------------------- every command
+
+
+@pytest.mark.parametrize("argv", [("normalize", "--count", "0"), ("run", "--env", "x.yaml", "--bogus"),
+                                  ("tail", "a.>", "b.>"), ("check-config", "--env", "x.yaml", "extra")])
+def test_an_unknown_argument_is_said_by_the_command(capsys, argv):
+    rc, _, err = run(capsys, *argv)       # argparse's top parser said it, with the top usage line
+    assert rc == 2 and err.startswith(f"usage: ssmd-fast {argv[0]} ")
+    assert last_line(err).startswith(f"ssmd-fast {argv[0]}: error: unrecognized arguments: ")
