@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -356,11 +355,9 @@ def _ws_url(ctx: _Ctx, node: yaml.Node, path: str) -> str | None:
     value = _opt_str(ctx, node, path)
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ctx.error(node, path, f"expected a ws:// or wss:// URL, got {value!r}")
-    if parts.username or parts.password:
-        raise ctx.error(node, path, "credentials in the URL are not allowed (they would be logged)")
+    problem = config_checks.ws_url_problem(value)
+    if problem:
+        raise ctx.error(node, path, problem)
     return value
 
 

@@ -83,6 +83,29 @@ def nats_url_problem(url: str, credentials_allowed: bool = False) -> str | None:
     return None
 
 
+def ws_url_problem(url: str) -> str | None:
+    """Why ``url`` (``exchange.url``) cannot be connected to, or None: a ws:// or wss:// URL with a host
+    name or IP address, a port in 1..65535 when one is given (the session took `:99999` or `:abc` and
+    retried the connect forever), no credentials."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:      # "Invalid IPv6 URL"
+        return f"expected a ws:// or wss:// URL, got {url!r}"
+    if parts.username or parts.password:    # before any message showing the URL
+        return "credentials in the URL are not allowed (they would be logged)"
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        return f"expected a ws:// or wss:// URL, got {url!r}"
+    try:
+        port = parts.port
+    except ValueError:      # "Port out of range 0-65535", "Port could not be cast to integer value"
+        port = 0
+    if port == 0:
+        return f"the port must be a number in 1..65535; got {url!r}"
+    if not _is_host(parts.hostname, bracketed="[" in parts.netloc):
+        return f"{parts.hostname!r} is not a host name or IP address: {url!r}"
+    return None
+
+
 def _is_host(host: str, bracketed: bool) -> bool:
     if bracketed:
         try:
