@@ -38,6 +38,46 @@ def nats_url(text: str) -> str:
     return text
 
 
+def subject_problem(subject: str) -> str | None:
+    """Why ``subject`` is not a subject filter, or None. nats-server took `a..b` or `bad subject` as a
+    subject no stream has, and tail said so ("no stream has it") rather than what was wrong."""
+    if any(c.isspace() or not c.isprintable() for c in subject):
+        return "a subject has no spaces or control characters"
+    tokens = subject.split(".")
+    if not all(tokens):
+        return "a subject has no empty token (nothing before, after or between two dots)"
+    if ">" in tokens[:-1]:
+        return "'>' is only the last token"
+    return None
+
+
+def subjects_overlap(a: str, b: str) -> bool:
+    """Can one subject match both filters (``*`` one token, ``>`` one or more at the end)?"""
+    ta, tb = a.split("."), b.split(".")
+    for x, y in zip(ta, tb, strict=False):   # the shorter ends the walk
+        if x == ">" or y == ">":
+            return True
+        if x != y and "*" not in (x, y):
+            return False
+    return len(ta) == len(tb)
+
+
+async def check_filter(nc, stream: str, subject: str) -> None:
+    """SsmdError when ``stream`` stores no subject ``subject`` matches: tail waited for ever, silently
+    (nats-server accepts such a consumer)."""
+    from nats.js.errors import NotFoundError
+
+    from ssmd_fast.errors import SsmdError
+
+    try:
+        info = await nc.jetstream().stream_info(stream)
+    except NotFoundError:
+        return      # StreamReader.open says so
+    subjects = info.config.subjects or []   # none: a mirror or sourced stream, any subject may come
+    if subjects and not any(subjects_overlap(subject, s) for s in subjects):
+        raise SsmdError(f"stream {stream} stores {', '.join(subjects)}: no message can match {subject}")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("subject", nargs="?", metavar="SUBJECT",
                    help="subject filter (default with --env: {subject_prefix}.>)")
@@ -71,6 +111,9 @@ def resolve(args: argparse.Namespace) -> tuple[dict, str | None, str]:
         if not args.subject:
             raise UsageError("give a SUBJECT filter (or --env FILE)")
         subject = args.subject
+    problem = subject_problem(subject)
+    if problem:
+        raise UsageError(f"SUBJECT {subject!r}: {problem}")
     return opts, stream, subject
 
 
@@ -151,6 +194,12 @@ async def tail(args: argparse.Namespace, out=None, err=None) -> int:
     err = err or sys.stderr
     opts, stream, subject = resolve(args)
     nc = await connect(opts)
+    if stream:
+        try:
+            await check_filter(nc, stream, subject)
+        except BaseException:
+            await nc.close()
+            raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -229,3 +229,17 @@ def test_tail_says_the_stream_is_gone_and_waits_for_it(server):
     assert err.decode().splitlines() == [
         f"ssmd-fast tail: stream {STREAM} was created again: reading restarts at its first message",
         "ssmd-fast tail: 5 messages"]
+
+
+def test_tail_a_filter_the_stream_never_stores_is_an_error(server):
+    asyncio.run(fill(server.url, 3))
+    t0 = time.monotonic()
+    p = tail("other.>", "--nats", server.url, "--stream", STREAM, "--count", "1")
+    try:
+        out, err = p.communicate(timeout=30)                # it waited for ever, saying nothing
+    finally:
+        p.kill()
+    assert p.returncode == 1 and out == b""
+    assert err.decode().strip() == \
+        f"ssmd-fast tail: error: stream {STREAM} stores dev.kalshi.>: no message can match other.>"
+    assert time.monotonic() - t0 < 10

@@ -281,3 +281,22 @@ def test_an_unknown_argument_is_said_by_the_command(capsys, argv):
     rc, _, err = run(capsys, *argv)       # argparse's top parser said it, with the top usage line
     assert rc == 2 and err.startswith(f"usage: ssmd-fast {argv[0]} ")
     assert last_line(err).startswith(f"ssmd-fast {argv[0]}: error: unrecognized arguments: ")
+
+
+@pytest.mark.parametrize("subject, problem", [
+    ("bad subject", "a subject has no spaces or control characters"),
+    ("a..b", "a subject has no empty token"), ("a.b.", "a subject has no empty token"),
+    ("a.>.b", "'>' is only the last token"),
+])
+def test_tail_subject_is_checked_at_start(capsys, port, subject, problem):
+    rc, _, err = run(capsys, "tail", subject, "--nats", f"nats://127.0.0.1:{port}")
+    assert rc == 2 and last_line(err).startswith(f"ssmd-fast tail: error: SUBJECT {subject!r}: {problem}")
+
+
+def test_tail_subjects_overlap():
+    from ssmd_fast.commands.tail import subjects_overlap
+
+    assert subjects_overlap("a.b.>", "a.>") and subjects_overlap("a.*.c", "a.b.>") and subjects_overlap("a.b", "a.b")
+    assert subjects_overlap(">", "x.y") and subjects_overlap("a.*", "*.b")
+    assert not subjects_overlap("other.>", "a.>") and not subjects_overlap("a", "a.>")
+    assert not subjects_overlap("a.b.c", "a.b") and not subjects_overlap("a.*", "a.b.c")
