@@ -58,6 +58,10 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
         raise UsageError("--requeue-dead-letters takes neither --dead-letter nor --records")
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise SsmdError(f"{directory}: not a spill directory (not a directory)")
+    inner = None if args.env else _spill_below(directory)
+    if inner:   # the file sink's directory given for its spill: it said "empty", exit 0
+        raise SsmdError(f"{directory}: not a spill directory (no spill files; {inner} is one: "
+                        f"ssmd-fast spill {inner})")
     if args.requeue_dead_letters:
         n = requeue_dead_letters(directory, cap)
         print(f"ssmd-fast spill: {plural(n, 'dead letter')} moved to the end of {directory}: the connector's next "
@@ -84,6 +88,22 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
     out.flush()
     print("\n".join(summary + [f"ssmd-fast spill: {plural(n, 'record')} printed"]), file=err)
     return 0
+
+
+def _spill_below(directory: str) -> str | None:
+    """``DIRECTORY/spill`` when ``directory`` holds no spill file of its own and that one is a directory
+    (``storage.path`` given where ``{storage.path}/spill`` was meant), else None."""
+    from ssmd_fast.sinks.spill_recovery import _SEGMENT_RE, CURSOR_NAME, LOCK_NAME, QUARANTINE_NAME
+
+    inner = os.path.join(directory, "spill")
+    if not os.path.isdir(inner):
+        return None
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return None     # inspect_spill names the error
+    ours = (CURSOR_NAME, LOCK_NAME, QUARANTINE_NAME, "dead-letter")
+    return None if any(_SEGMENT_RE.match(n) or n in ours for n in names) else inner
 
 
 def requeue_dead_letters(directory: str, max_bytes: int, chunk: int = 4096) -> int:

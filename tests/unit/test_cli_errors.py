@@ -217,6 +217,21 @@ def test_spill_of_a_file_says_not_a_directory(capsys, tmp_path):
     assert rc == 1 and "(not a directory)" in err
 
 
+def test_spill_of_the_storage_directory_points_at_its_spill(capsys, tmp_path):
+    storage = tmp_path / "kalshi"
+    (storage / "2026-12-08").mkdir(parents=True)
+    (storage / "spill").mkdir()
+    (storage / "spill" / "cursor").write_bytes(b"")
+    want = f"ssmd-fast spill: error: {storage}: not a spill directory (no spill files; {storage / 'spill'} is one: " \
+           f"ssmd-fast spill {storage / 'spill'})"
+    for extra in ((), ("--dead-letter",), ("--requeue-dead-letters",)):
+        rc, out, err = run(capsys, "spill", str(storage), *extra)     # it said "spill ...: empty", exit 0
+        assert rc == 1 and out == "" and last_line(err) == want
+    assert sorted(p.name for p in storage.iterdir()) == ["2026-12-08", "spill"]
+    rc, out, _ = run(capsys, "spill", str(storage / "spill"))
+    assert rc == 0 and out == f"spill {storage / 'spill'}: empty\n"
+
+
 def test_spill_usage_errors_exit_2(capsys, tmp_path):
     rc, _, err = run(capsys, "spill", str(tmp_path), "--records", "0")
     assert rc == 2 and "argument --records/-n: must be >= 1, got 0" in err
