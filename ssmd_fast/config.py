@@ -491,11 +491,16 @@ def load_environment(path: str | os.PathLike[str]) -> EnvironmentConfig:
     """Load and validate an environment file; raise ``ConfigError`` naming file, line and key."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError("file not found", file=str(path))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", file=str(path))
+    except OSError as exc:      # "Is a directory", "Permission denied": not "[Errno 21] ... '/tmp'"
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", file=str(path),
+                          line=data.count(b"\n", 0, exc.start) + 1)
     return loads_environment(text, str(path))
 
 

@@ -245,6 +245,17 @@ def test_load_environment_missing_file(tmp_path):
         load_environment(tmp_path / "nope.yaml")
 
 
+def test_load_environment_unreadable_or_not_text(tmp_path):
+    with pytest.raises(ConfigError) as got:     # was "cannot read: [Errno 21] Is a directory: '...'"
+        load_environment(tmp_path)
+    assert str(got.value) == f"{tmp_path}: cannot read: Is a directory"
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"name: a\nfeed: kalshi  # caf\xe9\n")
+    with pytest.raises(ConfigError) as got:     # was "cannot read: 'utf-8' codec can't decode byte 0xe9 in ..."
+        load_environment(latin1)
+    assert str(got.value) == f"{latin1}:2: not UTF-8 text (byte 0xe9)"
+
+
 # --------------------------------------------------------------------------- credentials
 
 
