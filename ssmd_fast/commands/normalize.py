@@ -13,6 +13,7 @@ writable (a full disk)."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 
@@ -139,12 +140,16 @@ def _open_all(paths: list[str]) -> list[tuple[str, object]]:
                                  f"files (HH.jsonl, HH.N.jsonl, day.jsonl)")
             try:
                 opened.append((path, open(path, "rb")))  # noqa: SIM115 (closed in main)
+                head = opened[-1][1].peek(2)[:2]
             except FileNotFoundError:
                 raise UsageError(f"{path}: no such file")
             except IsADirectoryError:
                 raise UsageError(f"{path}: is a directory")
             except OSError as exc:
                 raise UsageError(f"{path}: cannot read: {exc.strerror or exc}")
+            if head == b"\x1f\x8b":   # every line would come out invalid (utf8): say why instead
+                raise UsageError(f"{path}: gzip-compressed; decompress it into standard input: "
+                                 f"zcat {shlex.quote(path)} | ssmd-fast normalize")
     except UsageError:
         for name, f in opened:
             if name != "<stdin>":

@@ -205,3 +205,19 @@ def test_broken_pipe_is_quiet(tmp_path):
     assert first == normalize_frame(TRADE) + b"\n"
     assert proc.returncode == 0
     assert b"Traceback" not in err
+
+
+def test_a_gzip_file_is_refused_with_the_command_that_reads_it(tmp_path):
+    import gzip
+
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(TRADE + b"\n")
+    gz = tmp_path / "day 1.jsonl.gz"
+    gz.write_bytes(gzip.compress(TRADE + b"\n" + OK + b"\n"))
+    result = run(str(good), str(gz))        # was exit 1, a `utf8` line per compressed line, no hint
+    assert result.returncode == 2 and result.stdout == b""
+    assert result.stderr.decode().splitlines()[-1] == \
+        f"ssmd-fast normalize: error: {gz}: gzip-compressed; decompress it into standard input: " \
+        f"zcat '{gz}' | ssmd-fast normalize"
+    result = run(stdin=gzip.decompress(gz.read_bytes()))    # what it says works
+    assert result.returncode == 0 and result.stdout == records_of([TRADE])
