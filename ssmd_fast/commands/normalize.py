@@ -135,7 +135,7 @@ def _open_all(paths: list[str]) -> list[tuple[str, object]]:
             if path == "-":
                 opened.append(("<stdin>", sys.stdin.buffer))
                 continue
-            if path.endswith(".norm.jsonl"):   # every line would come out invalid (shape): say why instead
+            if path.endswith((".norm.jsonl", ".norm.jsonl.partial")):   # every line would come out invalid (shape)
                 raise UsageError(f"{path}: the file sink's normalized records, not raw frames; give its raw "
                                  f"files (HH.jsonl, HH.N.jsonl, day.jsonl)")
             try:

@@ -118,6 +118,11 @@ def test_usage_errors_exit_2_and_name_the_file(tmp_path):
     result = run(str(good), str(norm))
     assert result.returncode == 2 and result.stdout == b""
     assert f"{norm}: the file sink's normalized records, not raw frames" in result.stderr.decode()
+    partial = tmp_path / "14.norm.jsonl.partial"   # the hour being written: its records too (was: shape, per line)
+    partial.write_bytes(b'{"type":"trade","feed":"kalshi"}\n')
+    result = run(str(good), str(partial))
+    assert result.returncode == 2 and result.stdout == b""
+    assert f"{partial}: the file sink's normalized records, not raw frames" in result.stderr.decode()
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
