@@ -330,6 +330,9 @@ class FileSink:
             os.makedirs(self.path, exist_ok=True)
             self._lock_fd = os.open(os.path.join(self.path, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                                     0o644)
+        except FileExistsError:     # from makedirs: a file, not a directory (it said "File exists (EEXIST)")
+            raise _os_error("cannot open the storage directory", self.path,
+                            NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))) from None
         except OSError as exc:
             raise _os_error("cannot open the storage directory", self.path, exc)
         try:

@@ -63,6 +63,7 @@ from ssmd_fast.sinks.spill_recovery import (
     SpillRecovery,
     _os_error,
     _Segment,
+    open_dir_error,
 )
 
 __all__ = ["IMPLEMENTATION", "SpillCorrupt", "SpillFile", "SpillFull", "encode_record"]
@@ -474,7 +475,7 @@ class SpillFile(SpillRecovery, SpillReader, SpillWriter):
             os.makedirs(d, mode=0o700, exist_ok=True)
             self._lock_fd = os.open(os.path.join(d, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise _os_error("cannot open the spill directory", d, exc)
+            raise open_dir_error("cannot open the spill directory", d, exc)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -47,6 +47,14 @@ def _os_error(what: str, path: str, exc: OSError) -> StorageError:
     return err
 
 
+def open_dir_error(what: str, path: str, exc: OSError) -> StorageError:
+    """``_os_error`` for ``os.makedirs(path, exist_ok=True)``, whose FileExistsError means ``path`` is there
+    and is not a directory (it said "File exists (EEXIST)", as if that were the problem)."""
+    if isinstance(exc, FileExistsError):
+        exc = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    return _os_error(what, path, exc)
+
+
 class _Segment:
     __slots__ = ("n", "path", "base", "length", "holes", "checked")
 

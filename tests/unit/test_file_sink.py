@@ -307,6 +307,10 @@ def test_one_sink_per_directory_and_clear_errors_for_unusable_paths(tmp_path):
         bad = FileSink(StorageConfig(type="file", path=str(blocker / "data")))
         with pytest.raises(StorageError, match=str(blocker / "data")):
             await bad.start()
+        with pytest.raises(StorageError) as got:     # storage.path a file: said "File exists (EEXIST)"
+            await FileSink(StorageConfig(type="file", path=str(blocker))).start()
+        assert str(got.value) == \
+            f"file sink {blocker}: cannot open the storage directory: Not a directory (ENOTDIR)"
 
     run(main())
 

@@ -393,3 +393,23 @@ def test_the_publisher_reconnect_waits_stay_within_the_documented_50ms_to_1s(mon
     steps = [min(0.05 * 2 ** k, 1.0) for k in range(12)]
     assert waits == pytest.approx([s * (0.5 + 0.5 * r) for s in steps])
     assert max(waits) <= 1.0
+
+
+@pytest.mark.parametrize("below", ["", "spill"])
+def test_a_spill_path_that_cannot_be_a_directory_is_an_error_not_a_traceback(tmp_path, below):
+    # transport.spill.path naming a file (or a path under one): start() raised FileExistsError or
+    # NotADirectoryError from its own os.makedirs, and `ssmd-fast run` printed a traceback
+    import dataclasses
+
+    from ssmd_fast.config import TransportConfig
+    from ssmd_fast.errors import StorageError
+    from ssmd_fast.sinks import nats as nats_sink
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    spill_dir = afile / below if below else afile
+    cfg = dataclasses.replace(TransportConfig(), url=["nats://127.0.0.1:1"], subject_prefix="t.p")
+    pub = nats_sink.JetStreamPublisher(cfg, spill_dir=str(spill_dir), provision_stream=False)
+    with pytest.raises(StorageError) as got:
+        asyncio.run(pub.start())
+    assert str(got.value) == f"spill {spill_dir}: cannot open the spill directory: Not a directory (ENOTDIR)"

@@ -623,6 +623,9 @@ def test_a_full_disk_during_a_handoff_keeps_the_accepted_records(tmp_path):
 def test_unusable_directories_give_errors_naming_the_path(tmp_path):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
+    with pytest.raises(StorageError) as got:         # said "File exists (EEXIST)"
+        SpillFile(not_a_dir, max_bytes=1 << 20)
+    assert str(got.value) == f"spill {not_a_dir}: cannot open the spill directory: Not a directory (ENOTDIR)"
     with pytest.raises(StorageError, match=str(not_a_dir / "spill")):
         SpillFile(not_a_dir / "spill", max_bytes=1 << 20)
     with small_tmpfs(tmp_path / "ro", "64k", read_only=True) as ro, \
