@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -224,11 +225,28 @@ def check_paths(data_dir: Path, summary_json: str | None) -> None:
         raise
 
 
-def main(args: argparse.Namespace) -> int:
-    from ssmd_fast.demo import Pipeline
+def _sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt     # as Ctrl-C: the Pipeline's exit stops the processes it started
 
+
+def main(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     check_paths(data_dir, args.summary_json)
+    # SIGTERM's default action ended this process on the spot, and its nats-server, exchange and
+    # connector ran on without it
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        return _demo(args, data_dir)
+    except KeyboardInterrupt:
+        Progress().done(f"demo: interrupted; the processes it started are stopped, what they wrote is in {data_dir}")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _demo(args: argparse.Namespace, data_dir: Path) -> int:
+    from ssmd_fast.demo import Pipeline
+
     progress = Progress()
     t0 = time.monotonic()
     with Pipeline(data_dir, messages=args.messages, rate=args.rate, markets=args.markets) as pipe:

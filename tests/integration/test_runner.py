@@ -142,6 +142,53 @@ def test_demo_command_checks_the_whole_pipeline(tmp_path):
     assert again.returncode == 1 and "is not empty" in again.stderr
 
 
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.add(int(entry))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_to_the_demo_stops_the_processes_it_started(tmp_path):
+    # SIGTERM's default action ended the demo at once, and its nats-server, exchange and connector ran on
+    proc = subprocess.Popen([sys.executable, "-m", "ssmd_fast", "demo", "--messages", "200000", "--rate", "2000",
+                             "--data-dir", str(tmp_path / "d")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    kids: set[int] = set()
+    try:
+        def three():
+            k = _children(proc.pid)     # nats-server, the exchange, the connector
+            return k if len(k) >= 3 else None
+
+        kids = wait_for(three, 60, "the demo's 3 processes")
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=40)
+        assert proc.returncode == 130, err.decode()
+        assert err.decode().splitlines()[-1] == \
+            f"demo: interrupted; the processes it started are stopped, what they wrote is in {tmp_path / 'd'}"
+        wait_for(lambda: not any(_alive(k) for k in kids), 10, "the demo's processes to end")
+    finally:
+        proc.kill()
+        for k in kids:
+            if _alive(k):
+                os.kill(k, signal.SIGKILL)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigterm_under_overload_spills_and_the_next_run_replays_every_message(tmp_path):
