@@ -59,6 +59,17 @@ def float_at_least(least: float, meaning: str = "", *, strict: bool = False):
     return parse
 
 
+def path_arg(text: str) -> str:
+    """An argparse ``type=`` for a file or directory: not empty. `--out "$DIR"` with DIR unset wrote the key
+    pair into the current directory, and `--env ""` was reported as the file `.`."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return text
+
+
+path_arg.__name__ = "path"
+
+
 def make_directory(path: Path, what: str) -> bool:
     """Create ``path`` (and its parents) unless it is a directory already, and check it can be written;
     SsmdError ``WHAT PATH: reason`` otherwise. True when it was created here."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ssmd_fast.cli import path_arg
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", required=True, metavar="FILE", help="environment YAML file")
+    p.add_argument("--env", required=True, metavar="FILE", type=path_arg, help="environment YAML file")
     p.add_argument("--credentials", action="store_true",
                    help="also resolve the keys named in the file, check the private key loads, and read the "
                         "NATS credentials and TLS files and exchange.ca_file as run does")

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least, make_directory
+from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least, make_directory, path_arg
 from ssmd_fast.errors import SsmdError
 from ssmd_fast.logs import plural
 
@@ -37,8 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "as the connector reads: NATS falls behind and the publisher spills to disk)")
     p.add_argument("--markets", type=int_at_least(1), default=20, metavar="M",
                    help="markets, all with order books, split over 3 connections (default 20)")
-    p.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON")
-    p.add_argument("--data-dir", metavar="DIR",
+    p.add_argument("--summary-json", metavar="FILE", type=path_arg, help="also write the summary as JSON")
+    p.add_argument("--data-dir", metavar="DIR", type=path_arg,
                    help="where to write keys, logs, the exchange's record and the files "
                         "(default ./data/demo-YYYYMMDD-HHMMSS; must be new or empty)")
     p.add_argument("--timeout", type=float_at_least(0, strict=True), default=120.0, metavar="S",

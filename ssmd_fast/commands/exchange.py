@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least
+from ssmd_fast.cli import check_writable_file, float_at_least, int_at_least, path_arg
 from ssmd_fast.errors import SsmdError
 from ssmd_fast.kalshi.exchange_faults import FaultSpec, describe
 from ssmd_fast.logs import plural
@@ -61,10 +61,10 @@ def _faults(text: str) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", type=_host_port, default=("127.0.0.1", 8765), metavar="HOST:PORT",
                    help="where to listen (default 127.0.0.1:8765; port 0 picks a free one)")
-    p.add_argument("--public-key", required=True, metavar="FILE",
+    p.add_argument("--public-key", required=True, metavar="FILE", type=path_arg,
                    help="PEM public key that verifies the handshake signatures (ssmd-fast keygen writes one)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--replay", metavar="FILE", help="serve the data frames of a recorded JSONL session")
+    src.add_argument("--replay", metavar="FILE", type=path_arg, help="serve the data frames of a recorded JSONL session")
     src.add_argument("--generate", type=int_at_least(1), metavar="N", help="serve a generated session of N events")
     p.add_argument("--markets", type=int_at_least(1), default=20, help="generated markets (default 20)")
     p.add_argument("--era", choices=("legacy", "both", "current", "mixed"), default="both",
@@ -80,7 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--faults", type=_faults, default="", metavar="SPEC", help="faults from the start (see below)")
     p.add_argument("--control", type=_host_port, default=None, metavar="HOST:PORT",
                    help="line-based TCP control port")
-    p.add_argument("--record", default=None, metavar="FILE", help="write every data frame sent, as JSONL")
+    p.add_argument("--record", default=None, metavar="FILE", type=path_arg, help="write every data frame sent, as JSONL")
     p.add_argument("--ping-interval", type=float_at_least(0, strict=True), default=10.0,
                    help="server heartbeat pings, seconds (default 10)")
     p.add_argument("--max-markets-per-subscription", type=int_at_least(1), default=256, metavar="N",

@@ -8,7 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ssmd_fast.cli import int_at_least, make_directory
+from ssmd_fast.cli import int_at_least, make_directory, path_arg
 
 MIN_BITS = 1024         # the least the cryptography package generates
 MAX_BITS = 16384        # 16384 bits already take tens of seconds; more would look like a hang
@@ -22,7 +22,7 @@ def _bits(text: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, metavar="DIR", help="directory to write the key pair into")
+    p.add_argument("--out", required=True, metavar="DIR", type=path_arg, help="directory to write the key pair into")
     p.add_argument("--bits", type=_bits, default=2048,
                    help=f"RSA modulus size, {MIN_BITS} to {MAX_BITS} (default 2048, as Kalshi's)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")

@@ -17,7 +17,7 @@ import shlex
 import sys
 import time
 
-from ssmd_fast.cli import UsageError
+from ssmd_fast.cli import UsageError, path_arg
 from ssmd_fast.logs import plural
 
 CHUNK_LINES = 4096  # frames per FrameBatch: one stdout write per chunk
@@ -26,7 +26,7 @@ PROGRESS_SECONDS = 2.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="*", metavar="FILE", help="raw JSONL files (default: standard input)")
+    p.add_argument("files", nargs="*", metavar="FILE", type=path_arg, help="raw JSONL files (default: standard input)")
     p.add_argument("--quiet", "-q", action="store_true", help="do not report each invalid line")
     p.add_argument("--progress", action="store_true",
                    help=f"print a progress line to standard error every {PROGRESS_SECONDS:g} s")

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 
+from ssmd_fast.cli import path_arg
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", required=True, metavar="FILE", help="environment YAML file")
+    p.add_argument("--env", required=True, metavar="FILE", type=path_arg, help="environment YAML file")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (default uvloop)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="log level (default info)")
     p.add_argument("--log-format", default="text", choices=("text", "json"), help="log line format (default text)")
-    p.add_argument("--report-json", metavar="FILE", help="write the final run report (counters, exit code) as JSON")
+    p.add_argument("--report-json", metavar="FILE", type=path_arg, help="write the final run report (counters, exit code) as JSON")
 
 
 def main(args: argparse.Namespace) -> int:

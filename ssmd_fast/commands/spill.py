@@ -24,14 +24,14 @@ import argparse
 import os
 import sys
 
-from ssmd_fast.cli import UsageError, int_at_least
+from ssmd_fast.cli import UsageError, int_at_least, path_arg
 from ssmd_fast.logs import plural
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("directory", nargs="?", metavar="DIR", help="the spill directory")
-    src.add_argument("--env", metavar="FILE", help="environment file: its spill directory")
+    src.add_argument("directory", nargs="?", metavar="DIR", type=path_arg, help="the spill directory")
+    src.add_argument("--env", metavar="FILE", type=path_arg, help="environment file: its spill directory")
     p.add_argument("--dead-letter", action="store_true", help="the dead-letter file instead of the spill")
     p.add_argument("--records", "-n", type=int_at_least(1), metavar="N", help="print the first N pending records")
     p.add_argument("--raw", action="store_true", help="with --records: the payload only (JSONL)")
@@ -54,6 +54,8 @@ def main(args: argparse.Namespace, out=None, err=None) -> int:
         directory, cap = cfg.resolved_spill_path, cfg.transport.spill.max_bytes
     else:
         directory = args.directory
+    if args.raw and args.records is None:   # it was ignored: the summary has no payloads to print raw
+        raise UsageError("--raw goes with --records N")
     if args.requeue_dead_letters and (args.dead_letter or args.records is not None):
         raise UsageError("--requeue-dead-letters takes neither --dead-letter nor --records")
     if os.path.exists(directory) and not os.path.isdir(directory):

@@ -19,7 +19,7 @@ import asyncio
 import signal
 import sys
 
-from ssmd_fast.cli import UsageError, int_at_least
+from ssmd_fast.cli import UsageError, int_at_least, path_arg
 from ssmd_fast.logs import plural, scrub
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -82,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("subject", nargs="?", metavar="SUBJECT",
                    help="subject filter (default with --env: {subject_prefix}.>)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--env", metavar="FILE", help="environment file: NATS URL, auth, TLS and stream")
+    src.add_argument("--env", metavar="FILE", type=path_arg, help="environment file: NATS URL, auth, TLS and stream")
     src.add_argument("--nats", metavar="URL", type=nats_url,
                      help=f"NATS server URL, nats:// or tls:// (default {DEFAULT_URL})")
     p.add_argument("--stream", metavar="NAME", help="stream name (default: from --env, else looked up by subject)")

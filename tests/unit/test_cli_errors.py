@@ -240,6 +240,23 @@ def test_spill_usage_errors_exit_2(capsys, tmp_path):
     assert last_line(err) == "ssmd-fast spill: error: --requeue-dead-letters takes neither --dead-letter nor --records"
     rc, _, err = run(capsys, "spill")
     assert rc == 2
+    rc, _, err = run(capsys, "spill", str(tmp_path), "--raw")           # it was ignored: a summary, exit 0
+    assert rc == 2 and last_line(err) == "ssmd-fast spill: error: --raw goes with --records N"
+
+
+@pytest.mark.parametrize("argv", [("keygen", "--out", ""), ("check-config", "--env", ""), ("run", "--env", ""),
+                                  ("spill", ""), ("spill", "--env", ""), ("normalize", "a.jsonl", ""),
+                                  ("tail", "x.>", "--env", ""), ("demo", "--data-dir", ""),
+                                  ("demo", "--summary-json", ""), ("run", "--env", "e.yaml", "--report-json", ""),
+                                  ("exchange", "--public-key", ""), ("exchange", "--public-key", "k", "--replay", ""),
+                                  ("exchange", "--public-key", "k", "--record", "")])
+def test_an_empty_path_is_an_argument_error(capsys, tmp_path, monkeypatch, argv):
+    # `keygen --out "$DIR"` with DIR unset wrote the key pair into the current directory
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2 and last_line(err).endswith(": an empty path (an unset shell variable?)")
+    assert last_line(err).startswith(f"ssmd-fast {argv[0]}: error: argument ")
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- tail
