@@ -111,6 +111,9 @@ cdef class FrameBatch:
     cdef ByteBuf out
     cdef ByteBuf keys
     cdef int64_t recv_ts            # ns since the epoch written as "recv_ts" into records; 0 = omit
+    cdef int64_t rts_val            # the recv_ts whose member text ',"recv_ts":N' rts_txt holds (0: none)
+    cdef Py_ssize_t rts_len
+    cdef char rts_txt[32]
     # cumulative counters since creation (clear() keeps them)
     cdef uint64_t n_outcome[4]
     cdef uint64_t n_kind[16]

@@ -344,6 +344,20 @@ def test_recv_ts_is_added_last_when_set(impl):
     assert batch.record(1) == plain[:-1] + b',"recv_ts":1784643300123456789}'
 
 
+def test_recv_ts_follows_every_change(impl):
+    """The compiled batch keeps the text of the last recv_ts it wrote (one per socket read): a new value,
+    a return to an earlier one and the widest (19 digits) are each written as they are."""
+    batch = impl.FrameBatch()
+    frame = fixture_line("trade.jsonl:1")
+    plain = impl.normalize_frame(frame)
+    values = [5, 1784643300123456789, 1784643300123456790, 5, 2**63 - 1, 0, 5]
+    for ts in values:
+        batch.set_recv_ts(ts)
+        batch.add(frame)
+    for i, ts in enumerate(values):
+        assert batch.record(i) == (plain if ts == 0 else plain[:-1] + b',"recv_ts":%d}' % ts), ts
+
+
 def test_invalid_raw_keeps_at_most_256_bytes(impl):
     batch = impl.FrameBatch()
     bad = b'{"type":"trade","msg":{"x":"' + b"a" * 1000 + b'"}}'
