@@ -1,5 +1,16 @@
 """One base class, a few precise subclasses. Every error the user can act on carries its context."""
 
+import errno
+import os
+
+
+def makedirs_cause(exc: OSError) -> OSError:
+    """The cause to report for ``os.makedirs(path, exist_ok=True)`` failing: its FileExistsError means
+    ``path`` is there and is not a directory (reported as "File exists (EEXIST)", as if that were wrong)."""
+    if isinstance(exc, FileExistsError):
+        return NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    return exc
+
 
 class SsmdError(Exception):
     """Base of every error ssmd-fast raises on purpose."""

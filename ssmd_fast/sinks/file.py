@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ssmd_fast.config import StorageConfig
-from ssmd_fast.errors import StorageError
+from ssmd_fast.errors import StorageError, makedirs_cause
 from ssmd_fast.events import StatusEvent
 from ssmd_fast.normalize import F_DUPLICATE
 
@@ -330,11 +330,8 @@ class FileSink:
             os.makedirs(self.path, exist_ok=True)
             self._lock_fd = os.open(os.path.join(self.path, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                                     0o644)
-        except FileExistsError:     # from makedirs: a file, not a directory (it said "File exists (EEXIST)")
-            raise _os_error("cannot open the storage directory", self.path,
-                            NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))) from None
         except OSError as exc:
-            raise _os_error("cannot open the storage directory", self.path, exc)
+            raise _os_error("cannot open the storage directory", self.path, makedirs_cause(exc)) from None
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

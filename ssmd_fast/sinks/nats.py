@@ -61,7 +61,6 @@ from ssmd_fast.sinks.flightwindow import FlightWindow
 from ssmd_fast.sinks.natsconn import AuthFailed, ConnectError, Endpoint
 from ssmd_fast.sinks.parked import ParkedMessages
 from ssmd_fast.sinks.spill import SpillFile
-from ssmd_fast.sinks.spill_recovery import open_dir_error
 from ssmd_fast.sinks.spill_store import MEMORY, SPILL, SpillStore
 from ssmd_fast.sinks.stream import FAST_INGEST_VERSION, provision
 from ssmd_fast.sinks.subjects import valid_subject
@@ -197,10 +196,8 @@ class JetStreamPublisher(ServerAnswers, SpillStore):
     async def start(self) -> None:
         """Open the spill files and connect in the background; returns at once."""
         if self.mode == "jetstream":
-            try:
-                os.makedirs(self.spill_dir, exist_ok=True)
-            except OSError as exc:      # was a traceback (a file at transport.spill.path, no permission)
-                raise open_dir_error("cannot open the spill directory", self.spill_dir, exc) from None
+            # SpillFile makes its directory (0700) and names what fails: a makedirs of its own here was
+            # a traceback for a file at transport.spill.path
             sp = self.cfg.spill
             self.spill = SpillFile(self.spill_dir, max_bytes=sp.max_bytes, fsync_every=sp.fsync_every,
                                    fsync_interval=sp.fsync_interval)

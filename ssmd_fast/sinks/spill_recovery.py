@@ -17,7 +17,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from ssmd_fast.errors import StorageError
+from ssmd_fast.errors import StorageError, makedirs_cause
 from ssmd_fast.sinks.spill_format import next_valid, scan_records
 
 log = logging.getLogger("ssmd_fast.sinks.spill")
@@ -48,11 +48,8 @@ def _os_error(what: str, path: str, exc: OSError) -> StorageError:
 
 
 def open_dir_error(what: str, path: str, exc: OSError) -> StorageError:
-    """``_os_error`` for ``os.makedirs(path, exist_ok=True)``, whose FileExistsError means ``path`` is there
-    and is not a directory (it said "File exists (EEXIST)", as if that were the problem)."""
-    if isinstance(exc, FileExistsError):
-        exc = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-    return _os_error(what, path, exc)
+    """``_os_error`` for ``os.makedirs(path, exist_ok=True)`` (``errors.makedirs_cause``)."""
+    return _os_error(what, path, makedirs_cause(exc))
 
 
 class _Segment:
