@@ -19,7 +19,7 @@ from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from ssmd_fast._normalize cimport FrameBatch
+from ssmd_fast._normalize cimport RAW_INVALID_MAX, FrameBatch
 
 import picows
 
@@ -31,7 +31,7 @@ cdef frozenset _CLOSE_CODES = frozenset(int(c) for c in picows.WSCloseCode)
 cdef enum:
     FRAG_NONE = 0
     FRAG_OVER = -1              # a text message above the limit: its first PREFIX bytes and its size are kept
-    PREFIX = 256                # what the batch keeps of an invalid frame (RAW_INVALID_MAX)
+    PREFIX = RAW_INVALID_MAX    # what the batch keeps of an invalid frame
 
 
 cdef class BatchListener(WSListener):

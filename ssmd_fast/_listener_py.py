@@ -16,9 +16,11 @@ import time
 
 from picows import WSCloseCode, WSListener, WSMsgType
 
+from ssmd_fast._normalize_py import RAW_INVALID_MAX
+
 IMPLEMENTATION = "python"
 MAX_MESSAGE_SIZE = 1 << 20      # 1 MiB: a text message above it is invalid (size); picows refuses such frames
-PREFIX = 256                    # what the batch keeps of an invalid frame (RAW_INVALID_MAX)
+PREFIX = RAW_INVALID_MAX         # what the batch keeps of an invalid frame
 
 _FRAG_NONE = 0
 _FRAG_OVER = -1                 # a text message above the limit: its first PREFIX bytes and its size are kept

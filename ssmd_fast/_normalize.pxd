@@ -40,6 +40,10 @@ cdef enum:
     R_TICKER = 10
     R_COUNT = 11
 
+cdef enum:
+    RAW_INVALID_MAX = 256   # bytes of an invalid frame's raw the batch keeps (the listener keeps as much of a
+                            # message above its limit)
+
 # flags set after normalization (the normalizer writes 0); the sinks' normalized output skips entries with
 # F_DROP set, their raw output only F_DUPLICATE ones
 cdef enum:

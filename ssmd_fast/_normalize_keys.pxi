@@ -14,7 +14,6 @@ cdef enum:
 cdef enum:
     MAX_FRAME = 1048576
     MAX_DEPTH = 128
-    RAW_INVALID_MAX = 256
     PAD = 16
     NO_SLOT = 255
     BLOOM_KEYS = 24         # keys per object checked on insert; bigger objects: sorted check at close

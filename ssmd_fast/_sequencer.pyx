@@ -207,7 +207,7 @@ cdef class Sequencer:
 
     def last_seq(self, int64_t sid):
         cdef SidState* st = self.find(sid)
-        return st.last if st != NULL and st.last != 0 else None
+        return st.last if st != NULL and st.last != 0 and st.last != REGRESSED_SEQ else None
 
     def invalid_sids(self):
         return [self.states[i].sid for i in range(self.n_states) if self.states[i].invalid]

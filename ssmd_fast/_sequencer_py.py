@@ -245,8 +245,9 @@ class Sequencer:
         return self.tracker.take()
 
     def last_seq(self, sid: int) -> int | None:
+        """The last seq received on ``sid``; None before any, and for a regressed sid (its marker is no seq)."""
         st = self._sids.get(sid)
-        return st.last if st is not None and st.last else None
+        return st.last if st is not None and st.last and st.last != REGRESSED else None
 
     def invalid_sids(self) -> list[int]:
         return [sid for sid, st in self._sids.items() if st.invalid]

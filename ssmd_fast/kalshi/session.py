@@ -404,8 +404,6 @@ class KalshiSession:
                 if a.kind == "gap" and last_seq is None and a.sid is not None:
                     # the core sees no data frames: the last seq received on the sid is the sequencer's
                     last_seq = self.sequencer.last_seq(a.sid)
-                    if last_seq is not None and last_seq >= 1 << 62:    # a regressed sid's marker
-                        last_seq = None
                 self._emit(StatusEvent(a.kind, self.conn or "", time.time_ns(), market=a.market, sid=a.sid,
                                        last_seq=last_seq, received_seq=a.received_seq, detail=a.detail))
             elif isinstance(a, Log):

@@ -46,10 +46,10 @@ class DeadLetterReasons:
         """``items`` (subject, id, payload) went to the dead-letter file for ``kind``."""
         line = self._open.get(kind)
         if line is None:
-            line = self._open[kind] = {"at": "", "kind": kind, "count": 0, "first_id": _text(items[0][1]),
-                                       "last_id": "", "why": why}
+            line = self._open[kind] = {"at": "", "kind": kind, "count": 0, "first_id": items[0][1],
+                                       "last_id": b"", "why": why}
         line["count"] += len(items)
-        line["last_id"] = _text(items[-1][1])
+        line["last_id"] = items[-1][1]      # decoded when written: a full stream rejects thousands a second
         if why:
             line["why"] = why   # the latest: a server's description can change within an interval
 
@@ -63,6 +63,7 @@ class DeadLetterReasons:
         for k in kinds:
             line = self._open.pop(k)
             line["at"] = now
+            line["first_id"], line["last_id"] = _text(line["first_id"]), _text(line["last_id"])
             text += json.dumps(line, ensure_ascii=False) + "\n"
         try:
             with open(self.path, "a", encoding="utf-8") as f:

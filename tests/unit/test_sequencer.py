@@ -136,6 +136,7 @@ def test_a_regression_is_a_gap_that_drops_the_sid_until_the_session_reconnects(i
     assert "seq regression 3 -> 2" in gap.detail
     assert r.seq.gaps == 1 and r.seq.duplicates == 3
     assert r.seq.tracker.reconnect == "seq regression on sid 3: 3 -> 2"
+    assert r.seq.last_seq(3) is None and r.seq.last_seq(4) == 2    # a regressed sid has no last seq to tell
     r.seq.reset("next")                                  # the new connection starts clean
     assert r.seq.tracker.reconnect is None and r.feed(snap(3, 1, "A")) == [0]
 
